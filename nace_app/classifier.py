@@ -1,0 +1,155 @@
+"""The facade over a loaded model: full-precision probabilities in chunks, top-k predictions with headings."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from nace_app.errors import NaceAppError
+from nace_app.inference import Encoded, FastForward, encode
+from nace_app.modelio import LoadedModel
+from nace_app.nomenclature import load_nomenclature
+
+DEFAULT_CHUNK = 512
+
+
+@dataclass(frozen=True)
+class Candidate:
+    code: str
+    heading: str
+    probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    candidates: list[Candidate]
+
+    @property
+    def confidence_index(self) -> float:
+        """Top-1 minus top-2 probability, as INSEE's production coder shows it."""
+        probs = [c.probability for c in self.candidates]
+        return probs[0] - (probs[1] if len(probs) > 1 else 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "predictions": [c.to_dict() for c in self.candidates]}
+
+
+@dataclass
+class Classifier:
+    """A model ready to predict. Shared by every session: nothing here mutates the model after construction."""
+
+    loaded: LoadedModel
+    name: str = "model"
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        if getattr(self.loaded.ttc, "categorical_var_net", None) is not None:
+            raise NaceAppError("models with categorical variables are not supported: NACE coding uses text only")
+        self.model = self.loaded.ttc.pytorch_model.cpu().eval()
+        self.model.requires_grad_(False)
+        self.tokenizer = self.loaded.ttc.tokenizer
+        self.labels = list(self.loaded.labels)
+        self.label_index = {code: i for i, code in enumerate(self.labels)}
+        self.forward = FastForward(self.model)
+        self.nomenclature = load_nomenclature()
+        self.fingerprint = self._fingerprint()
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256("\n".join(self.labels).encode())
+        for key, tensor in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def has_label_attention(self) -> bool:
+        return bool(getattr(self.loaded.ttc, "enable_label_attention", False))
+
+    def describe(self) -> dict[str, Any]:
+        ttc = self.loaded.ttc
+        return {
+            "name": self.name,
+            "format": self.loaded.model_format,
+            "labels_from": self.loaded.labels_from,
+            "num_classes": self.num_classes,
+            "model_config": ttc.model_config.to_dict() if hasattr(ttc, "model_config") else None,
+            "vocab_size": self.tokenizer.vocab_size,
+            "output_dim": self.tokenizer.output_dim,
+            "fingerprint": self.fingerprint,
+            "training": self.loaded.training,
+        }
+
+    def encode(self, texts: list[str], with_offsets: bool = False) -> Encoded:
+        return encode(self.tokenizer, texts, with_offsets=with_offsets)
+
+    def logits(self, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """float32 logits (N, classes), computed in chunks of similar length."""
+        encoded = self.encode(texts)
+        order = np.argsort([len(seq) for seq in encoded.ids], kind="stable")
+        out = np.empty((len(texts), self.num_classes), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), chunk_size):
+                rows = order[start : start + chunk_size]
+                chunk = [encoded.ids[i] for i in rows]
+                out[rows] = self.forward.logits(chunk, encoded.full_width, encoded.pad_id).numpy()
+                if progress is not None:
+                    progress(min(start + chunk_size, len(texts)), len(texts))
+        return out
+
+    def predict_proba(self, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Full-precision probabilities (float64 softmax of the logits), rows in input order."""
+        if not texts:
+            return np.zeros((0, self.num_classes))
+        logits = self.logits(texts, chunk_size, progress).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits
+
+    def check_top_k(self, top_k: int) -> None:
+        if not 1 <= top_k <= self.num_classes:
+            raise NaceAppError(f"top-k must be between 1 and {self.num_classes} (the model's class count), got {top_k}")
+
+    def top_k(self, probabilities: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and probabilities of the k best classes, best first (the library's order)."""
+        self.check_top_k(top_k)
+        values, indices = torch.topk(torch.from_numpy(probabilities.astype(np.float32)), k=top_k, dim=1)
+        rows = np.arange(len(probabilities))[:, None]
+        return indices.numpy(), probabilities[rows, indices.numpy()]
+
+    def candidates(self, indices: np.ndarray, probabilities: np.ndarray) -> list[Candidate]:
+        return [
+            Candidate(self.labels[i], self.nomenclature.heading(self.labels[i]), float(p))
+            for i, p in zip(indices, probabilities, strict=True)
+        ]
+
+    def predict(self, texts: list[str], top_k: int = 5, chunk_size: int = DEFAULT_CHUNK,
+                progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+        self.check_top_k(top_k)
+        probabilities = self.predict_proba(texts, chunk_size, progress)
+        indices, values = self.top_k(probabilities, top_k)
+        return [Prediction(t, self.candidates(i, v)) for t, i, v in zip(texts, indices, values, strict=True)]
+
+    def unknown_token_share(self, text: str) -> float:
+        """Share of the text's tokens that the vocabulary does not know (special tokens excluded)."""
+        ids = self.encode([text]).ids[0]
+        specials = set(self.tokenizer.tokenizer.all_special_ids)
+        unk = self.tokenizer.tokenizer.unk_token_id
+        real = [i for i in ids if i not in specials or i == unk]
+        return sum(i == unk for i in real) / len(real) if real else 1.0

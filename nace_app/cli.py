@@ -1,0 +1,297 @@
+"""`nace-app`: info, predict, evaluate, train. User errors print one line and exit with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from nace_app.errors import NaceAppError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        print(f"nace-app: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    noisy = record.name.startswith(("pytorch_lightning", "lightning", "torchTextClassifiers", "mlflow", "alembic"))
+    return not noisy or record.levelno >= logging.ERROR
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Set up logging once, before torchTextClassifiers' import-time basicConfig, and quiet Lightning."""
+    import os
+    import warnings
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # libraries reset their own loggers' levels on import, so filter at the handler
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet_libraries)
+
+    warnings.filterwarnings("ignore", module="pytorch_lightning")
+    warnings.filterwarnings("ignore", module="lightning_fabric")
+
+
+def _settings(args: argparse.Namespace):
+    from nace_app.config import load_settings
+
+    return load_settings().with_overrides(model_uri=getattr(args, "model", None), data_uri=getattr(args, "data", None))
+
+
+def _say_fallbacks(reasons: list[str]) -> None:
+    for reason in reasons:
+        print(f"nace-app: {reason}; using the embedded demo instead", file=sys.stderr)
+
+
+def _emit(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+# --- info -----------------------------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from nace_app.workspace import open_workspace
+
+    settings = _settings(args)
+    workspace = open_workspace(settings)
+    data = workspace.data
+    _say_fallbacks(workspace.fallbacks())
+    info = {
+        "settings": settings.to_dict(),
+        "model": {"source": workspace.model_source.to_dict(), **workspace.classifier.describe()},
+        "data": {"source": data.source.to_dict(), "rows": data.frame.height, "codes": data.frame["code"].n_unique()},
+        "fallbacks": workspace.fallbacks(),
+        "cache_dir": str(settings.cache_dir),
+    }
+    if args.json:
+        _emit(info)
+        return 0
+    model = info["model"]
+    print(f"model      {workspace.model_source.uri}  ({model['format']}, {model['num_classes']} classes, "
+          f"labels from {model['labels_from']})")
+    print(f"data       {data.source.uri}  ({data.frame.height} rows, {info['data']['codes']} codes)")
+    print(f"config     {json.dumps(model['model_config'], default=str)}")
+    print(f"tokenizer  vocab {model['vocab_size']}, output_dim {model['output_dim']}")
+    print(f"cache dir  {settings.cache_dir}")
+    for reason in workspace.fallbacks():
+        print(f"fallback   {reason}")
+    return 0
+
+
+# --- predict --------------------------------------------------------------------------------------------------------
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    from nace_app.data import read_table, texts_column
+
+    texts = list(args.text or [])
+    if args.input:
+        path = Path(args.input)
+        if not path.is_file():
+            raise NaceAppError(f"input file {path} does not exist")
+        frame = read_table(path)
+        column = "text" if path.suffix.lower() == ".txt" else args.text_column
+        texts += texts_column(frame, column)
+    if not texts or not any(t.strip() for t in texts):
+        raise NaceAppError("no text to code: give TEXT arguments or --input")
+    return texts
+
+
+def _write_rows(rows: list[dict[str, Any]], output: Path) -> None:
+    import polars as pl
+
+    suffix = output.suffix.lower()
+    if suffix == ".jsonl":
+        output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        return
+    flat = []
+    for row in rows:
+        item: dict[str, Any] = {"text": row["text"]}
+        for rank, candidate in enumerate(row["predictions"], start=1):
+            item[f"code_{rank}"] = candidate["code"]
+            item[f"heading_{rank}"] = candidate["heading"]
+            item[f"probability_{rank}"] = candidate["probability"]
+        flat.append(item)
+    frame = pl.DataFrame(flat)
+    if suffix == ".csv":
+        frame.write_csv(output)
+    elif suffix == ".parquet":
+        frame.write_parquet(output)
+    else:
+        raise NaceAppError(f"unsupported output type {suffix!r}: use .jsonl, .csv or .parquet")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from nace_app.config import load_settings
+    from nace_app.sources import resolve
+    from nace_app.workspace import open_model
+
+    texts = _read_texts(args)
+    if args.output and Path(args.output).suffix.lower() not in (".jsonl", ".csv", ".parquet"):
+        raise NaceAppError(f"unsupported output type {Path(args.output).suffix!r}: use .jsonl, .csv or .parquet")
+    settings = load_settings().with_overrides(model_uri=args.model)
+    source = resolve("model", settings.model_uri, settings.model_uri_explicit, settings)
+    _say_fallbacks([source.fallback_reason] if source.fallback_reason else [])
+    classifier, _ = open_model(settings, source)
+    classifier.check_top_k(args.top_k)
+    predictions = classifier.predict(texts, top_k=args.top_k)
+    rows = [p.to_dict() for p in predictions]
+    if args.explain:
+        from nace_app.explain import integrated_gradients
+
+        for row, prediction in zip(rows, predictions, strict=True):
+            explanations = integrated_gradients(classifier, prediction.text, [c.code for c in prediction.candidates])
+            for item, explanation in zip(row["predictions"], explanations, strict=True):
+                item.update(explanation.to_dict())
+    if args.output:
+        _write_rows(rows, Path(args.output))
+    elif args.json:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    else:
+        for prediction in predictions:
+            print(prediction.text)
+            for c in prediction.candidates:
+                print(f"  {c.code:<6} {c.probability:7.2%}  {c.heading}")
+    return 0
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nace_app.training import evaluate_frame
+    from nace_app.workspace import open_workspace
+
+    workspace = open_workspace(_settings(args))
+    data = workspace.data
+    _say_fallbacks(workspace.fallbacks())
+    figures = evaluate_frame(workspace.classifier, data.splits.test)
+    result = {
+        "model": workspace.model_source.uri,
+        "data": data.source.uri,
+        "n_test": figures["n"],
+        "top1_accuracy": figures.get("top1_accuracy"),
+        "top5_accuracy": figures.get("top5_accuracy"),
+        "accuracy_by_level": figures.get("accuracy_by_level"),
+        "macro_f1": figures.get("macro_f1"),
+        "ece": figures.get("ece"),
+    }
+    if args.json:
+        _emit(result)
+    else:
+        print(f"model {result['model']}  data {result['data']}  test rows {result['n_test']}")
+        print(f"top-1 {result['top1_accuracy']:.4f}  top-5 {result['top5_accuracy']:.4f}  "
+              f"macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}")
+        for level, value in result["accuracy_by_level"].items():
+            print(f"  {level:<9} {value:.4f}")
+    return 0
+
+
+# --- train ----------------------------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nace_app.jobs import run_logged_training
+    from nace_app.training import TrainingSettings
+    from nace_app.workspace import open_data
+
+    settings = _settings(args)
+    data = open_data(settings)
+    _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
+    training = TrainingSettings(sample_size=args.sample, epochs=args.epochs, seed=args.seed,
+                                embedding_dim=args.embedding_dim, vocab_size=args.vocab_size,
+                                output_dim=args.output_dim, attention=args.attention,
+                                learning_rate=args.learning_rate, batch_size=args.batch_size, patience=args.patience)
+    workdir = settings.cache_dir / "runs" / time.strftime("cli-%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else workdir / "model"
+
+    def show(event) -> None:
+        if event.kind == "epoch" and not args.json:
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
+            print(f"epoch {event.epoch}: {shown}", file=sys.stderr)
+
+    result, run = run_logged_training(data, training, settings, workdir, progress=show,
+                                      run_name="nace-app train", model_dir=out)
+    summary = {**result.to_dict(), "data": data.source.uri, "mlflow_run_id": run.run_id,
+               "mlflow_tracking_uri": run.uri, "mlflow_failure": run.failure}
+    if args.json:
+        _emit(summary)
+    else:
+        print(f"model saved to {result.model_dir}")
+        for name in ("validation", "test"):
+            figures = summary[name]
+            print(f"{name:<10} top-1 {figures['top1_accuracy']:.4f}  top-5 {figures['top5_accuracy']:.4f}  "
+                  f"macro-F1 {figures['macro_f1']:.4f}  ECE {figures['ece']:.4f}  (n={figures['n']})")
+        print(f"mlflow run {run.run_id} in {run.uri}" if run.failure is None else run.failure)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nace-app", description="Code activity descriptions into NACE Rev 2.1.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    info = verbs.add_parser("info", help="resolved sources, fallbacks, model configuration")
+    info.add_argument("--model")
+    info.add_argument("--data")
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(run=cmd_info)
+
+    predict = verbs.add_parser("predict", help="top-k codes for texts")
+    predict.add_argument("text", nargs="*")
+    predict.add_argument("--input", help=".txt (one text per line), .csv or .parquet")
+    predict.add_argument("--text-column", default="label")
+    predict.add_argument("--output", help=".jsonl, .csv or .parquet")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--explain", action="store_true", help="add integrated-gradients word attributions")
+    predict.add_argument("--model")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(run=cmd_predict)
+
+    evaluate = verbs.add_parser("evaluate", help="figures on the test split")
+    evaluate.add_argument("--model")
+    evaluate.add_argument("--data")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    train = verbs.add_parser("train", help="train a model on the train split")
+    train.add_argument("--data")
+    train.add_argument("--sample", type=int, default=None, help="stratified sample of N train rows")
+    train.add_argument("--epochs", type=int, default=2)
+    train.add_argument("--out", help="folder for the model (default: a run folder in the cache)")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--embedding-dim", type=int, default=64)
+    train.add_argument("--vocab-size", type=int, default=4000)
+    train.add_argument("--output-dim", type=int, default=None)
+    train.add_argument("--attention", action="store_true")
+    train.add_argument("--learning-rate", type=float, default=0.004)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--patience", type=int, default=3)
+    train.add_argument("--json", action="store_true")
+    train.set_defaults(run=cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    try:
+        return args.run(args)
+    except NaceAppError as exc:
+        print(f"nace-app: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

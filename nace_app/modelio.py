@@ -1,0 +1,146 @@
+"""Reading and writing models.
+
+Two formats are read:
+- ours (written by `save_model`), loaded without unpickling anything:
+  `config.json` ({"format": "nace-explorer-model/1", "model_config": ModelConfig.to_dict(),
+  "tokenizer": {"kind": "wordpiece", "output_dim": int|null}, "training": {...}}),
+  `labels.json` (the class codes, in class-index order), `tokenizer.json` (the Hugging Face tokenizer file)
+  and `model.safetensors` (the PyTorch model's state_dict);
+- the library's `torchTextClassifiers.save()` folder (`metadata.pkl`, `tokenizer.pkl`, `model_checkpoint.ckpt`,
+  optional `value_encoder.pkl`), which is unpickled: only ever read it from the configured sources.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nace_app.errors import NaceAppError
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "nace-explorer-model/1"
+
+
+@dataclass
+class LoadedModel:
+    """A torchTextClassifiers instance with its class codes and where they came from."""
+
+    ttc: Any
+    labels: list[str]
+    model_format: str
+    labels_from: str
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def is_own_format(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def save_model(ttc: Any, labels: list[str], path: Path, training: dict[str, Any] | None = None) -> Path:
+    """Write our non-pickle format; `training` records the split and settings for the review page."""
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = ttc.tokenizer
+    config = {
+        "format": FORMAT,
+        "model_config": ttc.model_config.to_dict(),
+        "tokenizer": {"kind": "wordpiece", "output_dim": tokenizer.output_dim},
+        "training": training or {},
+    }
+    (path / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    (path / "labels.json").write_text(json.dumps(list(labels)) + "\n")
+    (path / "tokenizer.json").write_text(tokenizer.tokenizer.backend_tokenizer.to_str())
+    state = {k: v.detach().contiguous().cpu() for k, v in ttc.pytorch_model.state_dict().items()}
+    save_file(state, str(path / "model.safetensors"))
+    return path
+
+
+def _load_own(path: Path) -> LoadedModel:
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+    from torchTextClassifiers import ModelConfig, torchTextClassifiers
+    from torchTextClassifiers.tokenizers import WordPieceTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+        labels = json.loads((path / "labels.json").read_text())
+        backend = Tokenizer.from_str((path / "tokenizer.json").read_text())
+    except (OSError, ValueError, Exception) as exc:
+        raise NaceAppError(f"cannot read the model in {path}: {exc}") from exc
+    if config.get("format") != FORMAT:
+        raise NaceAppError(f"{path}/config.json is not a {FORMAT} model")
+    tokenizer = WordPieceTokenizer(vocab_size=backend.get_vocab_size(), output_dim=config["tokenizer"]["output_dim"])
+    tokenizer.tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+    tokenizer.trained = True
+    tokenizer.padding_idx = backend.token_to_id("[PAD]")
+    tokenizer.vocab_size = len(tokenizer.tokenizer)
+    model_config = ModelConfig.from_dict(config["model_config"])
+    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config)
+    try:
+        state = load_file(str(path / "model.safetensors"))
+        ttc.pytorch_model.load_state_dict(state)
+    except Exception as exc:
+        raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {_first_line(exc)}") from exc
+    if len(labels) != ttc.num_classes:
+        raise NaceAppError(f"{path}: labels.json has {len(labels)} codes for {ttc.num_classes} classes")
+    return LoadedModel(ttc, [str(c) for c in labels], "nace-explorer", "labels.json", config.get("training", {}))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _labels_from_value_encoder(encoder: Any) -> list[str] | None:
+    label_encoder = getattr(encoder, "label_encoder", None)
+    if label_encoder is None:
+        return None
+    if hasattr(label_encoder, "classes_"):
+        return [str(c) for c in label_encoder.classes_]
+    if hasattr(label_encoder, "inverse_mapping"):
+        mapping = label_encoder.inverse_mapping
+        return [str(mapping[i]) for i in range(len(mapping))]
+    return None
+
+
+def _load_library(path: Path, dataset_codes: Callable[[], list[str]] | None) -> LoadedModel:
+    from torchTextClassifiers import torchTextClassifiers
+
+    missing = [n for n in ("metadata.pkl", "tokenizer.pkl", "model_checkpoint.ckpt") if not (path / n).is_file()]
+    if missing:
+        raise NaceAppError(f"{path} is not a torchTextClassifiers model folder (missing {', '.join(missing)})")
+    try:
+        ttc = torchTextClassifiers.load(path, device="cpu")
+    except Exception as exc:  # truncated or corrupted pickles and checkpoints
+        raise NaceAppError(f"cannot load the model in {path}: {_first_line(exc)}") from exc
+    if not hasattr(ttc, "lightning_module"):
+        raise NaceAppError(f"cannot load the model in {path}: the checkpoint was not restored")
+    labels = _labels_from_value_encoder(ttc.value_encoder) if ttc.value_encoder is not None else None
+    if labels is not None:
+        return LoadedModel(ttc, labels, "torchTextClassifiers", "value_encoder.pkl")
+    if dataset_codes is None:
+        raise NaceAppError(f"{path} has no value_encoder.pkl: a dataset is needed to name its classes")
+    codes = sorted(set(dataset_codes()))
+    if len(codes) != ttc.num_classes:
+        raise NaceAppError(
+            f"the model has {ttc.num_classes} classes but the dataset has {len(codes)} distinct codes: "
+            "cannot map class indices to codes without value_encoder.pkl"
+        )
+    logger.info("no value_encoder.pkl: class i is the i-th of the dataset's sorted distinct codes")
+    return LoadedModel(ttc, codes, "torchTextClassifiers", "sorted distinct codes of the dataset")
+
+
+def load_model(path: Path, dataset_codes: Callable[[], list[str]] | None = None) -> LoadedModel:
+    """Load either format from a local folder; `dataset_codes()` names classes when the library saved no encoder."""
+    if not path.is_dir():
+        raise NaceAppError(f"model folder {path} does not exist")
+    if is_own_format(path):
+        return _load_own(path)
+    return _load_library(path, dataset_codes)

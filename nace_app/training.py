@@ -1,0 +1,274 @@
+"""The training core over torchTextClassifiers, free of Streamlit: used by `nace-app train` and the training page.
+
+The tokenizer is trained on the train split only; early stopping watches the validation split. Progress goes to
+a callback as `ProgressEvent`s and a stop flag ends the run cleanly, keeping the best checkpoint so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from nace_app.data import Splits, stratified_sample
+from nace_app.errors import NaceAppError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingSettings:
+    """Everything that defines a run; `output_dim=None` derives it from the sample's token lengths."""
+
+    sample_size: int | None = 5000
+    epochs: int = 2
+    batch_size: int = 64
+    learning_rate: float = 0.004
+    embedding_dim: int = 64
+    vocab_size: int = 4000
+    output_dim: int | None = None
+    attention: bool = False
+    attention_layers: int = 1
+    attention_heads: int = 4
+    patience: int = 3
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """`kind` is 'start', 'step', 'epoch' or 'probe'; metrics hold losses and accuracies seen so far."""
+
+    kind: str
+    epoch: int
+    step: int
+    total_steps: int
+    elapsed: float
+    metrics: dict[str, float] = field(default_factory=dict)
+    payload: Any = None
+
+
+@dataclass
+class TrainingResult:
+    model_dir: Path
+    library_dir: Path
+    settings: TrainingSettings
+    labels: list[str]
+    history: list[dict[str, float]]
+    validation: dict[str, Any]
+    test: dict[str, Any]
+    duration: float
+    stopped_by_user: bool
+    output_dim: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_dir": str(self.model_dir),
+            "settings": self.settings.to_dict(),
+            "num_classes": len(self.labels),
+            "output_dim": self.output_dim,
+            "epochs_run": len(self.history),
+            "history": self.history,
+            "validation": self.validation,
+            "test": self.test,
+            "duration_seconds": round(self.duration, 2),
+            "stopped_by_user": self.stopped_by_user,
+        }
+
+
+def derive_output_dim(lengths: list[int]) -> int:
+    """Cover 99% of texts, rounded up to a multiple of 8 (at least 16)."""
+    if not lengths:
+        return 16
+    return max(16, int(math.ceil(np.percentile(lengths, 99) / 8) * 8))
+
+
+def estimate_seconds(settings: TrainingSettings, train_rows: int) -> float:
+    """A rough duration from measurements on 2 CPU cores, for the page to show before a run."""
+    rows = min(settings.sample_size or train_rows, train_rows)
+    per_row = 2.0e-4 * (settings.embedding_dim / 64) * (2.5 if settings.attention else 1.0)
+    return 4.0 + rows * settings.epochs * per_row + rows * 1.5e-4
+
+
+def _make_progress_callback(progress, should_stop, total_steps: int, started: float, on_epoch_end):
+    import pytorch_lightning as pl_
+
+    class Progress(pl_.Callback):
+        def __init__(self) -> None:
+            self.step = 0
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            self.step += 1
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            if progress is not None:
+                progress(ProgressEvent("step", trainer.current_epoch + 1, self.step, total_steps,
+                                       time.monotonic() - started, {"train_loss_step": float(loss)}))
+            if should_stop is not None and should_stop():
+                trainer.should_stop = True
+
+        def on_validation_epoch_end(self, trainer, module) -> None:
+            if trainer.sanity_checking:
+                return
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
+                       if k in ("val_loss", "val_accuracy", "train_loss_epoch", "train_accuracy")}
+            on_epoch_end(trainer.current_epoch + 1, self.step, metrics)
+
+    return Progress()
+
+
+def train_model(
+    splits: Splits,
+    settings: TrainingSettings,
+    workdir: Path,
+    progress: Callable[[ProgressEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    probe: Callable[[Any, list[str]], Any] | None = None,
+    model_dir: Path | None = None,
+) -> TrainingResult:
+    """Train on (a stratified sample of) the train split; save our format to `model_dir` (default `workdir/model`).
+
+    `workdir` also receives the checkpoints and the library's own `save()` format.
+    """
+    import pytorch_lightning as pl_
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from torchTextClassifiers import ModelConfig, TrainingConfig, torchTextClassifiers
+    from torchTextClassifiers.model.components import AttentionConfig
+    from torchTextClassifiers.tokenizers import WordPieceTokenizer
+    from torchTextClassifiers.value_encoder import DictEncoder, ValueEncoder
+
+    from nace_app.classifier import Classifier
+    from nace_app.modelio import LoadedModel, save_model
+
+    started = time.monotonic()
+    workdir.mkdir(parents=True, exist_ok=True)
+    pl_.seed_everything(settings.seed, workers=True, verbose=False)
+    train = splits.train if settings.sample_size is None else stratified_sample(splits.train, settings.sample_size,
+                                                                               settings.seed)
+    if train.height < 2:
+        raise NaceAppError("the training sample has fewer than 2 rows")
+    labels = sorted(set(splits.train["code"].to_list()) | set(splits.validation["code"].to_list())
+                    | set(splits.test["code"].to_list()))
+    train_texts = train["label"].to_list()
+
+    tokenizer = WordPieceTokenizer(vocab_size=settings.vocab_size)
+    tokenizer.train(train_texts)
+    output_dim = settings.output_dim or derive_output_dim(
+        [len(ids) for ids in tokenizer.tokenizer(train_texts)["input_ids"]])
+    tokenizer.output_dim = output_dim
+
+    attention = None
+    if settings.attention:
+        attention = AttentionConfig(n_layers=settings.attention_layers, n_head=settings.attention_heads,
+                                    n_kv_head=settings.attention_heads, sequence_len=output_dim)
+    encoder = ValueEncoder(DictEncoder({code: i for i, code in enumerate(labels)}))
+    model_config = ModelConfig(embedding_dim=settings.embedding_dim, num_classes=len(labels),
+                               attention_config=attention)
+    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config, value_encoder=encoder)
+
+    batches_per_epoch = math.ceil(train.height / settings.batch_size)
+    total_steps = batches_per_epoch * settings.epochs
+    history: list[dict[str, float]] = []
+    stop_requested = {"value": False}
+
+    def stop() -> bool:
+        stop_requested["value"] = stop_requested["value"] or bool(should_stop and should_stop())
+        return stop_requested["value"]
+
+    def on_epoch_end(epoch: int, step: int, metrics: dict[str, float]) -> None:
+        history.append({"epoch": epoch, **metrics})
+        payload = None
+        if probe is not None:
+            was_training = ttc.pytorch_model.training
+            ttc.pytorch_model.eval()
+            payload = probe(ttc, labels)
+            ttc.pytorch_model.train(was_training)
+        if progress is not None:
+            progress(ProgressEvent("epoch", epoch, step, total_steps, time.monotonic() - started, metrics, payload))
+
+    if progress is not None:
+        progress(ProgressEvent("start", 0, 0, total_steps, time.monotonic() - started,
+                               {"train_rows": train.height, "output_dim": output_dim}))
+    checkpoint = ModelCheckpoint(dirpath=str(workdir / "checkpoints"), monitor="val_loss", mode="min", save_top_k=1)
+    callbacks = [checkpoint, EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience),
+                 _make_progress_callback(progress, stop, total_steps, started, on_epoch_end)]
+    training_config = TrainingConfig(
+        num_epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, num_workers=0,
+        patience_early_stopping=settings.patience, accelerator="cpu", save_path=str(workdir / "library_format"),
+        trainer_params={"callbacks": callbacks, "logger": False, "enable_progress_bar": False,
+                        "enable_model_summary": False, "default_root_dir": str(workdir), "deterministic": False},
+    )
+    validation = splits.validation
+    try:
+        ttc.train(np.asarray(train_texts), np.asarray(train["code"].to_list()), training_config,
+                  X_val=np.asarray(validation["label"].to_list()), y_val=np.asarray(validation["code"].to_list()),
+                  verbose=False)
+    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
+        if not checkpoint.best_model_path:
+            raise NaceAppError("the run stopped before its first validation: no model to keep") from exc
+        raise
+    finally:
+        torch.set_float32_matmul_precision("highest")  # the library sets "medium" process-wide
+
+    record = {"settings": settings.to_dict(), "split": splits.describe(), "train_sample_rows": train.height,
+              "output_dim": output_dim, "data_fingerprint": data_fingerprint(splits)}
+    model_dir = save_model(ttc, labels, model_dir or workdir / "model", training=record)
+    classifier = Classifier(LoadedModel(ttc, labels, "nace-explorer", "labels.json", record), name="trained")
+    return TrainingResult(
+        model_dir=model_dir,
+        library_dir=workdir / "library_format",
+        settings=settings,
+        labels=labels,
+        history=history,
+        validation=evaluate_frame(classifier, validation),
+        test=evaluate_frame(classifier, splits.test),
+        duration=time.monotonic() - started,
+        stopped_by_user=stop_requested["value"],
+        output_dim=output_dim,
+    )
+
+
+def data_fingerprint(splits: Splits) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in (splits.train, splits.validation, splits.test):
+        digest.update(str(part.height).encode())
+        digest.update(pl.Series(part["code"] + "\t" + part["label"]).hash(seed=0).sum().to_bytes(16, "little"))
+    return digest.hexdigest()[:16]
+
+
+def evaluate_frame(classifier, frame: pl.DataFrame) -> dict[str, Any]:
+    """Top-1/top-5 accuracy, accuracy at every level, macro-F1 and ECE of a classifier on a labelled frame."""
+    from nace_app.metrics import accuracy_by_level, expected_calibration_error, macro_f1, top_k_accuracy
+
+    if frame.height == 0:
+        return {"n": 0}
+    probabilities = classifier.predict_proba(frame["label"].to_list())
+    true_codes = frame["code"].to_list()
+    true_index = np.array([classifier.label_index.get(c, -1) for c in true_codes])
+    predicted = [classifier.labels[i] for i in probabilities.argmax(axis=1)]
+    confidence = probabilities.max(axis=1)
+    correct = np.array([p == t for p, t in zip(predicted, true_codes, strict=True)])
+    return {
+        "n": frame.height,
+        "top1_accuracy": top_k_accuracy(true_index, probabilities, 1),
+        "top5_accuracy": top_k_accuracy(true_index, probabilities, 5),
+        "accuracy_by_level": accuracy_by_level(true_codes, predicted, classifier.nomenclature),
+        "macro_f1": macro_f1(true_codes, predicted),
+        "ece": expected_calibration_error(confidence, correct),
+    }
