@@ -107,28 +107,16 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
     return texts
 
 
-def _write_rows(rows: list[dict[str, Any]], output: Path) -> None:
-    import polars as pl
+def _write_rows(rows: list[dict[str, Any]], predictions, output: Path) -> None:
+    from nace_app.batch import predictions_frame
 
     suffix = output.suffix.lower()
     if suffix == ".jsonl":
         output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-        return
-    flat = []
-    for row in rows:
-        item: dict[str, Any] = {"text": row["text"]}
-        for rank, candidate in enumerate(row["predictions"], start=1):
-            item[f"code_{rank}"] = candidate["code"]
-            item[f"heading_{rank}"] = candidate["heading"]
-            item[f"probability_{rank}"] = candidate["probability"]
-        flat.append(item)
-    frame = pl.DataFrame(flat)
-    if suffix == ".csv":
-        frame.write_csv(output)
-    elif suffix == ".parquet":
-        frame.write_parquet(output)
+    elif suffix == ".csv":
+        predictions_frame(predictions).write_csv(output)
     else:
-        raise NaceAppError(f"unsupported output type {suffix!r}: use .jsonl, .csv or .parquet")
+        predictions_frame(predictions).write_parquet(output)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -154,7 +142,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             for item, explanation in zip(row["predictions"], explanations, strict=True):
                 item.update(explanation.to_dict())
     if args.output:
-        _write_rows(rows, Path(args.output))
+        _write_rows(rows, predictions, Path(args.output))
     elif args.json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
@@ -212,7 +200,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = TrainingSettings(sample_size=args.sample, epochs=args.epochs, seed=args.seed,
                                 embedding_dim=args.embedding_dim, vocab_size=args.vocab_size,
                                 output_dim=args.output_dim, attention=args.attention,
-                                learning_rate=args.learning_rate, batch_size=args.batch_size, patience=args.patience)
+                                learning_rate=args.learning_rate, batch_size=args.batch_size, patience=args.patience,
+                                label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
+                                include_headings=args.include_headings)
     workdir = settings.cache_dir / "runs" / time.strftime("cli-%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else workdir / "model"
 
@@ -278,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--learning-rate", type=float, default=0.004)
     train.add_argument("--batch-size", type=int, default=64)
     train.add_argument("--patience", type=int, default=3)
+    train.add_argument("--label-smoothing", type=float, default=0.0)
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--include-headings", action="store_true",
+                       help="add each class's official NACE heading as an extra training row")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=cmd_train)
     return parser

@@ -22,6 +22,7 @@ class Splits:
     train: pl.DataFrame
     validation: pl.DataFrame
     test: pl.DataFrame
+    data_fingerprint: str = ""
 
     def codes_missing_from_train(self) -> list[str]:
         seen = set(self.train["code"].to_list())
@@ -114,7 +115,17 @@ def split(frame: pl.DataFrame) -> Splits:
         raise NaceAppError(f"the data has {frame.height} rows: too few to split into train, validation and test")
     train, rest = train_test_split(frame, test_size=0.30, random_state=SPLIT_SEED)
     validation, test = train_test_split(rest, test_size=0.50, random_state=SPLIT_SEED)
-    return Splits(train=train, validation=validation, test=test)
+    return Splits(train=train, validation=validation, test=test, data_fingerprint=fingerprint(frame))
+
+
+def fingerprint(frame: pl.DataFrame) -> str:
+    """Identifies a labelled dataset (its rows, in order): models record it, caches are keyed by it."""
+    import hashlib
+
+    digest = hashlib.sha256(str(frame.height).encode())
+    row_hashes = frame.select(pl.concat_str("code", "label", separator="\t").hash(seed=0)).to_series()
+    digest.update(row_hashes.to_numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def stratified_sample(frame: pl.DataFrame, size: int, seed: int = SPLIT_SEED) -> pl.DataFrame:

@@ -16,8 +16,8 @@ from typing import Any
 
 from nace_app.config import Settings
 from nace_app.errors import NaceAppError
-from nace_app.training import ProgressEvent, TrainingResult, TrainingSettings, train_model
 from nace_app.tracking import RunLogger
+from nace_app.training import ProgressEvent, TrainingResult, TrainingSettings, train_model
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 

@@ -39,6 +39,9 @@ class TrainingSettings:
     attention_heads: int = 4
     patience: int = 3
     seed: int = 42
+    label_smoothing: float = 0.0
+    weight_decay: float = 0.0
+    include_headings: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,7 +166,14 @@ def train_model(
         raise NaceAppError("the training sample has fewer than 2 rows")
     labels = sorted(set(splits.train["code"].to_list()) | set(splits.validation["code"].to_list())
                     | set(splits.test["code"].to_list()))
-    train_texts = train["label"].to_list()
+    train_texts, train_codes = train["label"].to_list(), train["code"].to_list()
+    if settings.include_headings:  # the nomenclature's own wording of every class, as extra training rows
+        from nace_app.nomenclature import load_nomenclature
+
+        nomenclature = load_nomenclature()
+        known = [code for code in labels if nomenclature.is_known(code)]
+        train_texts += [nomenclature.heading(code) for code in known]
+        train_codes += known
 
     tokenizer = WordPieceTokenizer(vocab_size=settings.vocab_size)
     tokenizer.train(train_texts)
@@ -180,7 +190,7 @@ def train_model(
                                attention_config=attention)
     ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config, value_encoder=encoder)
 
-    batches_per_epoch = math.ceil(train.height / settings.batch_size)
+    batches_per_epoch = math.ceil(len(train_texts) / settings.batch_size)
     total_steps = batches_per_epoch * settings.epochs
     history: list[dict[str, float]] = []
     stop_requested = {"value": False}
@@ -208,13 +218,15 @@ def train_model(
                  _make_progress_callback(progress, stop, total_steps, started, on_epoch_end)]
     training_config = TrainingConfig(
         num_epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, num_workers=0,
-        patience_early_stopping=settings.patience, accelerator="cpu", save_path=str(workdir / "library_format"),
+        patience_early_stopping=settings.patience, accelerator="cpu",
+        loss=torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing),
+        optimizer=torch.optim.AdamW, optimizer_params={"weight_decay": settings.weight_decay}, save_path=str(workdir / "library_format"),
         trainer_params={"callbacks": callbacks, "logger": False, "enable_progress_bar": False,
                         "enable_model_summary": False, "default_root_dir": str(workdir), "deterministic": False},
     )
     validation = splits.validation
     try:
-        ttc.train(np.asarray(train_texts), np.asarray(train["code"].to_list()), training_config,
+        ttc.train(np.asarray(train_texts), np.asarray(train_codes), training_config,
                   X_val=np.asarray(validation["label"].to_list()), y_val=np.asarray(validation["code"].to_list()),
                   verbose=False)
     except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
@@ -225,7 +237,7 @@ def train_model(
         torch.set_float32_matmul_precision("highest")  # the library sets "medium" process-wide
 
     record = {"settings": settings.to_dict(), "split": splits.describe(), "train_sample_rows": train.height,
-              "output_dim": output_dim, "data_fingerprint": data_fingerprint(splits)}
+              "output_dim": output_dim, "data_fingerprint": splits.data_fingerprint}
     model_dir = save_model(ttc, labels, model_dir or workdir / "model", training=record)
     classifier = Classifier(LoadedModel(ttc, labels, "nace-explorer", "labels.json", record), name="trained")
     return TrainingResult(
@@ -240,16 +252,6 @@ def train_model(
         stopped_by_user=stop_requested["value"],
         output_dim=output_dim,
     )
-
-
-def data_fingerprint(splits: Splits) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for part in (splits.train, splits.validation, splits.test):
-        digest.update(str(part.height).encode())
-        digest.update(pl.Series(part["code"] + "\t" + part["label"]).hash(seed=0).sum().to_bytes(16, "little"))
-    return digest.hexdigest()[:16]
 
 
 def evaluate_frame(classifier, frame: pl.DataFrame) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ import polars as pl
 
 from nace_app.classifier import Classifier
 from nace_app.config import Settings
-from nace_app.data import Splits, load_labelled, split
+from nace_app.data import Splits, fingerprint, load_labelled, split
 from nace_app.modelio import load_model
 from nace_app.sources import ResolvedSource, resolve_data, resolve_model
 
@@ -30,10 +29,7 @@ class DataSet:
 
     @cached_property
     def fingerprint(self) -> str:
-        digest = hashlib.sha256(str(self.frame.height).encode())
-        digest.update(str(self.frame.select(pl.concat_str("code", "label", separator="\t").hash(seed=0).sum()).item())
-                      .encode())
-        return digest.hexdigest()[:16]
+        return fingerprint(self.frame)
 
 
 def open_data(settings: Settings) -> DataSet:

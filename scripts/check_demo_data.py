@@ -26,6 +26,7 @@ def main() -> int:
     args = parser.parse_args()
     rows = list(csv.DictReader(STRUCTURE.open(encoding="utf-8")))
     headings = {r["code"]: r["heading"] for r in rows}
+    section_of = {r["code"]: r["section"] for r in rows}
     classes = {r["code"] for r in rows if r["level"] == "4"}
     files = args.files or sorted(DATA_DIR.glob("*.csv"))
     all_files = sorted(DATA_DIR.glob("*.csv"))
@@ -47,7 +48,7 @@ def main() -> int:
                 if code not in classes:
                     problems.append(f"{where}: {code!r} is not a NACE Rev 2.1 class (level 4)")
                     continue
-                if not code.startswith(division) or path.stem[0] != next(r["section"] for r in rows if r["code"] == code):
+                if not code.startswith(division) or path.stem[0] != section_of[code]:
                     problems.append(f"{where}: {code} does not belong in {path.name}")
                 if len(label) < 3:
                     problems.append(f"{where}: label too short")
@@ -58,10 +59,7 @@ def main() -> int:
                 seen.setdefault(key, where)
                 counts[code] += 1
                 per_class[code].append(label)
-    checked_codes = set()
-    for path in files:
-        stem = path.stem
-        checked_codes |= {c for c in classes if c.startswith(stem[1:]) and headings and stem[0] == next(r["section"] for r in rows if r["code"] == c)}
+    checked_codes = {c for path in files for c in classes if c.startswith(path.stem[1:]) and section_of[c] == path.stem[0]}
     for code in sorted(checked_codes):
         if counts[code] < args.min:
             problems.append(f"{code} ({headings[code]}): {counts[code]} rows, need >= {args.min}")

@@ -1,0 +1,20 @@
+"""NACE Explorer: page config, navigation over `pages/`, and the shared sidebar."""
+
+import streamlit as st
+
+from nace_app.cli import configure_logging
+
+st.set_page_config(page_title="NACE Explorer", page_icon=":material/label:", layout="wide")
+configure_logging()
+
+from nace_app import ui  # noqa: E402  (after logging is configured)
+
+navigation = st.navigation(
+    [
+        st.Page("pages/predict.py", title="Predict", icon=":material/search:", default=True, url_path="predict"),
+        st.Page("pages/review.py", title="Review", icon=":material/analytics:", url_path="review"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+    ]
+)
+ui.sidebar()
+navigation.run()

@@ -1,0 +1,150 @@
+"""The Review page's tables: test rows with their predictions, filters, headline figures. Pure polars/numpy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from nace_app import metrics
+from nace_app.nomenclature import Nomenclature
+
+SCORES = {"top-1 probability": "probability", "confidence index": "confidence_index"}
+
+
+def test_table(test: pl.DataFrame, probabilities: np.ndarray, labels: list[str],
+               nomenclature: Nomenclature) -> pl.DataFrame:
+    """One row per test description: truth, prediction, top-5, probabilities and whether the model knows the code."""
+    label_index = {code: i for i, code in enumerate(labels)}
+    labels_array = np.asarray(labels, dtype=object)
+    k = min(5, probabilities.shape[1])
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    rows = np.arange(len(probabilities))
+    true_codes = test["code"].to_list()
+    true_index = np.array([label_index.get(c, -1) for c in true_codes])
+    predicted = labels_array[top[:, 0]].tolist() if len(top) else []
+    true_probability = np.where(true_index >= 0, probabilities[rows, np.maximum(true_index, 0)], 0.0)
+    return pl.DataFrame({
+        "row": np.arange(len(true_codes)),
+        "text": test["label"].to_list(),
+        "true_code": true_codes,
+        "true_heading": [nomenclature.heading(c) for c in true_codes],
+        "true_section": [nomenclature.section_of(c) for c in true_codes],
+        "predicted_code": predicted,
+        "predicted_heading": [nomenclature.heading(c) for c in predicted],
+        "probability": probabilities[rows, top[:, 0]] if len(top) else np.zeros(0),
+        "confidence_index": metrics.confidence_index(probabilities) if len(top) else np.zeros(0),
+        "true_probability": true_probability,
+        "correct": [t == p for t, p in zip(true_codes, predicted, strict=True)],
+        "in_top5": (top == true_index[:, None]).any(axis=1) if len(top) else np.zeros(0, dtype=bool),
+        "known_to_model": true_index >= 0,
+        "top5": [[labels[i] for i in row] for row in top],
+    }, schema_overrides={"top5": pl.List(pl.String)})
+
+
+@dataclass(frozen=True)
+class Headline:
+    n_test: int
+    top1_accuracy: float
+    top5_accuracy: float
+    accuracy_by_level: dict[str, float]
+    macro_f1: float
+    ece: float
+    unknown_codes: list[str]
+    unknown_rows: int
+
+
+def headline(table: pl.DataFrame, nomenclature: Nomenclature) -> Headline:
+    true_codes, predicted = table["true_code"].to_list(), table["predicted_code"].to_list()
+    correct = table["correct"].to_numpy()
+    unknown = table.filter(~pl.col("known_to_model"))
+    return Headline(
+        n_test=table.height,
+        top1_accuracy=float(correct.mean()) if table.height else float("nan"),
+        top5_accuracy=float(table["in_top5"].mean()) if table.height else float("nan"),
+        accuracy_by_level=metrics.accuracy_by_level(true_codes, predicted, nomenclature),
+        macro_f1=metrics.macro_f1(true_codes, predicted),
+        ece=metrics.expected_calibration_error(table["probability"].to_numpy(), correct),
+        unknown_codes=sorted(set(unknown["true_code"].to_list())),
+        unknown_rows=unknown.height,
+    )
+
+
+@dataclass(frozen=True)
+class Filters:
+    true_code: str = ""
+    section: str = ""
+    predicted_code: str = ""
+    probability_range: tuple[float, float] = (0.0, 1.0)
+    outcome: str = "incorrect"  # "all", "correct" or "incorrect"
+    search: str = ""
+
+
+def apply_filters(table: pl.DataFrame, filters: Filters) -> pl.DataFrame:
+    result = table
+    if filters.true_code:
+        result = result.filter(pl.col("true_code").str.starts_with(filters.true_code))
+    if filters.section:
+        result = result.filter(pl.col("true_section") == filters.section)
+    if filters.predicted_code:
+        result = result.filter(pl.col("predicted_code").str.starts_with(filters.predicted_code))
+    low, high = filters.probability_range
+    result = result.filter(pl.col("probability").is_between(low, high))
+    if filters.outcome == "correct":
+        result = result.filter(pl.col("correct"))
+    elif filters.outcome == "incorrect":
+        result = result.filter(~pl.col("correct"))
+    if filters.search.strip():
+        result = result.filter(pl.col("text").str.contains(filters.search.strip(), literal=True, strict=False)
+                               | pl.col("text").str.to_lowercase().str.contains(filters.search.strip().lower(),
+                                                                                literal=True))
+    return result
+
+
+def per_class(table: pl.DataFrame, nomenclature: Nomenclature) -> pl.DataFrame:
+    scores = metrics.per_class_scores(table["true_code"].to_list(), table["predicted_code"].to_list())
+    return scores.with_columns(
+        heading=pl.Series([nomenclature.heading(c) for c in scores["code"].to_list()], dtype=pl.String),
+        section=pl.Series([nomenclature.section_of(c) for c in scores["code"].to_list()], dtype=pl.String),
+    ).select("code", "heading", "section", "support", "precision", "recall", "f1", "most_confused_with",
+             "confused_count")
+
+
+def search_classes(table: pl.DataFrame, query: str, section: str) -> pl.DataFrame:
+    result = table
+    if section:
+        result = result.filter(pl.col("section") == section)
+    for word in query.lower().split():
+        result = result.filter(pl.col("code").str.starts_with(word) | pl.col("heading").str.to_lowercase()
+                               .str.contains(word, literal=True))
+    return result
+
+
+def with_headings(confusions: pl.DataFrame, nomenclature: Nomenclature) -> pl.DataFrame:
+    return confusions.with_columns(
+        true_heading=pl.Series([nomenclature.heading(c) for c in confusions["true_code"].to_list()], dtype=pl.String),
+        predicted_heading=pl.Series([nomenclature.heading(c) for c in confusions["predicted_code"].to_list()],
+                                    dtype=pl.String),
+    ).select("true_code", "true_heading", "predicted_code", "predicted_heading", "count")
+
+
+def cell_examples(table: pl.DataFrame, level: str, true_group: str, predicted_group: str,
+                  nomenclature: Nomenclature) -> pl.DataFrame:
+    """Test rows whose truth and prediction truncate to the given pair at `level`."""
+    true_level = [nomenclature.truncate(c, level) for c in table["true_code"].to_list()]
+    predicted_level = [nomenclature.truncate(c, level) for c in table["predicted_code"].to_list()]
+    mask = [(t == true_group and p == predicted_group) for t, p in zip(true_level, predicted_level, strict=True)]
+    return table.filter(pl.Series(mask, dtype=pl.Boolean))
+
+
+def training_overlap_note(training: dict, data_fingerprint: str) -> tuple[bool, str]:
+    """(safe, message): whether the model's training split is known to be disjoint from this test split."""
+    if training.get("data_fingerprint") == data_fingerprint:
+        return True, ("This model was trained here on the train split of this very data: the test split below "
+                      "was never seen in training.")
+    if training:
+        return False, ("This model was trained on other data: its training rows may overlap this test split, "
+                       "so the figures may be optimistic.")
+    return False, ("This model's training split is unknown (as for the published pretrained model): it may "
+                   "overlap this test split, so the figures may be optimistic.")

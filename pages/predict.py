@@ -1,0 +1,171 @@
+"""Predict: top-k NACE codes for a description, why each code, and batch coding of a file."""
+
+import polars as pl
+import streamlit as st
+
+from nace_app import ui
+from nace_app.errors import NaceAppError
+from nace_app.predict_view import (
+    EXAMPLES,
+    MAX_CHARS,
+    MAX_TOP_K,
+    contrast,
+    parse_query,
+    word_triples,
+)
+
+current = ui.active()
+classifier = current.classifier
+
+if "predict_ready" not in st.session_state:  # a shared link sets the first view; treat it as untrusted input
+    shared = parse_query(dict(st.query_params))
+    st.session_state.update(description=shared.text, top_k=shared.top_k, submitted=shared.text,
+                            wanted_code=shared.code, predict_ready=True)
+
+
+def use_example(example: str) -> None:
+    st.session_state.description = example
+    st.session_state.submitted = example
+    st.session_state.wanted_code = None
+
+
+st.title("Code an activity description")
+st.caption("Type what a business does, as a person would write it. NACE Explorer proposes NACE Rev 2.1 classes "
+           "and shows which words drove each one.")
+
+st.markdown("**Try an example**")
+example_columns = st.columns(4)
+for index, example in enumerate(EXAMPLES):
+    example_columns[index % 4].button(example, key=f"example_{index}", on_click=use_example, args=(example,),
+                                      use_container_width=True)
+
+with st.form("code_form", border=False):
+    st.text_area("Activity description", key="description", height=110,
+                 placeholder="e.g. I sell croissants and pains au chocolat in my bakery")
+    form_columns = st.columns([1, 5])
+    submitted = form_columns[0].form_submit_button("Code it", type="primary", use_container_width=True)
+    form_columns[1].caption("Ctrl+Enter also codes it.")
+if submitted:
+    st.session_state.submitted = st.session_state.description
+    st.session_state.wanted_code = None
+
+st.slider("Candidates to show (top-k)", 1, MAX_TOP_K, key="top_k")
+top_k = st.session_state.top_k
+text = st.session_state.get("submitted") or ""
+
+single, batch = st.tabs(["Single description", "Batch coding (CSV or TXT)"])
+
+with single:
+    if not text.strip():
+        st.info("Type a description above and press **Code it**, or pick an example.", icon=":material/edit:")
+    else:
+        if len(text) > MAX_CHARS:
+            st.warning(f"The description has {len(text):,} characters; only the first {MAX_CHARS:,} are coded.")
+            text = text[:MAX_CHARS]
+        if ui.unknown_share(classifier, classifier.fingerprint, text) > 0.5:
+            st.warning("Most of this text is unknown to the model's vocabulary (other alphabets, emoji or symbols): "
+                       "the codes below are little more than a guess.", icon=":material/help:")
+        candidates = ui.top_candidates(classifier, classifier.fingerprint, text)[:top_k]
+        codes = [c.code for c in candidates]
+        wanted = st.session_state.get("wanted_code")
+        if st.session_state.get("selected_code") not in codes:
+            st.session_state.selected_code = wanted if wanted in codes else codes[0]
+        st.query_params.update(text=text, k=str(top_k), code=st.session_state.selected_code)
+
+        left, right = st.columns([5, 7], gap="large")
+        with left:
+            st.subheader("Candidates")
+            threshold = st.session_state[ui.THRESHOLD_KEY]
+            full = ui.top_candidates(classifier, classifier.fingerprint, text)
+            confidence_index = full[0].probability - full[1].probability if len(full) > 1 else full[0].probability
+            verdict = "would be coded automatically" if confidence_index >= threshold else "goes to manual review"
+            st.metric("Confidence index (top-1 − top-2)", f"{confidence_index:.3f}",
+                      help="The gap between the two most probable codes, compared with the automation threshold "
+                           "set in the sidebar.")
+            (st.success if confidence_index >= threshold else st.warning)(
+                f"At threshold {threshold:.2f}, this description **{verdict}**.")
+            for rank, candidate in enumerate(candidates, start=1):
+                with st.container(border=True):
+                    st.markdown(f"**{rank}. `{candidate.code}`** {candidate.heading}")
+                    st.progress(min(max(candidate.probability, 0.0), 1.0), text=f"{candidate.probability:.1%}")
+                    st.caption(" › ".join(f"{step.code} {step.heading}"
+                                          for step in classifier.nomenclature.path(candidate.code)[:-1])
+                               or "unknown code")
+        with right:
+            st.subheader("Why this code?")
+            st.radio("Explain candidate", codes, key="selected_code", horizontal=True,
+                     format_func=lambda code: f"{code}")
+            selected = st.session_state.selected_code
+            explanation = ui.explanation(classifier, classifier.fingerprint, text, selected)
+            heading = classifier.nomenclature.heading(selected)
+            tabs = ["Highlights", "Why A rather than B", "Word & character views", "Leave one word out"]
+            if classifier.has_label_attention:
+                tabs.append("Label attention")
+            views = st.tabs(tabs)
+            with views[0]:
+                st.caption(f"Integrated gradients for **{selected}** · {heading}")
+                st.html(ui.highlighted_text_html(text, word_triples(explanation.words), selected))
+                check = ui.faithfulness_check(classifier, classifier.fingerprint, text, selected)
+                if check is not None:
+                    st.metric(f"Probability of {selected} without “{check.word}”", f"{check.probability_without:.1%}",
+                              delta=f"{-check.drop:+.1%} vs {check.probability:.1%}", delta_color="normal",
+                              help="Faithfulness check: removing the most influential word should lower the "
+                                   "probability of the code.")
+                st.caption(f"Completeness: attributions sum to {explanation.attribution_total:.3f}, "
+                           f"logit change from the padding baseline {explanation.logit_delta:.3f} "
+                           f"(gap {explanation.relative_gap:.2%}, {explanation.steps} steps).")
+            with views[1]:
+                others = [c for c in codes if c != selected]
+                if not others:
+                    st.info("Show at least two candidates (top-k ≥ 2) to compare them.")
+                else:
+                    rival = st.selectbox("Rather than", others, key="rival_code",
+                                         format_func=lambda c: f"{c} · {classifier.nomenclature.heading(c)}")
+                    rival_explanation = ui.explanation(classifier, classifier.fingerprint, text, rival)
+                    st.caption(f"Blue words push toward **{selected}** more than toward **{rival}**; "
+                               "red ones the other way.")
+                    st.html(ui.highlighted_text_html(text, contrast(explanation, rival_explanation),
+                                                     f"{selected} over {rival}"))
+            with views[2]:
+                word_figure, char_figure = ui.word_and_char_figures(explanation, text)
+                st.plotly_chart(word_figure, use_container_width=True)
+                st.plotly_chart(char_figure, use_container_width=True)
+            with views[3]:
+                st.caption("Exact, model-agnostic check: how much the probability of the code drops when each "
+                           "word is deleted.")
+                st.plotly_chart(ui.occlusion_figure(classifier, classifier.fingerprint, text, selected),
+                                use_container_width=True)
+            if classifier.has_label_attention:
+                with views[4]:
+                    st.plotly_chart(ui.label_attention_figure(classifier, classifier.fingerprint, text, selected),
+                                    use_container_width=True)
+
+with batch:
+    st.caption("Upload a CSV (comma, semicolon or tab separated; UTF-8 or latin-1) or a TXT file with one "
+               "description per line. Limit 20 MB.")
+    upload = st.file_uploader("File to code", type=["csv", "txt"], key="batch_file")
+    if upload is not None:
+        try:
+            frame = ui.read_upload(upload.name, upload.getvalue())
+        except NaceAppError as exc:
+            st.error(str(exc))
+            st.stop()
+        column = st.selectbox("Text column", frame.columns, index=frame.columns.index(ui.guess_text_column(frame)))
+        st.caption(f"{frame.height:,} rows")
+        if st.button("Code the file", type="primary"):
+            bar = st.progress(0.0, text="Coding…")
+            texts = ["" if v is None else str(v)[:MAX_CHARS] for v in frame[column].to_list()]
+            coded = ui.code_texts(classifier, texts, progress=lambda done, total: bar.progress(
+                done / total, text=f"Coded {done:,} of {total:,}"))
+            st.session_state.batch_result = (upload.name, pl.concat(
+                [frame.drop([c for c in coded.columns if c in frame.columns]), coded.drop("text")], how="horizontal"))
+        result = st.session_state.get("batch_result")
+        if result is not None and result[0] == upload.name:
+            coded = result[1]
+            st.dataframe(coded.head(200), use_container_width=True, hide_index=True)
+            stem = upload.name.rsplit(".", 1)[0]
+            download_columns = st.columns(4)
+            download_columns[0].download_button("Download CSV", ui.to_csv_bytes(coded), f"{stem}_coded.csv",
+                                                mime="text/csv")
+            download_columns[1].download_button("Download parquet", ui.to_parquet_bytes(coded),
+                                                f"{stem}_coded.parquet", mime="application/octet-stream")

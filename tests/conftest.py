@@ -1,0 +1,157 @@
+"""Shared fixtures: tiny real models trained by torchTextClassifiers itself, real data, a real local S3."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from nace_app.cli import configure_logging
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_STRUCTURE = REPO.parent / "shared" / "nace" / "nace_rev2.1_structure.csv"
+CLASSES_IN_TINY_DATA = ("10.71", "10.72", "47.24", "46.36", "62.10", "62.20", "45.20", "71.20", "55.10", "56.11",
+                        "01.11", "41.00", "43.21", "86.21", "49.41")
+
+configure_logging()
+
+
+def closed_port_endpoint() -> str:
+    """An endpoint nobody listens on: connections are refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch, tmp_path):
+    """No developer .env, no real network: default remotes are unreachable, the cache is private to the test."""
+    for key in ("NACE_MODEL_URI", "NACE_DATA_URI", "NACE_S3_ENDPOINT", "NACE_CACHE_DIR", "MLFLOW_TRACKING_URI",
+                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NACE_MAX_TRAINING_RUNS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NACE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NACE_S3_ENDPOINT", closed_port_endpoint())
+    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "2")
+
+
+@pytest.fixture(scope="session")
+def demo_frame() -> pl.DataFrame:
+    from nace_app.data import load_labelled
+    from nace_app.sources import embedded_data_dir
+
+    return load_labelled(embedded_data_dir())
+
+
+@pytest.fixture(scope="session")
+def tiny_frame(demo_frame) -> pl.DataFrame:
+    """About 300 real demo rows over 15 classes."""
+    return demo_frame.filter(pl.col("code").is_in(CLASSES_IN_TINY_DATA))
+
+
+def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool, with_encoder: bool) -> Path:
+    """Train and `save()` with torchTextClassifiers itself, as the published training script does."""
+    import torch
+    from sklearn.preprocessing import LabelEncoder
+    from torchTextClassifiers import ModelConfig, TrainingConfig, torchTextClassifiers
+    from torchTextClassifiers.model.components import AttentionConfig
+    from torchTextClassifiers.tokenizers import WordPieceTokenizer
+    from torchTextClassifiers.value_encoder import ValueEncoder
+
+    torch.manual_seed(0)
+    texts = np.asarray(frame["label"].to_list())
+    codes = np.asarray(frame["code"].to_list())
+    tokenizer = WordPieceTokenizer(vocab_size=600, output_dim=125 if attention else None)
+    tokenizer.train(texts.tolist())
+    encoder = LabelEncoder().fit(codes)
+    config = ModelConfig(
+        embedding_dim=96 if attention else 32,
+        num_classes=len(encoder.classes_),
+        attention_config=AttentionConfig(n_layers=1, n_head=4, n_kv_head=4, sequence_len=125) if attention else None,
+    )
+    value_encoder = ValueEncoder(encoder) if with_encoder else None
+    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=config, value_encoder=value_encoder)
+    labels = codes if with_encoder else encoder.transform(codes)
+    training = TrainingConfig(num_epochs=3, batch_size=16, lr=0.01, num_workers=0, accelerator="cpu",
+                              raw_labels=with_encoder, save_path=str(folder / "save"),
+                              trainer_params={"enable_progress_bar": False,
+                                              "default_root_dir": str(folder), "enable_model_summary": False})
+    ttc.train(texts, labels, training, X_val=texts[:40], y_val=labels[:40], verbose=False)
+    torch.set_float32_matmul_precision("highest")
+    ttc.save(folder / "saved")
+    return folder / "saved"
+
+
+@pytest.fixture(scope="session")
+def bag_model_dir(tiny_frame, tmp_path_factory) -> Path:
+    """The notebook's plain embedding bag, saved with its value encoder."""
+    return _train_library_model(tiny_frame, tmp_path_factory.mktemp("bag"), attention=False, with_encoder=True)
+
+
+@pytest.fixture(scope="session")
+def attention_model_dir(tiny_frame, tmp_path_factory) -> Path:
+    """The pretrained configuration (embedding 96, one layer of 4 heads, output_dim 125), without value encoder."""
+    return _train_library_model(tiny_frame, tmp_path_factory.mktemp("attention"), attention=True, with_encoder=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_parquet(tiny_frame, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "generation_None_temp08.parquet"
+    tiny_frame.write_parquet(path)
+    return path
+
+
+MODEL_PREFIX = "diffusion/mlflow-artifacts"
+DATA_KEY = "diffusion/funathon/2026/project2/generation_None_temp08.parquet"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real local S3 (moto's threaded server), as s3fs's own tests use."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_server):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_server, aws_access_key_id="test", aws_secret_access_key="test",
+                        region_name="us-east-1")
+
+
+def make_public_bucket(client, name: str) -> None:
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    if name not in existing:
+        client.create_bucket(Bucket=name)
+    client.put_bucket_policy(Bucket=name, Policy=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket", "s3:HeadObject"],
+                       "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]}],
+    }))
+
+
+def upload_folder(client, folder: Path, bucket: str, prefix: str, skip: tuple[str, ...] = ()) -> None:
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name not in skip:
+            client.put_object(Bucket=bucket, Key=f"{prefix}/{path.name}", Body=path.read_bytes())
+
+
+@pytest.fixture(scope="session")
+def sspcloud_layout(s3_client, attention_model_dir, tiny_parquet):
+    """Public buckets laid out like SSP Cloud: the model under projet-funathon, the data under projet-formation."""
+    make_public_bucket(s3_client, "projet-funathon")
+    make_public_bucket(s3_client, "projet-formation")
+    upload_folder(s3_client, attention_model_dir, "projet-funathon", MODEL_PREFIX)
+    s3_client.put_object(Bucket="projet-formation", Key=DATA_KEY, Body=tiny_parquet.read_bytes())
+    return s3_client
