@@ -148,8 +148,8 @@ class Classifier:
 
     def unknown_token_share(self, text: str) -> float:
         """Share of the text's tokens that the vocabulary does not know (special tokens excluded)."""
-        ids = self.encode([text]).ids[0]
-        specials = set(self.tokenizer.tokenizer.all_special_ids)
-        unk = self.tokenizer.tokenizer.unk_token_id
-        real = [i for i in ids if i not in specials or i == unk]
-        return sum(i == unk for i in real) / len(real) if real else 1.0
+        backend = self.tokenizer.tokenizer.backend_tokenizer
+        unknown = backend.token_to_id(getattr(backend.model, "unk_token", "[UNK]"))
+        specials = {backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")} - {None}
+        real = [i for i in self.encode([text]).ids[0] if i not in specials]
+        return sum(i == unknown for i in real) / len(real) if real else 1.0

@@ -229,10 +229,6 @@ def train_model(
         ttc.train(np.asarray(train_texts), np.asarray(train_codes), training_config,
                   X_val=np.asarray(validation["label"].to_list()), y_val=np.asarray(validation["code"].to_list()),
                   verbose=False)
-    except (FileNotFoundError, IsADirectoryError, ValueError) as exc:
-        if not checkpoint.best_model_path:
-            raise NaceAppError("the run stopped before its first validation: no model to keep") from exc
-        raise
     finally:
         torch.set_float32_matmul_precision("highest")  # the library sets "medium" process-wide
 

@@ -1,0 +1,106 @@
+"""Integrated gradients from the padding baseline are complete; occlusion and the word mapping are exact."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from nace_app.classifier import Classifier
+from nace_app.explain import TOLERANCE, faithfulness, integrated_gradients, occlusion, word_and_char_views
+from nace_app.modelio import load_model
+
+TEXTS = ["I sell croissants and pains au chocolat in my bakery", "software development, apps & websites!",
+         "<b>repair</b> of cars"]
+
+
+@pytest.fixture(scope="module", params=["bag", "attention", "embedded"])
+def classifier(request, bag_model_dir, attention_model_dir, tiny_frame):
+    from nace_app.sources import embedded_model_dir
+
+    folder = {"bag": bag_model_dir, "attention": attention_model_dir, "embedded": embedded_model_dir()}[request.param]
+    return Classifier(load_model(folder, lambda: tiny_frame["code"].to_list()))
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_attributions_add_up_to_the_logit_change_for_every_candidate(classifier, text):
+    codes = [c.code for c in classifier.predict([text], top_k=5)[0].candidates]
+    explanations = integrated_gradients(classifier, text, codes)
+    assert [e.code for e in explanations] == codes
+    for explanation in explanations:
+        gap = abs(explanation.attribution_total - explanation.logit_delta)
+        assert gap <= TOLERANCE * max(abs(explanation.logit_delta), 1e-6)
+        assert np.isclose(sum(w.score for w in explanation.words) + _special_tokens_score(explanation),
+                          explanation.attribution_total)
+
+
+def _special_tokens_score(explanation):
+    return float(sum(s for s, w in zip(explanation.token_scores, explanation.word_ids, strict=True) if w is None))
+
+
+def test_logit_delta_is_measured_from_the_padding_baseline(classifier):
+    import torch
+
+    from nace_app.inference import pad
+
+    text = TEXTS[0]
+    code = classifier.predict([text], top_k=1)[0].candidates[0].code
+    explanation = integrated_gradients(classifier, text, [code])[0]
+    encoded = classifier.encode([text])
+    ids, mask = pad(encoded.ids, encoded.full_width, encoded.pad_id)
+    reference = torch.where(mask.bool(), torch.full_like(ids, encoded.pad_id), ids)
+    with torch.no_grad():
+        logits = classifier.model(torch.cat([ids, reference]), torch.cat([mask, mask]), torch.empty((2, 0)))
+    column = classifier.label_index[code]
+    assert explanation.logit_delta == pytest.approx(float(logits[0, column] - logits[1, column]), abs=1e-4)
+
+
+def test_words_are_spans_of_the_original_text(classifier):
+    text = "  Dog-grooming salon, with a small pet shop  "
+    explanation = integrated_gradients(classifier, text, [classifier.labels[0]])[0]
+    assert explanation.words
+    for word in explanation.words:
+        assert text[word.start:word.end] == word.word
+
+
+def test_occlusion_is_the_probability_drop_without_the_word(classifier):
+    text = TEXTS[0]
+    code = classifier.predict([text], top_k=1)[0].candidates[0].code
+    words = integrated_gradients(classifier, text, [code])[0].words
+    drops = occlusion(classifier, text, words, [code])[code]
+    probability = classifier.predict_proba([text])[0, classifier.label_index[code]]
+    without_first = classifier.predict_proba([text[words[0].end:]])[0, classifier.label_index[code]]
+    assert drops[0] == pytest.approx(probability - without_first, abs=1e-6)
+
+
+def test_faithfulness_check_removes_the_most_influential_word(classifier):
+    text = TEXTS[0]
+    code = classifier.predict([text], top_k=1)[0].candidates[0].code
+    explanation = integrated_gradients(classifier, text, [code])[0]
+    check = faithfulness(classifier, text, explanation)
+    assert check.word == max(explanation.words, key=lambda w: w.score).word
+    assert check.probability == pytest.approx(classifier.predict_proba([text])[0, classifier.label_index[code]])
+
+
+def test_word_and_character_views_follow_the_library_semantics(classifier):
+    text = TEXTS[1]
+    explanation = integrated_gradients(classifier, text, [classifier.labels[0]])[0]
+    words, word_weights, char_weights = word_and_char_views(explanation, text)
+    assert np.isclose(word_weights.sum(), 1.0) and np.isclose(char_weights.sum(), 1.0)
+    assert len(char_weights) == len(text) and len(word_weights) == len(words)
+
+
+def test_concurrent_explanations_do_not_interfere(classifier):
+    text = TEXTS[0]
+    codes = [c.code for c in classifier.predict([text], top_k=3)[0].candidates]
+    expected = [e.attribution_total for e in integrated_gradients(classifier, text, codes)]
+    results: list[list[float]] = []
+
+    def work():
+        results.append([e.attribution_total for e in integrated_gradients(classifier, text, codes)])
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(np.allclose(r, expected) for r in results)

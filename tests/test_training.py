@@ -1,0 +1,124 @@
+"""The training core and background jobs: progress, stop, MLflow logging, the queue, shared models untouched."""
+
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from nace_app.config import load_settings
+from nace_app.jobs import DONE, QUEUED, STOPPED, TrainingJob, TrainingQueue, run_logged_training
+from nace_app.modelio import load_model
+from nace_app.sources import ResolvedSource
+from nace_app.tracking import tracking_uri
+from nace_app.training import TrainingSettings, train_model
+from nace_app.workspace import DataSet
+from tests.conftest import closed_port_endpoint
+
+SMALL = TrainingSettings(sample_size=None, epochs=2, batch_size=16, embedding_dim=16, vocab_size=400, patience=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_frame):
+    return DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
+
+
+def test_progress_events_and_a_model_in_our_format(tiny_data, tmp_path):
+    events = []
+    result = train_model(tiny_data.splits, SMALL, tmp_path, progress=events.append,
+                         probe=lambda ttc, labels: labels[:1])
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "start" and kinds.count("epoch") == 2
+    steps = [e for e in events if e.kind == "step"]
+    assert [e.step for e in steps] == list(range(1, len(steps) + 1)) and steps[-1].step == steps[-1].total_steps
+    epoch_event = next(e for e in events if e.kind == "epoch")
+    assert {"val_loss", "val_accuracy"} <= set(epoch_event.metrics) and epoch_event.payload is not None
+    assert (result.model_dir / "model.safetensors").is_file() and not list(result.model_dir.glob("*.pkl"))
+    reloaded = load_model(result.model_dir)
+    assert reloaded.training["data_fingerprint"] == tiny_data.fingerprint
+    assert 0.0 <= result.test["top1_accuracy"] <= 1.0
+
+
+def test_stop_flag_ends_the_run_and_keeps_the_best_checkpoint(tiny_data, tmp_path):
+    steps = []
+
+    def progress(event):
+        if event.kind == "step":
+            steps.append(event.step)
+
+    settings = TrainingSettings(**{**SMALL.to_dict(), "epochs": 5})
+    per_epoch = -(-tiny_data.splits.train.height // settings.batch_size)
+    result = train_model(tiny_data.splits, settings, tmp_path, progress=progress,
+                         should_stop=lambda: len(steps) > per_epoch + 2)
+    assert result.stopped_by_user
+    assert len(steps) < settings.epochs * per_epoch
+    assert load_model(result.model_dir).labels == result.labels
+
+
+def test_stop_at_the_first_step_still_validates_and_keeps_a_model(tiny_data, tmp_path):
+    result = train_model(tiny_data.splits, SMALL, tmp_path, should_stop=lambda: True)
+    assert result.stopped_by_user and len(result.history) == 1
+    assert load_model(result.model_dir).labels == result.labels
+
+
+def test_mlflow_run_has_params_metric_history_split_and_both_model_formats(tiny_data, tmp_path):
+    settings = load_settings()
+    result, run = run_logged_training(tiny_data, SMALL, settings, tmp_path / "work")
+    assert run.failure is None and tracking_uri(settings).startswith("sqlite:///")
+    client = MlflowClient(tracking_uri=run.uri)
+    assert len(client.get_metric_history(run.run_id, "val_loss")) == 2
+    logged = client.get_run(run.run_id).data
+    assert logged.params["embedding_dim"] == "16"
+    artifacts = {a.path for a in client.list_artifacts(run.run_id)}
+    assert {"model", "torchtextclassifiers_model", "split.json"} <= artifacts
+    assert {"model/config.json", "model/model.safetensors"} <= {a.path for a in client.list_artifacts(run.run_id, "model")}
+    library_files = {a.path.split("/")[-1] for a in client.list_artifacts(run.run_id, "torchtextclassifiers_model")}
+    assert {"metadata.pkl", "tokenizer.pkl", "model_checkpoint.ckpt"} <= library_files
+
+
+def test_tracking_failure_mid_run_does_not_stop_training(tiny_data, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ConnectionError("tracking server went away")
+
+    monkeypatch.setattr(MlflowClient, "log_metric", broken)
+    result, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work")
+    assert run.failure is not None and "went away" in run.failure
+    assert result.model_dir.is_dir()
+
+
+def test_unreachable_tracking_server_is_reported_not_fatal(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port_endpoint())
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    result, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work")
+    assert run.failure is not None
+    assert result.model_dir.is_dir()
+
+
+def test_jobs_queue_when_the_server_is_busy_and_leave_the_shared_model_untouched(tiny_data):
+    from nace_app.classifier import Classifier
+    from nace_app.sources import embedded_model_dir
+
+    shared = Classifier(load_model(embedded_model_dir()))
+    before = shared.fingerprint
+    queue = TrainingQueue(capacity=1)
+    blocker = type("Cancelled", (), {"is_set": lambda self: False})()
+    assert queue.acquire("someone-else", blocker)
+    job = TrainingJob(tiny_data, SMALL, load_settings(), queue, probe_texts=["bread"]).start()
+    time.sleep(0.5)
+    assert job.state == QUEUED and job.snapshot()["queue_position"] == 1
+    queue.release("someone-else")
+    job.join(timeout=300)
+    snapshot = job.snapshot()
+    assert snapshot["state"] == DONE, snapshot["error"]
+    assert len(snapshot["epochs"]) == 2 and snapshot["probes"] and snapshot["steps"]
+    assert shared._fingerprint() == before
+
+
+def test_a_queued_job_can_be_stopped_without_running(tiny_data):
+    queue = TrainingQueue(capacity=1)
+    blocker = type("Cancelled", (), {"is_set": lambda self: False})()
+    queue.acquire("busy", blocker)
+    job = TrainingJob(tiny_data, SMALL, load_settings(), queue).start()
+    job.stop()
+    job.join(timeout=10)
+    assert job.state == STOPPED and not job.alive and job.result is None
