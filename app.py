@@ -11,10 +11,11 @@ from nace_app import ui  # noqa: E402  (after logging is configured)
 
 navigation = st.navigation(
     [
-        st.Page("pages/predict.py", title="Predict", icon=":material/search:", default=True, url_path="predict"),
-        st.Page("pages/review.py", title="Review", icon=":material/analytics:", url_path="review"),
-        st.Page("pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
+        st.Page("app_pages/predict.py", title="Predict", icon=":material/search:", default=True),
+        st.Page("app_pages/review.py", title="Review", icon=":material/analytics:", url_path="review"),
+        st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     ]
 )
+ui.keep_page_state()
 ui.sidebar()
 navigation.run()

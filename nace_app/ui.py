@@ -18,6 +18,7 @@ from nace_app.sources import ResolvedSource, resolve
 from nace_app.workspace import DataSet, Workspace, cached_probabilities, open_model, open_workspace
 
 THRESHOLD_KEY = "automation_threshold"
+THRESHOLD_WIDGET_KEY = "automation_threshold_slider"
 MODEL_CHOICE_KEY = "model_choice"
 TRAINED_KEY = "trained_models"
 DEFAULT_THRESHOLD = 0.5
@@ -91,6 +92,22 @@ def active() -> Active:
     return Active(classifier, source, workspace.data, workspace.settings, uri)
 
 
+PAGE_STATE_KEYS = ("description", "top_k", "selected_code", "rival_code", "automation_score", "class_search",
+                   "class_section", "matrix_level", "filter_true", "filter_section", "filter_predicted",
+                   "filter_probability", "filter_outcome", "filter_search", "review_row")
+
+
+def keep_page_state() -> None:
+    """Streamlit drops a widget's value when its page is not shown; re-assigning it keeps it across page switches."""
+    for key in PAGE_STATE_KEYS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
+def _keep_threshold() -> None:
+    st.session_state[THRESHOLD_KEY] = st.session_state[THRESHOLD_WIDGET_KEY]
+
+
 def sidebar() -> None:
     """Sources and why, the fallback banner, the model picker and the shared automation threshold."""
     try:
@@ -109,8 +126,10 @@ def sidebar() -> None:
         st.caption(f"**Model:** `{current.source.uri}` · {current.classifier.num_classes} classes · "
                    f"labels from {current.classifier.loaded.labels_from}")
         st.caption(f"**Data:** `{current.data.source.uri}` · {current.data.frame.height:,} rows")
+        # a widget's own key does not survive every page switch: keep the value under a plain key and copy it in
         st.session_state.setdefault(THRESHOLD_KEY, DEFAULT_THRESHOLD)
-        st.slider("Automation threshold", 0.0, 1.0, step=0.01, key=THRESHOLD_KEY,
+        st.session_state[THRESHOLD_WIDGET_KEY] = st.session_state[THRESHOLD_KEY]
+        st.slider("Automation threshold", 0.0, 1.0, step=0.01, key=THRESHOLD_WIDGET_KEY, on_change=_keep_threshold,
                   help="A description whose confidence reaches this value is coded automatically; "
                        "below it goes to manual review. Shared by the Predict and Review pages.")
 
@@ -197,8 +216,10 @@ def probability_bar_html(probability: float) -> str:
     )
 
 
-def save_trained_model(name: str, path: Path) -> None:
+def use_trained_model(name: str, path: Path) -> None:
+    """Button callback: list the model in this session's picker and select it."""
     st.session_state.setdefault(TRAINED_KEY, {})[name] = str(path)
+    st.session_state[MODEL_CHOICE_KEY] = f"Trained here: {name}"
 
 
 # --- cached computations for the Predict page: keyed by model fingerprint, never recomputed on reruns -------------

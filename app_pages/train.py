@@ -65,7 +65,6 @@ if start and not running:
     job = TrainingJob(data, settings, current.settings, queue,
                       probe_texts=[line.strip() for line in probes.splitlines() if line.strip()][:8]).start()
     st.session_state.training_job = job
-    st.session_state.training_settings = settings
     running = True
 
 if job is None:
@@ -95,15 +94,15 @@ def live_view(job: TrainingJob) -> None:
     st.progress(fraction if state != DONE else 1.0, text=label if state in (QUEUED, RUNNING) else f"{state} · {label}")
     loss, accuracy = figures.training_curves(snap["steps"], snap["epochs"], steps_per_epoch)
     curve_left, curve_right = st.columns(2)
-    curve_left.plotly_chart(loss, use_container_width=True, key="loss_curve")
-    curve_right.plotly_chart(accuracy, use_container_width=True, key="accuracy_curve")
+    curve_left.plotly_chart(loss, width="stretch", key="loss_curve")
+    curve_right.plotly_chart(accuracy, width="stretch", key="accuracy_curve")
     if snap["probes"]:
         st.subheader("Probe descriptions")
         latest = snap["probes"][-1]
         rows = [{"description": text, **{f"#{rank + 1}": f"{code} ({p:.0%})" for rank, (code, p) in enumerate(top)}}
                 for text, top in zip(job.probe_texts, latest["top3"], strict=False)]
         st.caption(f"Top-3 codes after epoch {latest['epoch']}")
-        st.dataframe(pl.DataFrame(rows), hide_index=True, use_container_width=True)
+        st.dataframe(pl.DataFrame(rows), hide_index=True, width="stretch")
     if state in (DONE, STOPPED, FAILED) and running:
         st.rerun(scope="app")
 
@@ -127,7 +126,7 @@ elif job.result is not None:
                      "top-5": figures_.get("top5_accuracy"), "macro-F1": figures_.get("macro_f1"),
                      "ECE": figures_.get("ece"),
                      **{level: figures_.get("accuracy_by_level", {}).get(level) for level in ("section", "division")}})
-    st.dataframe(pl.DataFrame(rows), hide_index=True, use_container_width=True,
+    st.dataframe(pl.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={k: st.column_config.NumberColumn(format="%.3f")
                                 for k in ("top-1", "top-5", "macro-F1", "ECE", "section", "division")})
     run = job.run
@@ -136,10 +135,8 @@ elif job.result is not None:
     elif run is not None:
         st.warning(f"Training finished, but {run.failure}. The model is still usable here.")
     action_left, action_right, _ = st.columns([1, 1, 2])
-    if action_left.button("Use this model", type="primary"):
-        ui.save_trained_model(job.job_id, result.model_dir)
-        st.session_state[ui.MODEL_CHOICE_KEY] = f"Trained here: {job.job_id}"
-        st.rerun()
+    action_left.button("Use this model", type="primary", on_click=ui.use_trained_model,
+                       args=(job.job_id, result.model_dir), help="Selects it in the sidebar picker of every page.")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for path in sorted(result.model_dir.iterdir()):

@@ -65,14 +65,14 @@ with overview:
     automation_columns[2].metric("Confident errors slipping through", f"{chosen['confident_errors']:,}")
     automation_columns[3].metric("Left for manual review", f"{chosen['manual_count']:,}")
     st.plotly_chart(figures.automation_curve(metrics.automation_curve(score, correct), chosen),
-                    use_container_width=True)
+                    width="stretch")
 
 with calibration:
     confidence = table["probability"].to_numpy()
     correct = table["correct"].to_numpy()
     left, right = st.columns(2)
-    left.plotly_chart(figures.reliability(metrics.reliability_table(confidence, correct)), use_container_width=True)
-    right.plotly_chart(figures.confidence_histogram(confidence, correct), use_container_width=True)
+    left.plotly_chart(figures.reliability(metrics.reliability_table(confidence, correct)), width="stretch")
+    right.plotly_chart(figures.confidence_histogram(confidence, correct), width="stretch")
 
 with classes:
     class_table = review.per_class(table, nomenclature)
@@ -83,7 +83,7 @@ with classes:
                                           format_func=lambda s: s or "all sections")
     shown = review.search_classes(class_table, query, section)
     st.caption(f"{shown.height:,} of {class_table.height:,} classes · click a column header to sort")
-    st.dataframe(shown, use_container_width=True, hide_index=True, height=420,
+    st.dataframe(shown, width="stretch", hide_index=True, height=420,
                  column_config={"precision": st.column_config.NumberColumn(format="%.2f"),
                                 "recall": st.column_config.NumberColumn(format="%.2f"),
                                 "f1": st.column_config.NumberColumn(format="%.2f")})
@@ -92,11 +92,11 @@ with confusions:
     pairs = review.with_headings(metrics.top_confusions(table["true_code"].to_list(),
                                                         table["predicted_code"].to_list()), nomenclature)
     st.subheader("Most frequent confusions")
-    st.dataframe(pairs, use_container_width=True, hide_index=True)
+    st.dataframe(pairs, width="stretch", hide_index=True)
     level = st.radio("Aggregate the matrix by", ["section", "division"], horizontal=True, key="matrix_level")
     labels, matrix = metrics.confusion_matrix(table["true_code"].to_list(), table["predicted_code"].to_list(),
                                               level, nomenclature)
-    event = st.plotly_chart(figures.confusion_heatmap(labels, matrix, level), use_container_width=True,
+    event = st.plotly_chart(figures.confusion_heatmap(labels, matrix, level), width="stretch",
                             on_select="rerun", selection_mode="points", key="matrix_chart")
     points = event.selection.points if event and event.selection else []
     if points:
@@ -108,7 +108,7 @@ with confusions:
     st.caption(f"{examples.height:,} test rows in cell ({cell_true} → {cell_predicted}); select a cell in the "
                "matrix or pick it here.")
     st.dataframe(examples.select("text", "true_code", "predicted_code", "probability").head(200),
-                 use_container_width=True, hide_index=True)
+                 width="stretch", hide_index=True)
 
 with errors:
     filter_columns = st.columns(3)
@@ -135,7 +135,7 @@ with errors:
                                         mime="text/csv")
         window = filtered.slice((page - 1) * PAGE_SIZE, PAGE_SIZE)
         shown_columns = ["row", "text", "true_code", "predicted_code", "probability", "confidence_index", "correct"]
-        selection = st.dataframe(window.select(shown_columns), use_container_width=True, hide_index=True,
+        selection = st.dataframe(window.select(shown_columns), width="stretch", hide_index=True,
                                  on_select="rerun", selection_mode="single-row", key=f"error_table_{page}")
         picked = selection.selection.rows if selection and selection.selection else []
         if picked:
@@ -153,7 +153,7 @@ with errors:
                                  "heading": [nomenclature.heading(c) for c in row["top5"]],
                                  "probability": [float(probabilities[row_id, classifier.label_index[c]])
                                                  for c in row["top5"]]})
-            st.dataframe(top5, hide_index=True, use_container_width=True)
+            st.dataframe(top5, hide_index=True, width="stretch")
             predicted, true = row["predicted_code"], row["true_code"]
             left, right = st.columns(2)
             predicted_explanation = ui.explanation(classifier, classifier.fingerprint, row["text"], predicted)

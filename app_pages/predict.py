@@ -31,19 +31,19 @@ def use_example(example: str) -> None:
 
 st.title("Code an activity description")
 st.caption("Type what a business does, as a person would write it. NACE Explorer proposes NACE Rev 2.1 classes "
-           "and shows which words drove each one.")
+           f"and shows which words drove each one. Model: `{current.source.uri}`.")
 
 st.markdown("**Try an example**")
 example_columns = st.columns(4)
 for index, example in enumerate(EXAMPLES):
     example_columns[index % 4].button(example, key=f"example_{index}", on_click=use_example, args=(example,),
-                                      use_container_width=True)
+                                      width="stretch")
 
 with st.form("code_form", border=False):
     st.text_area("Activity description", key="description", height=110,
                  placeholder="e.g. I sell croissants and pains au chocolat in my bakery")
     form_columns = st.columns([1, 5])
-    submitted = form_columns[0].form_submit_button("Code it", type="primary", use_container_width=True)
+    submitted = form_columns[0].form_submit_button("Code it", type="primary", width="stretch")
     form_columns[1].caption("Ctrl+Enter also codes it.")
 if submitted:
     st.session_state.submitted = st.session_state.description
@@ -128,17 +128,17 @@ with single:
                                                      f"{selected} over {rival}"))
             with views[2]:
                 word_figure, char_figure = ui.word_and_char_figures(explanation, text)
-                st.plotly_chart(word_figure, use_container_width=True)
-                st.plotly_chart(char_figure, use_container_width=True)
+                st.plotly_chart(word_figure, width="stretch")
+                st.plotly_chart(char_figure, width="stretch")
             with views[3]:
                 st.caption("Exact, model-agnostic check: how much the probability of the code drops when each "
                            "word is deleted.")
                 st.plotly_chart(ui.occlusion_figure(classifier, classifier.fingerprint, text, selected),
-                                use_container_width=True)
+                                width="stretch")
             if classifier.has_label_attention:
                 with views[4]:
                     st.plotly_chart(ui.label_attention_figure(classifier, classifier.fingerprint, text, selected),
-                                    use_container_width=True)
+                                    width="stretch")
 
 with batch:
     st.caption("Upload a CSV (comma, semicolon or tab separated; UTF-8 or latin-1) or a TXT file with one "
@@ -150,7 +150,8 @@ with batch:
         except NaceAppError as exc:
             st.error(str(exc))
             st.stop()
-        column = st.selectbox("Text column", frame.columns, index=frame.columns.index(ui.guess_text_column(frame)))
+        column = st.selectbox("Text column", frame.columns, index=frame.columns.index(ui.guess_text_column(frame)),
+                              key="batch_column")
         st.caption(f"{frame.height:,} rows")
         if st.button("Code the file", type="primary"):
             bar = st.progress(0.0, text="Coding…")
@@ -162,7 +163,7 @@ with batch:
         result = st.session_state.get("batch_result")
         if result is not None and result[0] == upload.name:
             coded = result[1]
-            st.dataframe(coded.head(200), use_container_width=True, hide_index=True)
+            st.dataframe(coded.head(200), width="stretch", hide_index=True)
             stem = upload.name.rsplit(".", 1)[0]
             download_columns = st.columns(4)
             download_columns[0].download_button("Download CSV", ui.to_csv_bytes(coded), f"{stem}_coded.csv",
