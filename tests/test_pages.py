@@ -200,7 +200,7 @@ def test_headline_figures_match_an_independent_computation(review, independent):
     labels = np.array(open_workspace_labels())
     top5 = labels[np.argsort(-probabilities, axis=1)[:, :5]]
     assert metric(review, "Top-5 accuracy") == f"{np.mean((top5 == truth[:, None]).any(1)):.1%}"
-    assert metric(review, "Accuracy · division") == f"{np.mean([t[:2] == p[:2] for t, p in zip(truth, predicted)]):.1%}"
+    assert metric(review, "Accuracy · division") == f"{np.mean([t[:2] == p[:2] for t, p in zip(truth, predicted, strict=True)]):.1%}"
     assert any("trained here on the train split of this very data" in s.value for s in review.success)
 
 
@@ -251,7 +251,7 @@ def test_per_class_search_and_confusion_cell(review):
     review.text_input(key="class_search").input("bread").run()
     table = next(d.value for d in review.dataframe if "support" in d.value.columns)
     assert 0 < len(table) < 10 and all("bread" in h.lower() or c.startswith("bread") for c, h in
-                                       zip(table["code"], table["heading"]))
+                                       zip(table["code"], table["heading"], strict=True))
     review.selectbox(key="cell_true").set_value("C").run()
     review.selectbox(key="cell_predicted").set_value("G").run()
     assert any("(C → G)" in c.value for c in review.caption)

@@ -14,7 +14,7 @@ from nace_app.errors import NaceAppError
 from nace_app.sources import resolve_data, resolve_model
 from nace_app.training import evaluate_frame
 from nace_app.workspace import open_workspace
-from tests.conftest import DATA_KEY, MODEL_PREFIX, make_public_bucket, upload_folder
+from tests.conftest import MODEL_PREFIX, make_public_bucket, upload_folder
 
 
 def library_top5(model_dir, texts):
