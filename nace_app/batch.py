@@ -6,7 +6,7 @@ import io
 
 import polars as pl
 
-from nace_app.classifier import Classifier, Prediction
+from nace_app.classifier import Classifier
 from nace_app.data import decode_text, read_csv_bytes
 from nace_app.errors import NaceAppError
 
@@ -39,23 +39,9 @@ def guess_text_column(frame: pl.DataFrame) -> str:
     return max(strings, key=lambda c: frame[c].cast(pl.String).str.len_chars().mean() or 0)
 
 
-def predictions_frame(predictions: list[Prediction]) -> pl.DataFrame:
-    """One row per text: code_i, heading_i, probability_i for each rank, and the confidence index."""
-    rows = []
-    for prediction in predictions:
-        row: dict[str, object] = {"text": prediction.text}
-        for rank, candidate in enumerate(prediction.candidates, start=1):
-            row[f"code_{rank}"] = candidate.code
-            row[f"heading_{rank}"] = candidate.heading
-            row[f"probability_{rank}"] = candidate.probability
-        row["confidence_index"] = prediction.confidence_index
-        rows.append(row)
-    return pl.DataFrame(rows)
-
-
 def code_texts(classifier: Classifier, texts: list[str], top_k: int = 3, progress=None) -> pl.DataFrame:
     top_k = min(top_k, classifier.num_classes)
-    return predictions_frame(classifier.predict(texts, top_k=top_k, chunk_size=256, progress=progress))
+    return classifier.predict_top_k(texts, top_k=top_k, chunk_size=256, progress=progress).frame()
 
 
 def to_csv_bytes(frame: pl.DataFrame) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,14 +19,14 @@ from nace_app.nomenclature import load_nomenclature
 DEFAULT_CHUNK = 512
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Candidate:
     code: str
     heading: str
     probability: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"code": self.code, "heading": self.heading, "probability": self.probability}
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,41 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "predictions": [c.to_dict() for c in self.candidates]}
+
+
+@dataclass
+class TopK:
+    """The k best codes of many texts, as arrays: cheap to turn into JSON rows, a table, or `Prediction`s."""
+
+    texts: list[str]
+    codes: np.ndarray  # (texts, k) of str
+    headings: np.ndarray  # (texts, k) of str
+    probabilities: np.ndarray  # (texts, k), best first
+
+    def predictions(self) -> list[Prediction]:
+        return [Prediction(text, [Candidate(c, h, p) for c, h, p in zip(codes, headings, probs, strict=True)])
+                for text, codes, headings, probs in zip(self.texts, self.codes.tolist(), self.headings.tolist(),
+                                                        self.probabilities.tolist(), strict=True)]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """`{"text", "predictions": [{"code", "heading", "probability"}, ...]}` per text, in input order."""
+        return [{"text": text, "predictions": [{"code": c, "heading": h, "probability": p}
+                                               for c, h, p in zip(codes, headings, probs, strict=True)]}
+                for text, codes, headings, probs in zip(self.texts, self.codes.tolist(), self.headings.tolist(),
+                                                        self.probabilities.tolist(), strict=True)]
+
+    def frame(self):
+        """One row per text: code_i, heading_i, probability_i for each rank, and the confidence index."""
+        import polars as pl
+
+        columns: dict[str, Any] = {"text": self.texts}
+        for rank in range(self.codes.shape[1]):
+            columns[f"code_{rank + 1}"] = self.codes[:, rank].tolist()
+            columns[f"heading_{rank + 1}"] = self.headings[:, rank].tolist()
+            columns[f"probability_{rank + 1}"] = self.probabilities[:, rank]
+        second = self.probabilities[:, 1] if self.probabilities.shape[1] > 1 else 0.0
+        columns["confidence_index"] = self.probabilities[:, 0] - second
+        return pl.DataFrame(columns)
 
 
 @dataclass
@@ -62,6 +97,8 @@ class Classifier:
         self.label_index = {code: i for i, code in enumerate(self.labels)}
         self.forward = FastForward(self.model)
         self.nomenclature = load_nomenclature()
+        self._labels_array = np.array(self.labels, dtype=object)
+        self._headings_array = np.array([self.nomenclature.heading(code) for code in self.labels], dtype=object)
         self.fingerprint = self._fingerprint()
 
     def _fingerprint(self) -> str:
@@ -133,18 +170,16 @@ class Classifier:
         rows = np.arange(len(probabilities))[:, None]
         return indices.numpy(), probabilities[rows, indices.numpy()]
 
-    def candidates(self, indices: np.ndarray, probabilities: np.ndarray) -> list[Candidate]:
-        return [
-            Candidate(self.labels[i], self.nomenclature.heading(self.labels[i]), float(p))
-            for i, p in zip(indices, probabilities, strict=True)
-        ]
-
-    def predict(self, texts: list[str], top_k: int = 5, chunk_size: int = DEFAULT_CHUNK,
-                progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+    def predict_top_k(self, texts: list[str], top_k: int = 5, chunk_size: int = DEFAULT_CHUNK,
+                      progress: Callable[[int, int], None] | None = None) -> TopK:
         self.check_top_k(top_k)
         probabilities = self.predict_proba(texts, chunk_size, progress)
         indices, values = self.top_k(probabilities, top_k)
-        return [Prediction(t, self.candidates(i, v)) for t, i, v in zip(texts, indices, values, strict=True)]
+        return TopK(list(texts), self._labels_array[indices], self._headings_array[indices], values)
+
+    def predict(self, texts: list[str], top_k: int = 5, chunk_size: int = DEFAULT_CHUNK,
+                progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+        return self.predict_top_k(texts, top_k, chunk_size, progress).predictions()
 
     def unknown_token_share(self, text: str) -> float:
         """Share of the text's tokens that the vocabulary does not know (special tokens excluded)."""

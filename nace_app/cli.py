@@ -107,16 +107,14 @@ def _read_texts(args: argparse.Namespace) -> list[str]:
     return texts
 
 
-def _write_rows(rows: list[dict[str, Any]], predictions, output: Path) -> None:
-    from nace_app.batch import predictions_frame
-
+def _write_rows(rows: list[dict[str, Any]], top: Any, output: Path) -> None:
     suffix = output.suffix.lower()
     if suffix == ".jsonl":
         output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     elif suffix == ".csv":
-        predictions_frame(predictions).write_csv(output)
+        top.frame().write_csv(output)
     else:
-        predictions_frame(predictions).write_parquet(output)
+        top.frame().write_parquet(output)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -132,25 +130,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _say_fallbacks([source.fallback_reason] if source.fallback_reason else [])
     classifier, _ = open_model(settings, source)
     classifier.check_top_k(args.top_k)
-    predictions = classifier.predict(texts, top_k=args.top_k)
-    rows = [p.to_dict() for p in predictions]
+    top = classifier.predict_top_k(texts, top_k=args.top_k)
+    rows = top.rows()
     if args.explain:
         from nace_app.explain import integrated_gradients
 
-        for row, prediction in zip(rows, predictions, strict=True):
-            explanations = integrated_gradients(classifier, prediction.text, [c.code for c in prediction.candidates])
+        for row in rows:
+            explanations = integrated_gradients(classifier, row["text"], [p["code"] for p in row["predictions"]])
             for item, explanation in zip(row["predictions"], explanations, strict=True):
                 item.update(explanation.to_dict())
     if args.output:
-        _write_rows(rows, predictions, Path(args.output))
+        _write_rows(rows, top, Path(args.output))
     elif args.json:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
     else:
-        for prediction in predictions:
-            print(prediction.text)
-            for c in prediction.candidates:
-                print(f"  {c.code:<6} {c.probability:7.2%}  {c.heading}")
+        for row in rows:
+            print(row["text"])
+            for c in row["predictions"]:
+                print(f"  {c['code']:<6} {c['probability']:7.2%}  {c['heading']}")
     return 0
 
 

@@ -20,7 +20,7 @@ from nace_app.classifier import Classifier
 from nace_app.errors import NaceAppError
 from nace_app.inference import pad
 
-STEP_SCHEDULE = (8, 16, 32, 64, 128)
+STEP_SCHEDULE = (8, 16, 32, 64, 128, 256, 512)
 TOLERANCE = 0.01
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -53,12 +54,13 @@ def encode(tokenizer, texts: list[str], with_offsets: bool = False) -> Encoded:
 
 
 def pad(ids: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, : len(seq)] = torch.tensor(seq[:width], dtype=torch.long)
-        mask[row, : len(seq)] = 1
-    return input_ids, mask
+    """Right-padded (or cut) ids and their attention mask, built without a Python loop over tokens."""
+    lengths = np.fromiter((min(len(seq), width) for seq in ids), dtype=np.int64, count=len(ids))
+    mask = np.arange(width)[None, :] < lengths[:, None]
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    input_ids[mask] = np.fromiter((token for seq in ids for token in seq[:width]), dtype=np.int64,
+                                  count=int(lengths.sum()))
+    return torch.from_numpy(input_ids), torch.from_numpy(mask.astype(np.int64))
 
 
 class FastForward:
@@ -106,11 +108,33 @@ class FastForward:
         if full_width not in self._padding_kv:
             embedder = self.model.token_embedder
             pad_ids = torch.full((1, full_width), embedder.padding_idx, dtype=torch.long)
-            with torch.no_grad():
+            with torch.inference_mode(False), torch.no_grad():  # normal tensors: explanations reuse them
                 x = _norm(embedder.embedding_layer(pad_ids))
                 _, k, v = self._qkv(x, self._rotary(full_width))
             self._padding_kv[full_width] = (k, v)
         return self._padding_kv[full_width]
+
+    @staticmethod
+    def _attend(q, k, v, pad_k, pad_v, width: int, attn) -> torch.Tensor:
+        """Softmax attention over the real keys plus the shared padding keys, without copying the latter per text.
+
+        Equal to scaled_dot_product_attention over the concatenated keys: both parts share one max and one sum.
+        """
+        if attn.enable_gqa:  # grouped heads: repeat the key/value heads to match the query heads
+            repeat = attn.n_head // attn.n_kv_head
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+            pad_k, pad_v = pad_k.repeat_interleave(repeat, dim=1), pad_v.repeat_interleave(repeat, dim=1)
+        heads, batch, width_, depth = q.shape[1], q.shape[0], q.shape[2], q.shape[3]
+        scale = depth ** -0.5
+        q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # heads first: (heads, batch, width, depth)
+        real = torch.matmul(q, k.transpose(-2, -1)) * scale
+        flat_q = q.reshape(heads, batch * width_, depth)  # one batched product per head against the shared keys
+        padding = torch.bmm(flat_q, pad_k[0, :, width:].transpose(-2, -1)).view(heads, batch, width_, -1) * scale
+        top = torch.maximum(real.amax(-1, keepdim=True), padding.amax(-1, keepdim=True))
+        real, padding = (real - top).exp_(), (padding - top).exp_()
+        total = real.sum(-1, keepdim=True) + padding.sum(-1, keepdim=True)
+        from_padding = torch.bmm(padding.view(heads, batch * width_, -1), pad_v[0, :, width:]).view(heads, batch, width_, depth)
+        return ((torch.matmul(real, v) + from_padding) / total).transpose(0, 1)
 
     def from_embeddings(self, embeddings: torch.Tensor, mask: torch.Tensor, full_width: int) -> torch.Tensor:
         """Logits from the embedding layer's output for the first `width` columns of a `full_width` input."""
@@ -120,10 +144,7 @@ class FastForward:
             block = model.token_embedder.transformer.h[0]
             batch, width, _ = x.shape
             q, k, v = self._qkv(x, self._rotary(width))
-            pad_k, pad_v = self.padding_kv(full_width)
-            k = torch.cat([k, pad_k[:, :, width:].expand(batch, -1, -1, -1)], dim=2)
-            v = torch.cat([v, pad_v[:, :, width:].expand(batch, -1, -1, -1)], dim=2)
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=False, enable_gqa=block.attn.enable_gqa)
+            y = self._attend(q, k, v, *self.padding_kv(full_width), width, block.attn)
             x = x + block.attn.c_proj(y.transpose(1, 2).contiguous().view(batch, width, -1))
             x = x + block.mlp(_norm(x))
             x = _norm(x)

@@ -98,10 +98,14 @@ PAGE_STATE_KEYS = ("description", "top_k", "selected_code", "rival_code", "autom
 
 
 def keep_page_state() -> None:
-    """Streamlit drops a widget's value when its page is not shown; re-assigning it keeps it across page switches."""
+    """Streamlit drops a widget's value when its page is not shown: keep a copy, and put it back when it is gone."""
     for key in PAGE_STATE_KEYS:
+        kept = f"kept_{key}"
         if key in st.session_state:
+            st.session_state[kept] = st.session_state[key]
             st.session_state[key] = st.session_state[key]
+        elif kept in st.session_state:
+            st.session_state[key] = st.session_state[kept]
 
 
 def _keep_threshold() -> None:

@@ -102,3 +102,41 @@ def test_state_survives_a_round_trip_through_another_page(page, server):
     assert page.locator("textarea[aria-label='Activity description']").input_value() == "we rent out holiday cottages by the week"
     assert page.locator(".nace-word").count() > 0
     assert page.get_by_text("Automation threshold").first.is_visible()
+
+
+def test_review_threshold_and_a_misclassified_row_to_its_explanation(page, server):
+    page.goto(f"{server}/review")
+    wait_idle(page)
+    coded = page.locator("[data-testid='stMetric']").filter(has_text="Coded automatically")
+    coded.wait_for()
+    before = coded.inner_text()
+    thumb = page.locator("[data-testid='stSidebar'] input[type='range']").first
+    thumb.focus()
+    for _ in range(10):
+        thumb.press("ArrowRight")
+    page.wait_for_function(
+        "before => [...document.querySelectorAll(\"[data-testid='stMetric']\")].some("
+        "m => m.innerText.includes('Coded automatically') && m.innerText !== before)", arg=before)
+    page.get_by_role("tab", name="Misclassifications").click()
+    chooser = page.locator("[data-testid='stSelectbox']").filter(has_text="Explain row").locator("input")
+    chooser.click()
+    chooser.press("ArrowDown")
+    chooser.press("Enter")
+    wait_idle(page)
+    page.wait_for_selector(".nace-highlight")
+    assert page.locator(".nace-highlight").count() == 3
+    assert page.get_by_text("rather than").first.is_visible()
+
+
+def test_a_tiny_training_run_shows_curves_and_a_result(page, server):
+    page.goto(f"{server}/train")
+    wait_idle(page)
+    page.get_by_label("Subsample of the train split (rows)").fill("700")
+    page.get_by_label("Subsample of the train split (rows)").press("Enter")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_role("button", name="Use this model").wait_for(timeout=240_000)
+    assert page.locator(".js-plotly-plot").count() >= 2
+    page.get_by_text("Result", exact=True).wait_for()
+    page.get_by_text("Download the model (.zip)").wait_for()
+    page.get_by_text("MLflow run").first.wait_for()
+    assert page.get_by_text("MLflow run").first.is_visible()

@@ -1,0 +1,166 @@
+"""Benchmark of the app as users feel it, on this machine.
+
+Usage: uv run python benchmarks/bench_app.py [--out benchmarks/app_results.md]
+
+- cold start: a fresh cache folder, `streamlit run app.py` started, until the Predict page is idle in Chromium;
+- Predict: time from clicking "Code it" to the highlighted candidates;
+- Review with 10,500 test rows (a 70,000-row dataset built by repeating the demo data, like the real one's size):
+  first open (predictions computed and cached on disk), open after a server restart (cache reused), the time a
+  filter change and a threshold move take, and the server's peak memory;
+- training: the training page's default run (5,000 rows, 2 epochs, no attention) in-process, and
+  `nace-app train --data embedded --sample 3000 --epochs 2` as a whole command, with its MLflow metric history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+
+class Server:
+    """`streamlit run app.py` on a free port; peak RSS read from /proc while it lives."""
+
+    def __init__(self, env: dict[str, str]):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
+             str(self.port)], cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        while True:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.1)
+
+    def peak_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def idle(page) -> None:
+    page.wait_for_timeout(150)
+    page.wait_for_selector(IDLE, timeout=600_000)
+
+
+def timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def build_large_dataset(path: Path) -> None:
+    """70,000 rows like the reference data: the demo descriptions repeated with a suffix so labels differ."""
+    import polars as pl
+
+    from nace_app.data import load_labelled
+    from nace_app.sources import embedded_data_dir
+
+    demo = load_labelled(embedded_data_dir()).select("code", "name", "label")
+    copies = [demo.with_columns(pl.col("label") + (f" ({i})" if i else "")) for i in range(6)]
+    pl.concat(copies).head(70_000).write_parquet(path)
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "app_results.md")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="nace-app-bench-"))
+    results: dict[str, float] = {}
+    browser_args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=browser_args)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+        server = Server({"NACE_CACHE_DIR": str(work / "cold-cache"), "NACE_CONNECT_TIMEOUT": "2"})
+        page.goto(server.url)
+        page.locator("textarea[aria-label='Activity description']").wait_for(timeout=600_000)
+        idle(page)
+        results["cold start to a usable Predict page (s, fresh cache, default sources unreachable)"] = (
+            time.perf_counter() - server.started)
+        text = "I sell croissants, baguettes and pains au chocolat in my small bakery in the town centre every day"
+        page.locator("textarea[aria-label='Activity description']").fill(text)
+
+        def code_it() -> None:
+            page.get_by_role("button", name="Code it").click()
+            page.wait_for_selector(".nace-word")
+            idle(page)
+
+        results["Predict: click 'Code it' to candidates and highlights in the browser (s)"] = timed(code_it)
+        server.stop()
+
+        data = work / "large.parquet"
+        build_large_dataset(data)
+        env = {"NACE_CACHE_DIR": str(work / "review-cache"), "NACE_MODEL_URI": "embedded", "NACE_DATA_URI": str(data)}
+        for attempt in ("first open (predictions computed)", "after a server restart (disk cache)"):
+            server = Server(env)
+            page.goto(server.url)
+            idle(page)
+            results[f"Review, 10,500 test rows, {attempt} (s)"] = timed(lambda: (page.goto(f"{server.url}/review"),
+                                                                              idle(page)))
+            if attempt.startswith("after"):
+                page.get_by_role("tab", name="Misclassifications").click()
+                field = page.get_by_label("True code starts with")
+                results["Review: a filter change (s, browser round trip)"] = timed(
+                    lambda: (field.fill("47"), field.press("Enter"), idle(page)))
+                thumb = page.locator("[data-testid='stSidebar'] input[type='range']").first
+                thumb.focus()
+                results["Review: a threshold move (s, browser round trip)"] = timed(
+                    lambda: (thumb.press("ArrowRight"), idle(page)))
+                results["peak memory of the whole app server (MB)"] = server.peak_mb()
+            server.stop()
+        browser.close()
+
+    from nace_app.config import load_settings
+    from nace_app.training import TrainingSettings, train_model
+    from nace_app.workspace import open_data
+
+    os.environ.update(NACE_DATA_URI="embedded", NACE_CACHE_DIR=str(work / "train-cache"))
+    data_set = open_data(load_settings())
+    started = time.perf_counter()
+    train_model(data_set.splits, TrainingSettings(), work / "page-default-run")
+    results["Training page default run: 5,000 rows, 2 epochs, no attention (s, in-process)"] = (
+        time.perf_counter() - started)
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-m", "nace_app", "train", "--data", "embedded", "--sample", "3000",
+                             "--epochs", "2", "--json"], cwd=ROOT, capture_output=True, text=True, check=True,
+                            env={**os.environ, "NACE_CACHE_DIR": str(work / "cli-cache")})
+    results["nace-app train --data embedded --sample 3000 --epochs 2 (s, whole command)"] = (
+        time.perf_counter() - started)
+    summary = json.loads(output.stdout)
+    from mlflow.tracking import MlflowClient
+
+    history = MlflowClient(summary["mlflow_tracking_uri"]).get_metric_history(summary["mlflow_run_id"], "val_loss")
+    results["MLflow val_loss history points of that run"] = len(history)
+
+    lines = ["| measure | value |", "|---|---|"] + [f"| {k} | {v:,.2f} |" for k, v in results.items()]
+    report = "\n".join(lines) + "\n"
+    args.out.write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
