@@ -119,9 +119,14 @@ def sidebar() -> None:
     except NaceAppError as exc:
         fail(exc)
     with st.sidebar:
-        for reason in workspace.fallbacks():
-            st.warning(f"**Offline demo.** {reason}. Running on the embedded demo model and data.", icon=":material/cloud_off:")
-        if workspace.model_source.is_embedded and not workspace.fallbacks():
+        reasons = workspace.fallbacks()
+        if reasons:
+            st.warning("**Offline demo.** The configured sources could not be reached, so the app runs on the "
+                       "embedded demo model and data.", icon=":material/cloud_off:")
+            with st.expander("Why"):
+                for reason in reasons:
+                    st.caption(reason)
+        if workspace.model_source.is_embedded and not reasons:
             st.info("Running on the embedded demo model and data.", icon=":material/info:")
         st.selectbox("Model", list(model_options()), key=MODEL_CHOICE_KEY)
         if st.session_state.get(MODEL_CHOICE_KEY) == "MLflow run…":

@@ -158,7 +158,8 @@ def test_fallback_banner_when_the_default_remote_is_unreachable(monkeypatch):
     try:
         at = AppTest.from_file(APP, default_timeout=180)
         at.run()
-        assert any("Offline demo" in w.value and "unavailable" in w.value for w in at.sidebar.warning)
+        assert any("Offline demo" in w.value for w in at.sidebar.warning)
+        assert any("model source" in c.value and "unavailable" in c.value for c in at.sidebar.caption)
     finally:
         st.cache_resource.clear()
 
