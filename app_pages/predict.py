@@ -3,7 +3,8 @@
 import polars as pl
 import streamlit as st
 
-from nace_app import ui
+from nace_app import batch, ui
+from nace_app.classifier import Prediction
 from nace_app.errors import NaceAppError
 from nace_app.predict_view import (
     EXAMPLES,
@@ -53,7 +54,7 @@ st.slider("Candidates to show (top-k)", 1, MAX_TOP_K, key="top_k")
 top_k = st.session_state.top_k
 text = st.session_state.get("submitted") or ""
 
-single, batch = st.tabs(["Single description", "Batch coding (CSV or TXT)"])
+single, batch_tab = st.tabs(["Single description", "Batch coding (CSV or TXT)"])
 
 with single:
     if not text.strip():
@@ -76,8 +77,7 @@ with single:
         with left:
             st.subheader("Candidates")
             threshold = st.session_state[ui.THRESHOLD_KEY]
-            full = ui.top_candidates(classifier, classifier.fingerprint, text)
-            confidence_index = full[0].probability - full[1].probability if len(full) > 1 else full[0].probability
+            confidence_index = Prediction(text, ui.top_candidates(classifier, classifier.fingerprint, text)).confidence_index
             verdict = "would be coded automatically" if confidence_index >= threshold else "goes to manual review"
             st.metric("Confidence index (top-1 − top-2)", f"{confidence_index:.3f}",
                       help="The gap between the two most probable codes, compared with the automation threshold "
@@ -140,23 +140,23 @@ with single:
                     st.plotly_chart(ui.label_attention_figure(classifier, classifier.fingerprint, text, selected),
                                     width="stretch")
 
-with batch:
+with batch_tab:
     st.caption("Upload a CSV (comma, semicolon or tab separated; UTF-8 or latin-1) or a TXT file with one "
                "description per line. Limit 20 MB.")
     upload = st.file_uploader("File to code", type=["csv", "txt"], key="batch_file")
     if upload is not None:
         try:
-            frame = ui.read_upload(upload.name, upload.getvalue())
+            frame = batch.read_upload(upload.name, upload.getvalue())
         except NaceAppError as exc:
             st.error(str(exc))
             st.stop()
-        column = st.selectbox("Text column", frame.columns, index=frame.columns.index(ui.guess_text_column(frame)),
+        column = st.selectbox("Text column", frame.columns, index=frame.columns.index(batch.guess_text_column(frame)),
                               key="batch_column")
         st.caption(f"{frame.height:,} rows")
         if st.button("Code the file", type="primary"):
             bar = st.progress(0.0, text="Coding…")
             texts = ["" if v is None else str(v)[:MAX_CHARS] for v in frame[column].to_list()]
-            coded = ui.code_texts(classifier, texts, progress=lambda done, total: bar.progress(
+            coded = batch.code_texts(classifier, texts, progress=lambda done, total: bar.progress(
                 done / total, text=f"Coded {done:,} of {total:,}"))
             st.session_state.batch_result = (upload.name, pl.concat(
                 [frame.drop([c for c in coded.columns if c in frame.columns]), coded.drop("text")], how="horizontal"))
@@ -166,7 +166,7 @@ with batch:
             st.dataframe(coded.head(200), width="stretch", hide_index=True)
             stem = upload.name.rsplit(".", 1)[0]
             download_columns = st.columns(4)
-            download_columns[0].download_button("Download CSV", ui.to_csv_bytes(coded), f"{stem}_coded.csv",
+            download_columns[0].download_button("Download CSV", batch.to_csv_bytes(coded), f"{stem}_coded.csv",
                                                 mime="text/csv")
-            download_columns[1].download_button("Download parquet", ui.to_parquet_bytes(coded),
+            download_columns[1].download_button("Download parquet", batch.to_parquet_bytes(coded),
                                                 f"{stem}_coded.parquet", mime="application/octet-stream")

@@ -119,17 +119,17 @@ def main() -> None:
             server = Server(env)
             page.goto(server.url)
             idle(page)
-            results[f"Review, 10,500 test rows, {attempt} (s)"] = timed(lambda: (page.goto(f"{server.url}/review"),
-                                                                              idle(page)))
+            results[f"Review, 10,500 test rows, {attempt} (s)"] = timed(
+                lambda url=server.url: (page.goto(f"{url}/review"), idle(page)))
             if attempt.startswith("after"):
                 page.get_by_role("tab", name="Misclassifications").click()
                 field = page.get_by_label("True code starts with")
                 results["Review: a filter change (s, browser round trip)"] = timed(
-                    lambda: (field.fill("47"), field.press("Enter"), idle(page)))
+                    lambda field=field: (field.fill("47"), field.press("Enter"), idle(page)))
                 thumb = page.locator("[data-testid='stSidebar'] input[type='range']").first
                 thumb.focus()
                 results["Review: a threshold move (s, browser round trip)"] = timed(
-                    lambda: (thumb.press("ArrowRight"), idle(page)))
+                    lambda thumb=thumb: (thumb.press("ArrowRight"), idle(page)))
                 results["peak memory of the whole app server (MB)"] = server.peak_mb()
             server.stop()
         browser.close()

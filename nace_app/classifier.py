@@ -25,9 +25,6 @@ class Candidate:
     heading: str
     probability: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "heading": self.heading, "probability": self.probability}
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -39,9 +36,6 @@ class Prediction:
         """Top-1 minus top-2 probability, as INSEE's production coder shows it."""
         probs = [c.probability for c in self.candidates]
         return probs[0] - (probs[1] if len(probs) > 1 else 0.0)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "predictions": [c.to_dict() for c in self.candidates]}
 
 
 @dataclass

@@ -10,7 +10,6 @@ import numpy as np
 import streamlit as st
 
 from nace_app import explain, figures
-from nace_app.batch import code_texts, guess_text_column, read_upload, to_csv_bytes, to_parquet_bytes
 from nace_app.classifier import Candidate, Classifier
 from nace_app.config import EMBEDDED, Settings, load_settings
 from nace_app.errors import NaceAppError
@@ -232,9 +231,6 @@ def use_trained_model(name: str, path: Path) -> None:
 
 
 # --- cached computations for the Predict page: keyed by model fingerprint, never recomputed on reruns -------------
-
-__all__ = ["code_texts", "guess_text_column", "read_upload", "to_csv_bytes", "to_parquet_bytes"]
-
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def top_candidates(_classifier: Classifier, fingerprint: str, text: str) -> list[Candidate]:
