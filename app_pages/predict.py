@@ -54,6 +54,49 @@ st.slider("Candidates to show (top-k)", 1, MAX_TOP_K, key="top_k")
 top_k = st.session_state.top_k
 text = st.session_state.get("submitted") or ""
 
+
+def show_highlights(text: str, selected: str, codes: list[str]) -> None:
+    explanation = ui.explanation(classifier, classifier.fingerprint, text, selected)
+    st.caption(f"Integrated gradients for **{selected}** · {classifier.nomenclature.heading(selected)}")
+    st.html(ui.highlighted_text_html(text, word_triples(explanation.words), selected))
+    check = ui.faithfulness_check(classifier, classifier.fingerprint, text, selected)
+    if check is not None:
+        st.metric(f"Probability of {selected} without “{check.word}”", f"{check.probability_without:.1%}",
+                  delta=f"{-check.drop:+.1%} vs {check.probability:.1%}", delta_color="normal",
+                  help="Faithfulness check: removing the most influential word should lower the probability of the code.")
+    st.caption(f"Completeness: attributions sum to {explanation.attribution_total:.3f}, logit change from the padding "
+               f"baseline {explanation.logit_delta:.3f} (gap {explanation.relative_gap:.2%}, {explanation.steps} steps).")
+
+
+def show_contrast(text: str, selected: str, codes: list[str]) -> None:
+    others = [c for c in codes if c != selected]
+    if not others:
+        st.info("Show at least two candidates (top-k ≥ 2) to compare them.")
+        return
+    rival = st.selectbox("Rather than", others, key="rival_code",
+                         format_func=lambda c: f"{c} · {classifier.nomenclature.heading(c)}")
+    explanation = ui.explanation(classifier, classifier.fingerprint, text, selected)
+    rival_explanation = ui.explanation(classifier, classifier.fingerprint, text, rival)
+    st.caption(f"Blue words push toward **{selected}** more than toward **{rival}**; red ones the other way.")
+    st.html(ui.highlighted_text_html(text, contrast(explanation, rival_explanation), f"{selected} over {rival}"))
+
+
+def show_word_and_char_views(text: str, selected: str, codes: list[str]) -> None:
+    explanation = ui.explanation(classifier, classifier.fingerprint, text, selected)
+    word_figure, char_figure = ui.word_and_char_figures(explanation, text)
+    st.plotly_chart(word_figure, width="stretch")
+    st.plotly_chart(char_figure, width="stretch")
+
+
+def show_occlusion(text: str, selected: str, codes: list[str]) -> None:
+    st.caption("Exact, model-agnostic check: how much the probability of the code drops when each word is deleted.")
+    st.plotly_chart(ui.occlusion_figure(classifier, classifier.fingerprint, text, selected), width="stretch")
+
+
+def show_label_attention(text: str, selected: str, codes: list[str]) -> None:
+    st.plotly_chart(ui.label_attention_figure(classifier, classifier.fingerprint, text, selected), width="stretch")
+
+
 single, batch_tab = st.tabs(["Single description", "Batch coding (CSV or TXT)"])
 
 with single:
@@ -96,49 +139,15 @@ with single:
             st.radio("Explain candidate", codes, key="selected_code", horizontal=True,
                      format_func=lambda code: f"{code}")
             selected = st.session_state.selected_code
-            explanation = ui.explanation(classifier, classifier.fingerprint, text, selected)
-            heading = classifier.nomenclature.heading(selected)
             tabs = ["Highlights", "Why A rather than B", "Word & character views", "Leave one word out"]
             if classifier.has_label_attention:
                 tabs.append("Label attention")
-            views = st.tabs(tabs)
-            with views[0]:
-                st.caption(f"Integrated gradients for **{selected}** · {heading}")
-                st.html(ui.highlighted_text_html(text, word_triples(explanation.words), selected))
-                check = ui.faithfulness_check(classifier, classifier.fingerprint, text, selected)
-                if check is not None:
-                    st.metric(f"Probability of {selected} without “{check.word}”", f"{check.probability_without:.1%}",
-                              delta=f"{-check.drop:+.1%} vs {check.probability:.1%}", delta_color="normal",
-                              help="Faithfulness check: removing the most influential word should lower the "
-                                   "probability of the code.")
-                st.caption(f"Completeness: attributions sum to {explanation.attribution_total:.3f}, "
-                           f"logit change from the padding baseline {explanation.logit_delta:.3f} "
-                           f"(gap {explanation.relative_gap:.2%}, {explanation.steps} steps).")
-            with views[1]:
-                others = [c for c in codes if c != selected]
-                if not others:
-                    st.info("Show at least two candidates (top-k ≥ 2) to compare them.")
-                else:
-                    rival = st.selectbox("Rather than", others, key="rival_code",
-                                         format_func=lambda c: f"{c} · {classifier.nomenclature.heading(c)}")
-                    rival_explanation = ui.explanation(classifier, classifier.fingerprint, text, rival)
-                    st.caption(f"Blue words push toward **{selected}** more than toward **{rival}**; "
-                               "red ones the other way.")
-                    st.html(ui.highlighted_text_html(text, contrast(explanation, rival_explanation),
-                                                     f"{selected} over {rival}"))
-            with views[2]:
-                word_figure, char_figure = ui.word_and_char_figures(explanation, text)
-                st.plotly_chart(word_figure, width="stretch")
-                st.plotly_chart(char_figure, width="stretch")
-            with views[3]:
-                st.caption("Exact, model-agnostic check: how much the probability of the code drops when each "
-                           "word is deleted.")
-                st.plotly_chart(ui.occlusion_figure(classifier, classifier.fingerprint, text, selected),
-                                width="stretch")
-            if classifier.has_label_attention:
-                with views[4]:
-                    st.plotly_chart(ui.label_attention_figure(classifier, classifier.fingerprint, text, selected),
-                                    width="stretch")
+            views = st.tabs(tabs, key="explain_view", on_change="rerun")  # only the open view is computed
+            for view, show in zip(views, (show_highlights, show_contrast, show_word_and_char_views, show_occlusion,
+                                          show_label_attention), strict=False):
+                with view:
+                    if view.open:
+                        show(text, selected, codes)
 
 with batch_tab:
     st.caption("Upload a CSV (comma, semicolon or tab separated; UTF-8 or latin-1) or a TXT file with one "

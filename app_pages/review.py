@@ -47,10 +47,7 @@ level_columns = st.columns(4)
 for column, level in zip(level_columns, LEVELS, strict=True):
     column.metric(f"Accuracy · {level}", f"{figures_now.accuracy_by_level[level]:.1%}")
 
-overview, calibration, classes, confusions, errors = st.tabs(
-    ["Automation", "Calibration", "Per class", "Confusions", "Misclassifications"])
-
-with overview:
+def show_automation() -> None:
     score_name = st.radio("Automate on", list(review.SCORES), horizontal=True, key="automation_score")
     score = table[review.SCORES[score_name]].to_numpy()
     correct = table["correct"].to_numpy()
@@ -67,14 +64,16 @@ with overview:
     st.plotly_chart(figures.automation_curve(metrics.automation_curve(score, correct), chosen),
                     width="stretch")
 
-with calibration:
+
+def show_calibration() -> None:
     confidence = table["probability"].to_numpy()
     correct = table["correct"].to_numpy()
     left, right = st.columns(2)
     left.plotly_chart(figures.reliability(metrics.reliability_table(confidence, correct)), width="stretch")
     right.plotly_chart(figures.confidence_histogram(confidence, correct), width="stretch")
 
-with classes:
+
+def show_per_class() -> None:
     class_table = review.per_class(table, nomenclature)
     search_columns = st.columns([3, 1])
     query = search_columns[0].text_input("Search by code or heading words", key="class_search")
@@ -88,7 +87,8 @@ with classes:
                                 "recall": st.column_config.NumberColumn(format="%.2f"),
                                 "f1": st.column_config.NumberColumn(format="%.2f")})
 
-with confusions:
+
+def show_confusions() -> None:
     pairs = review.with_headings(metrics.top_confusions(table["true_code"].to_list(),
                                                         table["predicted_code"].to_list()), nomenclature)
     st.subheader("Most frequent confusions")
@@ -110,7 +110,8 @@ with confusions:
     st.dataframe(examples.select("text", "true_code", "predicted_code", "probability").head(200),
                  width="stretch", hide_index=True)
 
-with errors:
+
+def show_misclassifications() -> None:
     filter_columns = st.columns(3)
     true_code = filter_columns[0].text_input("True code starts with", key="filter_true")
     section = filter_columns[1].selectbox("True section", [""] + sorted(set(table["true_section"].to_list())),
@@ -171,3 +172,12 @@ with errors:
                 st.markdown(f"**Why `{predicted}` rather than `{true}`**")
                 st.html(ui.highlighted_text_html(row["text"], contrast(predicted_explanation, true_explanation),
                                                  f"{predicted} over {true}"))
+
+
+views = st.tabs(["Automation", "Calibration", "Per class", "Confusions", "Misclassifications"], key="review_view",
+                on_change="rerun")  # only the open tab is computed
+for view, show in zip(views, (show_automation, show_calibration, show_per_class, show_confusions,
+                              show_misclassifications), strict=True):
+    with view:
+        if view.open:
+            show()

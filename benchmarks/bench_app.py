@@ -109,7 +109,11 @@ def main() -> None:
             page.wait_for_selector(".nace-word")
             idle(page)
 
-        results["Predict: click 'Code it' to candidates and highlights in the browser (s)"] = timed(code_it)
+        results["Predict: first 'Code it' after start-up, to candidates and highlights in the browser (s)"] = timed(
+            code_it)
+        page.locator("textarea[aria-label='Activity description']").fill(
+            "We design and install solar panels and heat pumps on the roofs of private houses and small offices")
+        results["Predict: a later 'Code it', to candidates and highlights in the browser (s)"] = timed(code_it)
         server.stop()
 
         data = work / "large.parquet"

@@ -230,11 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
-    info = verbs.add_parser("info", help="resolved sources, fallbacks, model configuration")
-    info.add_argument("--model")
-    info.add_argument("--data")
-    info.add_argument("--json", action="store_true")
-    info.set_defaults(run=cmd_info)
+    for name, run, help_text in (("info", cmd_info, "resolved sources, fallbacks, model configuration"),
+                                 ("evaluate", cmd_evaluate, "figures on the test split")):
+        verb = verbs.add_parser(name, help=help_text)
+        verb.add_argument("--model")
+        verb.add_argument("--data")
+        verb.add_argument("--json", action="store_true")
+        verb.set_defaults(run=run)
 
     predict = verbs.add_parser("predict", help="top-k codes for texts")
     predict.add_argument("text", nargs="*")
@@ -246,12 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(run=cmd_predict)
-
-    evaluate = verbs.add_parser("evaluate", help="figures on the test split")
-    evaluate.add_argument("--model")
-    evaluate.add_argument("--data")
-    evaluate.add_argument("--json", action="store_true")
-    evaluate.set_defaults(run=cmd_evaluate)
 
     train = verbs.add_parser("train", help="train a model on the train split")
     train.add_argument("--data")

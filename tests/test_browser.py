@@ -76,25 +76,24 @@ def wait_idle(page) -> None:
     page.wait_for_selector(IDLE)
 
 
-def test_typing_a_description_shows_candidates_and_highlights(page, server):
+def code_description(page, server, text: str) -> None:
     page.goto(f"{server}/")
     wait_idle(page)
-    page.locator("textarea[aria-label='Activity description']").fill("I sell croissants and pains au chocolat in my bakery")
+    page.locator("textarea[aria-label='Activity description']").fill(text)
     page.get_by_role("button", name="Code it").click()
     page.wait_for_selector(".nace-word")
     wait_idle(page)
+
+
+def test_typing_a_description_shows_candidates_and_highlights(page, server):
+    code_description(page, server, "I sell croissants and pains au chocolat in my bakery")
     assert page.get_by_text("Manufacture of bread").first.is_visible()
     assert page.locator(".nace-word").filter(has_text="croissants").count() >= 1
     assert "text=I+sell+croissants" in page.url or "text=I%20sell%20croissants" in page.url
 
 
 def test_state_survives_a_round_trip_through_another_page(page, server):
-    page.goto(f"{server}/")
-    wait_idle(page)
-    page.locator("textarea[aria-label='Activity description']").fill("we rent out holiday cottages by the week")
-    page.get_by_role("button", name="Code it").click()
-    page.wait_for_selector(".nace-word")
-    wait_idle(page)
+    code_description(page, server, "we rent out holiday cottages by the week")
     page.get_by_role("link", name="Train").click()
     wait_idle(page)
     page.get_by_role("link", name="Predict").click()

@@ -87,11 +87,22 @@ def test_top_k_and_candidate_switch_do_not_recompute_predictions(app, monkeypatc
 
 def test_contrastive_view_compares_two_candidates(app):
     code(app, "I repair cars and carry out technical inspections")
+    app.session_state["explain_view"] = "Why A rather than B"  # opening a tab, as a click does
+    app.run()
     options = app.selectbox(key="rival_code").options
     rival = options[-1].split(" · ")[0]  # AppTest lists the formatted labels
     app.selectbox(key="rival_code").set_value(rival).run()
     bodies = [h.proto.body for h in app.html if f" over {rival}" in h.proto.body]
     assert bodies
+    assert not [h for h in app.html if "nace-highlight" in h.proto.body and " over " not in h.proto.body]
+
+
+@pytest.mark.parametrize("view", ["Word & character views", "Leave one word out"])
+def test_other_explanation_views_draw_their_charts(app, view):
+    code(app, "I sell croissants and pains au chocolat in my bakery")
+    app.session_state["explain_view"] = view
+    app.run()
+    assert not app.exception and app.get("plotly_chart")
 
 
 def test_shared_link_reproduces_the_view(embedded):
@@ -225,7 +236,14 @@ def test_threshold_set_in_the_sidebar_moves_the_automation_figures(app, independ
     assert metric(app, "Coded automatically") == f"{np.mean(top2[:, 0] - top2[:, 1] >= 0.8):.1%}"
 
 
+def open_tab(at: AppTest, name: str) -> None:
+    at.session_state["review_view"] = name  # as a click on the tab does
+    at.run()
+    assert not at.exception, at.exception
+
+
 def test_filters_narrow_the_misclassification_browser(review, independent):
+    open_tab(review, "Misclassifications")
     truth, predicted, probabilities = independent["truth"], independent["predicted"], independent["probabilities"]
     wrong = truth != predicted
     assert any(f"{wrong.sum():,} rows" in c.value for c in review.caption)
@@ -239,6 +257,7 @@ def test_filters_narrow_the_misclassification_browser(review, independent):
 
 
 def test_selecting_a_row_shows_its_top5_and_both_explanations(review, independent):
+    open_tab(review, "Misclassifications")
     options = review.selectbox(key="review_row").options
     row = int(options[0].split(" ")[0].lstrip("#"))
     review.selectbox(key="review_row").set_value(row).run()
@@ -249,10 +268,12 @@ def test_selecting_a_row_shows_its_top5_and_both_explanations(review, independen
 
 
 def test_per_class_search_and_confusion_cell(review):
+    open_tab(review, "Per class")
     review.text_input(key="class_search").input("bread").run()
     table = next(d.value for d in review.dataframe if "support" in d.value.columns)
     assert 0 < len(table) < 10 and all("bread" in h.lower() or c.startswith("bread") for c, h in
                                        zip(table["code"], table["heading"], strict=True))
+    open_tab(review, "Confusions")
     review.selectbox(key="cell_true").set_value("C").run()
     review.selectbox(key="cell_predicted").set_value("G").run()
     assert any("(C → G)" in c.value for c in review.caption)
@@ -297,3 +318,9 @@ def test_training_run_from_the_page_is_usable_at_once(app):
     assert str(job.result.model_dir) in " ".join(c.value for c in app.caption)
     code(app, "bakery")
     assert len(candidate_lines(app)) == 5
+
+
+def test_calibration_tab_draws_the_reliability_diagram_and_histogram(review):
+    open_tab(review, "Calibration")
+    specs = [chart.proto.spec for chart in review.get("plotly_chart")]
+    assert any("Reliability diagram" in s for s in specs) and any("correct vs incorrect" in s for s in specs)
