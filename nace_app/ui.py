@@ -142,7 +142,7 @@ def sidebar() -> None:
                        "below it goes to manual review. Shared by the Predict and Review pages.")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner="Scoring the test split…", max_entries=8)  # shared, never copied: 10,500 x classes
 def test_probabilities(_classifier: Classifier, model_fingerprint: str, _data: DataSet,
                        data_fingerprint: str) -> np.ndarray:
     """Test-split probabilities: from the disk cache when present (restarts reuse it), else computed once."""
@@ -150,7 +150,7 @@ def test_probabilities(_classifier: Classifier, model_fingerprint: str, _data: D
     return cached_probabilities(_classifier, texts, data_fingerprint, default_workspace().settings.cache_dir)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@st.cache_resource(show_spinner=False, max_entries=8)  # read-only, shared by sessions without a copy per rerun
 def review_table(_classifier: Classifier, model_fingerprint: str, _data: DataSet, data_fingerprint: str):
     from nace_app.review import test_table
 
