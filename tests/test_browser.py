@@ -94,13 +94,16 @@ def test_typing_a_description_shows_candidates_and_highlights(page, server):
 
 def test_state_survives_a_round_trip_through_another_page(page, server):
     code_description(page, server, "we rent out holiday cottages by the week")
+    from playwright.sync_api import expect
+
     page.get_by_role("link", name="Train").click()
+    page.get_by_role("button", name="Start training").wait_for()
     wait_idle(page)
     page.get_by_role("link", name="Predict").click()
-    wait_idle(page)
-    assert page.locator("textarea[aria-label='Activity description']").input_value() == "we rent out holiday cottages by the week"
-    assert page.locator(".nace-word").count() > 0
-    assert page.get_by_text("Automation threshold").first.is_visible()
+    page.wait_for_selector(".nace-word")  # the Predict page is back, with its result
+    expect(page.locator("textarea[aria-label='Activity description']")).to_have_value(
+        "we rent out holiday cottages by the week")
+    expect(page.get_by_text("Automation threshold").first).to_be_visible()
 
 
 def test_review_threshold_and_a_misclassified_row_to_its_explanation(page, server):
