@@ -108,6 +108,7 @@ def test_train_saves_a_loadable_model(capsys, tmp_path):
     (["predict", "--input", "missing.csv"], "does not exist"),
     (["predict", "--input", "empty.csv"], "empty"),
     (["predict", "--input", "other.csv"], "no column 'label'"),
+    (["predict", "--input", "broken.parquet"], "cannot read broken.parquet"),
     (["predict"], "no text"),
     (["predict", "   "], "no text"),
     (["predict", "x", "--top-k", "0"], "top-k must be between 1 and 651"),
@@ -120,6 +121,7 @@ def test_train_saves_a_loadable_model(capsys, tmp_path):
 def test_bad_input_is_one_line_and_exit_code_2(capsys, tmp_path, argv, message):
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "other.csv").write_text("text\nbakery\n")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 this is not parquet")
     code, _, err = run(capsys, *argv)
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

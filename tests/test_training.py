@@ -122,3 +122,28 @@ def test_a_queued_job_can_be_stopped_without_running(tiny_data):
     job.stop()
     job.join(timeout=10)
     assert job.state == STOPPED and not job.alive and job.result is None
+
+
+def test_a_logged_run_loads_back_through_a_runs_uri(tiny_data, tmp_path, monkeypatch):
+    import pickle
+
+    from nace_app.sources import resolve_model
+    from nace_app.workspace import open_model
+
+    result, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work")
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("our format must not be unpickled"))
+    monkeypatch.setenv("NACE_MODEL_URI", f"runs:/{run.run_id}/model")
+    settings = load_settings()
+    source = resolve_model(settings)
+    classifier, _ = open_model(settings, source)
+    assert source.uri.startswith("runs:/") and classifier.labels == result.labels
+    assert resolve_model(settings).local_path == source.local_path  # cached: runs never change
+
+
+def test_an_unknown_mlflow_run_is_an_error(monkeypatch):
+    from nace_app.errors import NaceAppError
+    from nace_app.sources import resolve_model
+
+    monkeypatch.setenv("NACE_MODEL_URI", "runs:/0123456789abcdef/model")
+    with pytest.raises(NaceAppError, match="unavailable"):
+        resolve_model(load_settings())
