@@ -24,6 +24,11 @@ st.title("Train a model")
 st.caption(f"Trains on the train split of `{data.source.uri}` ({train_rows:,} rows), stops early on the validation "
            "split, and reports figures on the test split. Runs in the background: the page stays responsive.")
 
+missing = data.splits.codes_missing_from_train()
+if missing:
+    st.warning(f"{len(missing)} codes appear in the validation or test split but never in the train split "
+               f"({', '.join(missing[:10])}{'…' if len(missing) > 10 else ''}): no model trained here can predict them.")
+
 job: TrainingJob | None = st.session_state.get("training_job")
 running = job is not None and job.state in (QUEUED, RUNNING)
 

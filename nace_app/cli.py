@@ -71,6 +71,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "model": {"source": workspace.model_source.to_dict(), **workspace.classifier.describe()},
         "data": {"source": data.source.to_dict(), "rows": data.frame.height, "codes": data.frame["code"].n_unique()},
         "fallbacks": workspace.fallbacks(),
+        "codes_missing_from_train": data.splits.codes_missing_from_train(),
         "cache_dir": str(settings.cache_dir),
     }
     if args.json:
@@ -83,6 +84,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"config     {json.dumps(model['model_config'], default=str)}")
     print(f"tokenizer  vocab {model['vocab_size']}, output_dim {model['output_dim']}")
     print(f"cache dir  {settings.cache_dir}")
+    if info["codes_missing_from_train"]:
+        print(f"warning    {len(info['codes_missing_from_train'])} codes are in validation/test but not in the train "
+              f"split: {', '.join(info['codes_missing_from_train'][:10])}")
     for reason in workspace.fallbacks():
         print(f"fallback   {reason}")
     return 0

@@ -99,11 +99,6 @@ class TrainingQueue:
             self._running.discard(job_id)
             self._condition.notify_all()
 
-    @property
-    def busy(self) -> bool:
-        with self._condition:
-            return len(self._running) >= self.capacity
-
 
 _ids = itertools.count(1)
 

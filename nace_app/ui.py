@@ -48,7 +48,6 @@ class Active:
     source: ResolvedSource
     data: DataSet
     settings: Settings
-    label: str
 
 
 def fail(exc: NaceAppError) -> None:
@@ -81,14 +80,13 @@ def active() -> Active:
         run_id = st.session_state.get("mlflow_run_id", "").strip()
         uri = f"runs:/{run_id}/model" if run_id else ""
     if not uri:
-        return Active(workspace.classifier, workspace.model_source, workspace.data, workspace.settings,
-                      "default")
+        return Active(workspace.classifier, workspace.model_source, workspace.data, workspace.settings)
     try:
         classifier, source = classifier_for(uri)
     except NaceAppError as exc:
         st.sidebar.error(str(exc))
-        return Active(workspace.classifier, workspace.model_source, workspace.data, workspace.settings, "default")
-    return Active(classifier, source, workspace.data, workspace.settings, uri)
+        return Active(workspace.classifier, workspace.model_source, workspace.data, workspace.settings)
+    return Active(classifier, source, workspace.data, workspace.settings)
 
 
 PAGE_STATE_KEYS = ("description", "top_k", "selected_code", "rival_code", "automation_score", "class_search",

@@ -28,6 +28,7 @@ def test_info_json_names_sources_and_configuration(capsys):
     assert code == 0
     assert info["model"]["num_classes"] == 651 and info["model"]["source"]["uri"] == "embedded"
     assert info["fallbacks"] == [] and info["cache_dir"]
+    assert info["codes_missing_from_train"] == []  # every demo class has rows in the train split
     assert "MLFLOW_TRACKING_PASSWORD" not in out
 
 
