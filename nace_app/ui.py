@@ -13,6 +13,7 @@ from nace_app import explain, figures
 from nace_app.classifier import Candidate, Classifier
 from nace_app.config import EMBEDDED, Settings, load_settings
 from nace_app.errors import NaceAppError
+from nace_app.modelio import is_own_format
 from nace_app.sources import ResolvedSource, resolve
 from nace_app.workspace import DataSet, Workspace, cached_probabilities, open_model, open_workspace
 
@@ -36,6 +37,8 @@ def classifier_for(uri: str) -> tuple[Classifier, ResolvedSource]:
     """Any other model the picker names (embedded, a trained run, an MLflow run), loaded once per server."""
     settings = default_workspace().settings.with_overrides(model_uri=uri)
     source = resolve("model", uri, True, settings)
+    if uri.startswith("runs:/") and not is_own_format(source.local_path):  # a typed run id is user input
+        raise NaceAppError("the app loads MLflow runs only in NACE Explorer's own format (no pickles)")
     classifier, _ = open_model(settings, source, data=default_workspace().data)
     return classifier, source
 

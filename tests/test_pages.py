@@ -324,3 +324,26 @@ def test_calibration_tab_draws_the_reliability_diagram_and_histogram(review):
     open_tab(review, "Calibration")
     specs = [chart.proto.spec for chart in review.get("plotly_chart")]
     assert any("Reliability diagram" in s for s in specs) and any("correct vs incorrect" in s for s in specs)
+
+
+def test_model_picker_loads_an_mlflow_run_in_our_format(embedded, tiny_frame, tmp_path):
+    from nace_app.jobs import run_logged_training
+    from nace_app.sources import ResolvedSource
+    from nace_app.training import TrainingSettings
+    from nace_app.workspace import DataSet
+
+    data = DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
+    settings = TrainingSettings(sample_size=None, epochs=1, batch_size=16, embedding_dim=16, vocab_size=300)
+    _, run = run_logged_training(data, settings, load_settings(), tmp_path / "work")
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=180)
+        at.run()
+        at.selectbox(key="model_choice").set_value("MLflow run…").run()
+        at.text_input(key="mlflow_run_id").input(run.run_id).run()
+        assert not at.exception
+        assert f"runs:/{run.run_id}/model" in " ".join(c.value for c in at.caption)
+        at.text_input(key="mlflow_run_id").input("no-such-run").run()
+        assert any("unavailable" in e.value for e in at.sidebar.error)
+    finally:
+        st.cache_resource.clear()
