@@ -109,7 +109,8 @@ with single:
         if ui.unknown_share(classifier, classifier.fingerprint, text) > 0.5:
             st.warning("Most of this text is unknown to the model's vocabulary (other alphabets, emoji or symbols): "
                        "the codes below are little more than a guess.", icon=":material/help:")
-        candidates = ui.top_candidates(classifier, classifier.fingerprint, text)[:top_k]
+        best_ten = Prediction(text, ui.top_candidates(classifier, classifier.fingerprint, text))
+        candidates = best_ten.candidates[:top_k]
         codes = [c.code for c in candidates]
         wanted = st.session_state.get("wanted_code")
         if st.session_state.get("selected_code") not in codes:
@@ -120,7 +121,7 @@ with single:
         with left:
             st.subheader("Candidates")
             threshold = st.session_state[ui.THRESHOLD_KEY]
-            confidence_index = Prediction(text, ui.top_candidates(classifier, classifier.fingerprint, text)).confidence_index
+            confidence_index = best_ten.confidence_index  # top-1 minus top-2, whatever k shows
             verdict = "would be coded automatically" if confidence_index >= threshold else "goes to manual review"
             st.metric("Confidence index (top-1 − top-2)", f"{confidence_index:.3f}",
                       help="The gap between the two most probable codes, compared with the automation threshold "
