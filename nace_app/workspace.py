@@ -13,7 +13,7 @@ import polars as pl
 
 from nace_app.classifier import Classifier
 from nace_app.config import Settings
-from nace_app.data import Splits, fingerprint, load_labelled, split
+from nace_app.data import Splits, load_labelled, split
 from nace_app.modelio import load_model
 from nace_app.sources import ResolvedSource, resolve_data, resolve_model
 
@@ -27,9 +27,9 @@ class DataSet:
     def splits(self) -> Splits:
         return split(self.frame)
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
-        return fingerprint(self.frame)
+        return self.splits.data_fingerprint  # hashed once, when the data is split
 
 
 def open_data(settings: Settings) -> DataSet:
