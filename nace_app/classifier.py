@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from nace_app.errors import NaceAppError
-from nace_app.inference import Encoded, FastForward, encode
+from nace_app.inference import FastForward
 from nace_app.modelio import LoadedModel
 from nace_app.nomenclature import load_nomenclature
+from nace_app.tokenization import Encoded, encode, kind_of, unknown_word_share
 
 DEFAULT_CHUNK = 512
 
@@ -118,6 +119,7 @@ class Classifier:
             "labels_from": self.loaded.labels_from,
             "num_classes": self.num_classes,
             "model_config": ttc.model_config.to_dict() if hasattr(ttc, "model_config") else None,
+            "tokenizer": kind_of(self.tokenizer),
             "vocab_size": self.tokenizer.vocab_size,
             "output_dim": self.tokenizer.output_dim,
             "fingerprint": self.fingerprint,
@@ -176,9 +178,5 @@ class Classifier:
         return self.predict_top_k(texts, top_k, chunk_size, progress).predictions()
 
     def unknown_token_share(self, text: str) -> float:
-        """Share of the text's tokens that the vocabulary does not know (special tokens excluded)."""
-        backend = self.tokenizer.tokenizer.backend_tokenizer
-        unknown = backend.token_to_id(getattr(backend.model, "unk_token", "[UNK]"))
-        specials = {backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")} - {None}
-        real = [i for i in self.encode([text]).ids[0] if i not in specials]
-        return sum(i == unknown for i in real) / len(real) if real else 1.0
+        """Share of the text's words (or WordPiece tokens) that the model has no entry for."""
+        return unknown_word_share(self.tokenizer, text)

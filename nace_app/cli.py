@@ -200,13 +200,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = open_data(settings)
     _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
     training = TrainingSettings(sample_size=args.sample, epochs=args.epochs, seed=args.seed,
-                                embedding_dim=args.embedding_dim, vocab_size=args.vocab_size,
+                                embedding_dim=args.embedding_dim, tokenizer=args.tokenizer,
+                                vocab_size=args.vocab_size, ngram_min=args.ngram_min, ngram_max=args.ngram_max,
+                                buckets=args.buckets, min_count=args.min_count, token_dropout=args.token_dropout,
                                 output_dim=args.output_dim, attention=args.attention,
                                 learning_rate=args.learning_rate, batch_size=args.batch_size, patience=args.patience,
                                 label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
-                                include_headings=args.include_headings)
+                                include_headings=args.include_headings, half_precision=args.half_precision)
     workdir = settings.cache_dir / "runs" / time.strftime("cli-%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else workdir / "model"
+
+    extra_rows = data.splits.validation if args.train_on_validation else None
+    stopping_frame = None
+    if args.stop_on:
+        from nace_app.data import load_labelled
+
+        stopping_frame = load_labelled(Path(args.stop_on))
+    elif args.train_on_validation:
+        raise NaceAppError("--train-on-validation needs --stop-on: early stopping cannot watch rows it trains on")
 
     def show(event) -> None:
         if event.kind == "epoch" and not args.json:
@@ -214,7 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"epoch {event.epoch}: {shown}", file=sys.stderr)
 
     result, run = run_logged_training(data, training, settings, workdir, progress=show,
-                                      run_name="nace-app train", model_dir=out)
+                                      run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
+                                      stopping_frame=stopping_frame)
     summary = {**result.to_dict(), "data": data.source.uri, "mlflow_run_id": run.run_id,
                "mlflow_tracking_uri": run.uri, "mlflow_failure": run.failure}
     if args.json:
@@ -260,7 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="folder for the model (default: a run folder in the cache)")
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--embedding-dim", type=int, default=64)
-    train.add_argument("--vocab-size", type=int, default=4000)
+    train.add_argument("--tokenizer", choices=("wordpiece", "ngram"), default="wordpiece",
+                       help="WordPiece sub-words, or fastText-style character n-grams plus words")
+    train.add_argument("--vocab-size", type=int, default=4000, help="WordPiece vocabulary size")
+    train.add_argument("--ngram-min", type=int, default=3, help="shortest character n-gram")
+    train.add_argument("--ngram-max", type=int, default=6, help="longest character n-gram")
+    train.add_argument("--buckets", type=int, default=50_000, help="hash buckets for character n-grams")
+    train.add_argument("--min-count", type=int, default=1, help="n-gram tokenizer: keep words seen this often")
+    train.add_argument("--token-dropout", type=float, default=0.0, help="share of tokens hidden at random in training")
     train.add_argument("--output-dim", type=int, default=None)
     train.add_argument("--attention", action="store_true")
     train.add_argument("--learning-rate", type=float, default=0.004)
@@ -270,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--weight-decay", type=float, default=0.0)
     train.add_argument("--include-headings", action="store_true",
                        help="add each class's official NACE heading as an extra training row")
+    train.add_argument("--train-on-validation", action="store_true",
+                       help="add the validation split to the training rows (needs --stop-on); the test split stays untouched")
+    train.add_argument("--stop-on", help="labelled file or folder of CSVs to stop early on, instead of the validation split")
+    train.add_argument("--half-precision", action="store_true", help="store float16 weights (half the size)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=cmd_train)
     return parser

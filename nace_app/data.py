@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from nace_app.errors import NaceAppError
+from nace_app.errors import NaceAppError, first_line
 from nace_app.nomenclature import load_nomenclature
 
 SPLIT_SEED = 42
@@ -61,7 +61,7 @@ def read_csv_bytes(raw: bytes) -> pl.DataFrame:
     try:
         return pl.read_csv(io.StringIO(text), separator=sniff_separator(text), infer_schema=False)
     except pl.exceptions.PolarsError as exc:
-        raise NaceAppError(f"cannot read the CSV file: {str(exc).splitlines()[0]}") from exc
+        raise NaceAppError(f"cannot read the CSV file: {first_line(exc)}") from exc
 
 
 def read_table(path: Path) -> pl.DataFrame:
@@ -81,7 +81,7 @@ def read_table(path: Path) -> pl.DataFrame:
         if suffix in (".csv", ".tsv"):
             return read_csv_bytes(path.read_bytes())
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise NaceAppError(f"cannot read {path.name}: {str(exc).splitlines()[0]}") from exc
+        raise NaceAppError(f"cannot read {path.name}: {first_line(exc)}") from exc
     raise NaceAppError(f"unsupported file type {path.suffix!r}: use .parquet, .csv or .txt")
 
 

@@ -46,7 +46,6 @@ class Explanation:
     attribution_total: float
     logit_delta: float
     steps: int
-    tokens: list[str] = field(default_factory=list)
     offsets: list[tuple[int, int]] = field(default_factory=list)
     word_ids: list[int | None] = field(default_factory=list)
 
@@ -144,7 +143,6 @@ def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) ->
             if bool((gaps <= TOLERANCE * logit_delta.abs().clamp_min(1e-6)).all()):
                 break
     offsets, word_ids = encoded.offsets[0], encoded.word_ids[0]
-    tokens = classifier.tokenizer.tokenizer.convert_ids_to_tokens(ids)
     explanations = []
     for row, code in enumerate(codes):
         scores = token_scores[row, : len(ids)].numpy()
@@ -156,7 +154,6 @@ def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) ->
             attribution_total=float(token_scores[row].sum()),
             logit_delta=float(logit_delta[row]),
             steps=steps,
-            tokens=tokens,
             offsets=offsets,
             word_ids=word_ids,
         ))

@@ -14,8 +14,6 @@ Any other architecture runs the library's own forward pass on the fully padded i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,34 +21,6 @@ import torch.nn.functional as F
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
-
-
-@dataclass
-class Encoded:
-    """Token ids of each text (truncated as the library does), and the padded width the library would use."""
-
-    ids: list[list[int]]
-    offsets: list[list[tuple[int, int]]] | None
-    word_ids: list[list[int | None]] | None
-    full_width: int
-    pad_id: int
-
-
-def encode(tokenizer, texts: list[str], with_offsets: bool = False) -> Encoded:
-    """Tokenize like the library (same truncation); padding is added per chunk later."""
-    output_dim = tokenizer.output_dim
-    batch = tokenizer.tokenizer(
-        texts,
-        padding=False,
-        truncation=output_dim is not None,
-        max_length=output_dim,
-        return_offsets_mapping=with_offsets,
-    )
-    ids = batch["input_ids"]
-    longest = max((len(i) for i in ids), default=1)
-    offsets = [list(map(tuple, o)) for o in batch["offset_mapping"]] if with_offsets else None
-    word_ids = [batch.word_ids(i) for i in range(len(ids))] if with_offsets else None
-    return Encoded(ids, offsets, word_ids, output_dim or longest, tokenizer.padding_idx)
 
 
 def pad(ids: list[list[int]], width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

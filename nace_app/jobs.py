@@ -39,7 +39,8 @@ def probe_top3(ttc: Any, labels: list[str], texts: list[str]) -> list[list[tuple
 
 def run_logged_training(data, training: TrainingSettings, settings: Settings, workdir: Path, progress=None,
                         should_stop=None, probe=None, run_name: str = "training",
-                        model_dir: Path | None = None) -> tuple[TrainingResult, RunLogger]:
+                        model_dir: Path | None = None, extra_rows=None,
+                        stopping_frame=None) -> tuple[TrainingResult, RunLogger]:
     """Train and log everything to MLflow: parameters, per-epoch metrics, the split, both model formats."""
     run = RunLogger(settings, run_name)
     run.log_params({**training.to_dict(), "data_uri": data.source.uri, "data_rows": data.frame.height})
@@ -52,7 +53,7 @@ def run_logged_training(data, training: TrainingSettings, settings: Settings, wo
 
     try:
         result = train_model(data.splits, training, workdir, progress=on_event, should_stop=should_stop, probe=probe,
-                             model_dir=model_dir)
+                             model_dir=model_dir, extra_rows=extra_rows, stopping_frame=stopping_frame)
     except BaseException:
         run.finish("FAILED")
         raise

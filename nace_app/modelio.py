@@ -3,9 +3,10 @@
 Two formats are read:
 - ours (written by `save_model`), loaded without unpickling anything:
   `config.json` ({"format": "nace-explorer-model/1", "model_config": ModelConfig.to_dict(),
-  "tokenizer": {"kind": "wordpiece", "output_dim": int|null}, "training": {...}}),
-  `labels.json` (the class codes, in class-index order), `tokenizer.json` (the Hugging Face tokenizer file)
-  and `model.safetensors` (the PyTorch model's state_dict);
+  "tokenizer": {"kind": "wordpiece"|"ngram", "output_dim": int|null}, "training": {...}}),
+  `labels.json` (the class codes, in class-index order), `tokenizer.json` (for WordPiece the Hugging Face
+  tokenizer file; for n-grams the library's `save_pretrained` JSON: n-gram range, buckets, word vocabulary)
+  and `model.safetensors` (the PyTorch model's state_dict, float32 or float16; loaded as float32);
 - the library's `torchTextClassifiers.save()` folder (`metadata.pkl`, `tokenizer.pkl`, `model_checkpoint.ckpt`,
   optional `value_encoder.pkl`), which is unpickled: only ever read it from the configured sources.
 """
@@ -19,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nace_app.errors import NaceAppError
+from nace_app.errors import NaceAppError, first_line
+from nace_app.tokenization import (
+    NGRAM,
+    TOKENIZER_KINDS,
+    WORDPIECE,
+    kind_of,
+    ngram_tokenizer_config,
+    ngram_tokenizer_from_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,61 +50,88 @@ def is_own_format(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
 
-def save_model(ttc: Any, labels: list[str], path: Path, training: dict[str, Any] | None = None) -> Path:
-    """Write our non-pickle format; `training` records the split and settings for the review page."""
+def save_model(ttc: Any, labels: list[str], path: Path, training: dict[str, Any] | None = None,
+               half_precision: bool = False) -> Path:
+    """Write our non-pickle format; `training` records the split and settings for the review page.
+
+    `half_precision` stores float16 weights (half the size); they are read back as float32.
+    """
+    import torch
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = ttc.tokenizer
+    kind = kind_of(tokenizer)
     config = {
         "format": FORMAT,
         "model_config": ttc.model_config.to_dict(),
-        "tokenizer": {"kind": "wordpiece", "output_dim": tokenizer.output_dim},
+        "tokenizer": {"kind": kind, "output_dim": tokenizer.output_dim},
         "training": training or {},
     }
     (path / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     (path / "labels.json").write_text(json.dumps(list(labels)) + "\n")
-    (path / "tokenizer.json").write_text(tokenizer.tokenizer.backend_tokenizer.to_str())
+    if kind == NGRAM:
+        (path / "tokenizer.json").write_text(json.dumps(ngram_tokenizer_config(tokenizer), ensure_ascii=False))
+    else:
+        (path / "tokenizer.json").write_text(tokenizer.tokenizer.backend_tokenizer.to_str())
     state = {k: v.detach().contiguous().cpu() for k, v in ttc.pytorch_model.state_dict().items()}
+    if half_precision:
+        state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(path / "model.safetensors"))
     return path
 
 
-def _load_own(path: Path) -> LoadedModel:
-    from safetensors.torch import load_file
+def _wordpiece_from_file(text: str, output_dim: int | None) -> Any:
     from tokenizers import Tokenizer
-    from torchTextClassifiers import ModelConfig, torchTextClassifiers
     from torchTextClassifiers.tokenizers import WordPieceTokenizer
     from transformers import PreTrainedTokenizerFast
 
     try:
-        config = json.loads((path / "config.json").read_text())
-        labels = json.loads((path / "labels.json").read_text())
-        backend = Tokenizer.from_str((path / "tokenizer.json").read_text())
-    except (OSError, ValueError, Exception) as exc:
-        raise NaceAppError(f"cannot read the model in {path}: {exc}") from exc
-    if config.get("format") != FORMAT:
-        raise NaceAppError(f"{path}/config.json is not a {FORMAT} model")
-    tokenizer = WordPieceTokenizer(vocab_size=backend.get_vocab_size(), output_dim=config["tokenizer"]["output_dim"])
+        backend = Tokenizer.from_str(text)
+    except Exception as exc:  # the tokenizers library raises a bare Exception for a malformed file
+        raise ValueError(first_line(exc)) from exc
+    tokenizer = WordPieceTokenizer(vocab_size=backend.get_vocab_size(), output_dim=output_dim)
     tokenizer.tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
     tokenizer.trained = True
     tokenizer.padding_idx = backend.token_to_id("[PAD]")
     tokenizer.vocab_size = len(tokenizer.tokenizer)
+    return tokenizer
+
+
+def _load_own(path: Path) -> LoadedModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from torchTextClassifiers import ModelConfig, torchTextClassifiers
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+        labels = json.loads((path / "labels.json").read_text())
+        tokenizer_text = (path / "tokenizer.json").read_text()
+    except (OSError, ValueError) as exc:
+        raise NaceAppError(f"cannot read the model in {path}: {first_line(exc)}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise NaceAppError(f"{path}/config.json is not a {FORMAT} model")
+    kind = config.get("tokenizer", {}).get("kind", WORDPIECE)
+    output_dim = config["tokenizer"].get("output_dim")
+    try:
+        if kind == NGRAM:
+            tokenizer = ngram_tokenizer_from_config(json.loads(tokenizer_text), output_dim)
+        elif kind == WORDPIECE:
+            tokenizer = _wordpiece_from_file(tokenizer_text, output_dim)
+        else:
+            raise NaceAppError(f"{path}: unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_KINDS)})")
+    except (ValueError, KeyError, TypeError) as exc:  # a damaged tokenizer.json; bugs elsewhere stay loud
+        raise NaceAppError(f"cannot read {path}/tokenizer.json: {first_line(exc)}") from exc
     model_config = ModelConfig.from_dict(config["model_config"])
     ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config)
     try:
         state = load_file(str(path / "model.safetensors"))
-        ttc.pytorch_model.load_state_dict(state)
-    except Exception as exc:
-        raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {_first_line(exc)}") from exc
+        ttc.pytorch_model.load_state_dict(state)  # copies into the float32 parameters, whatever was stored
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:  # damaged file, or weights of another shape
+        raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {first_line(exc)}") from exc
     if len(labels) != ttc.num_classes:
         raise NaceAppError(f"{path}: labels.json has {len(labels)} codes for {ttc.num_classes} classes")
     return LoadedModel(ttc, [str(c) for c in labels], "nace-explorer", "labels.json", config.get("training", {}))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def _labels_from_value_encoder(encoder: Any) -> list[str] | None:
@@ -119,7 +155,7 @@ def _load_library(path: Path, dataset_codes: Callable[[], list[str]] | None) -> 
     try:
         ttc = torchTextClassifiers.load(path, device="cpu")
     except Exception as exc:  # truncated or corrupted pickles and checkpoints
-        raise NaceAppError(f"cannot load the model in {path}: {_first_line(exc)}") from exc
+        raise NaceAppError(f"cannot load the model in {path}: {first_line(exc)}") from exc
     if not hasattr(ttc, "lightning_module"):
         raise NaceAppError(f"cannot load the model in {path}: the checkpoint was not restored")
     labels = _labels_from_value_encoder(ttc.value_encoder) if ttc.value_encoder is not None else None

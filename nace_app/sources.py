@@ -22,7 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from nace_app.config import EMBEDDED, Settings
-from nace_app.errors import NaceAppError
+from nace_app.errors import NaceAppError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,7 @@ def _atomic_fill(final: Path, fill: Callable[[Path], None]) -> Path:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
+    return f"{type(exc).__name__}: {first_line(exc, 280)}"
 
 
 # --- S3 -------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nace_app.config import Settings
+from nace_app.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class RunLogger:
         try:
             action(*args)
         except Exception as exc:  # tracking must never stop training
-            self.failure = f"MLflow logging failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            self.failure = f"MLflow logging failed: {type(exc).__name__}: {first_line(exc)}"
             logger.warning(self.failure)
 
     @property

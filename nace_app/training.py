@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +19,33 @@ import polars as pl
 
 from nace_app.data import Splits, stratified_sample
 from nace_app.errors import NaceAppError
+from nace_app.tokenization import NGRAM, TOKENIZER_KINDS, WORDPIECE, encode, train_ngram_tokenizer
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainingSettings:
-    """Everything that defines a run; `output_dim=None` derives it from the sample's token lengths."""
+    """Everything that defines a run.
+
+    `output_dim=None`: a model without attention reads whole texts (mean pooling does not depend on the padded
+    length); with attention, the window is derived from the sample's token lengths. `vocab_size` is WordPiece's;
+    n-grams use `ngram_min`..`ngram_max` characters hashed into `buckets`, plus the words seen `min_count` times.
+    `token_dropout` hides that share of each text's tokens at random during training (never at inference).
+    """
 
     sample_size: int | None = 5000
     epochs: int = 2
     batch_size: int = 64
     learning_rate: float = 0.004
     embedding_dim: int = 64
+    tokenizer: str = WORDPIECE
     vocab_size: int = 4000
+    ngram_min: int = 3
+    ngram_max: int = 6
+    buckets: int = 50_000
+    min_count: int = 1
+    token_dropout: float = 0.0
     output_dim: int | None = None
     attention: bool = False
     attention_layers: int = 1
@@ -42,14 +55,36 @@ class TrainingSettings:
     label_smoothing: float = 0.0
     weight_decay: float = 0.0
     include_headings: bool = False
+    half_precision: bool = False
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.tokenizer not in TOKENIZER_KINDS:
+            problems.append(f"tokenizer must be one of {', '.join(TOKENIZER_KINDS)}")
+        if self.sample_size is not None and self.sample_size < 2:
+            problems.append("the sample must have at least 2 rows")
+        for name in ("epochs", "batch_size", "embedding_dim", "vocab_size", "buckets", "min_count", "patience",
+                     "attention_layers", "attention_heads"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name.replace('_', ' ')} must be at least 1")
+        if not 2 <= self.ngram_min <= self.ngram_max <= 6:
+            problems.append("character n-grams must satisfy 2 <= min <= max <= 6")
+        if not 0.0 <= self.token_dropout < 1.0:
+            problems.append("token dropout must be in [0, 1)")
+        if self.learning_rate <= 0:
+            problems.append("the learning rate must be positive")
+        if self.output_dim is not None and self.output_dim < 2:
+            problems.append("output_dim must be at least 2 tokens")
+        if self.attention and self.attention_heads >= 1 and self.embedding_dim % self.attention_heads:
+            problems.append(f"with attention, the embedding size ({self.embedding_dim}) must be a multiple of the "
+                            f"number of heads ({self.attention_heads})")
+        elif self.attention and self.attention_heads >= 1 and (self.embedding_dim // self.attention_heads) % 2:
+            problems.append("with attention, embedding size / heads must be even (rotary positions)")
+        if problems:
+            raise NaceAppError("invalid training settings: " + "; ".join(problems))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -133,6 +168,33 @@ def _make_progress_callback(progress, should_stop, total_steps: int, started: fl
     return Progress()
 
 
+def _token_dropout_hook(share: float):
+    """A forward pre-hook that hides `share` of the real tokens of each training text (never all of them)."""
+    import torch
+
+    def hook(module, args, kwargs):
+        if not module.training:
+            return None
+        mask = kwargs["attention_mask"]
+        keep = (torch.rand(mask.shape) >= share).to(mask.dtype) * mask
+        empty = keep.sum(dim=1, keepdim=True) == 0
+        kwargs["attention_mask"] = torch.where(empty, mask, keep)
+        return args, kwargs
+
+    return hook
+
+
+def _train_tokenizer(settings: TrainingSettings, texts: list[str]):
+    if settings.tokenizer == NGRAM:
+        return train_ngram_tokenizer(texts, settings.ngram_min, settings.ngram_max, settings.buckets,
+                                     settings.min_count)
+    from torchTextClassifiers.tokenizers import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer(vocab_size=settings.vocab_size)
+    tokenizer.train(texts)
+    return tokenizer
+
+
 def train_model(
     splits: Splits,
     settings: TrainingSettings,
@@ -141,17 +203,20 @@ def train_model(
     should_stop: Callable[[], bool] | None = None,
     probe: Callable[[Any, list[str]], Any] | None = None,
     model_dir: Path | None = None,
+    extra_rows: pl.DataFrame | None = None,
+    stopping_frame: pl.DataFrame | None = None,
 ) -> TrainingResult:
     """Train on (a stratified sample of) the train split; save our format to `model_dir` (default `workdir/model`).
 
-    `workdir` also receives the checkpoints and the library's own `save()` format.
+    `extra_rows` (code, label) are added to the training rows as they are (reviewers' corrections, or the
+    validation split when an independent `stopping_frame` replaces it for early stopping). `workdir` also
+    receives the checkpoints and the library's own `save()` format.
     """
     import pytorch_lightning as pl_
     import torch
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
     from torchTextClassifiers import ModelConfig, TrainingConfig, torchTextClassifiers
     from torchTextClassifiers.model.components import AttentionConfig
-    from torchTextClassifiers.tokenizers import WordPieceTokenizer
     from torchTextClassifiers.value_encoder import DictEncoder, ValueEncoder
 
     from nace_app.classifier import Classifier
@@ -164,9 +229,12 @@ def train_model(
                                                                                settings.seed)
     if train.height < 2:
         raise NaceAppError("the training sample has fewer than 2 rows")
+    validation = splits.validation if stopping_frame is None else stopping_frame
+    extra = extra_rows.select("code", "label") if extra_rows is not None else train.clear().select("code", "label")
     labels = sorted(set(splits.train["code"].to_list()) | set(splits.validation["code"].to_list())
-                    | set(splits.test["code"].to_list()))
-    train_texts, train_codes = train["label"].to_list(), train["code"].to_list()
+                    | set(splits.test["code"].to_list()) | set(extra["code"].to_list()))
+    train_texts = train["label"].to_list() + extra["label"].to_list()
+    train_codes = train["code"].to_list() + extra["code"].to_list()
     if settings.include_headings:  # the nomenclature's own wording of every class, as extra training rows
         from nace_app.nomenclature import load_nomenclature
 
@@ -174,11 +242,12 @@ def train_model(
         known = [code for code in labels if nomenclature.is_known(code)]
         train_texts += [nomenclature.heading(code) for code in known]
         train_codes += known
+    validation = validation.filter(pl.col("code").is_in(labels))
 
-    tokenizer = WordPieceTokenizer(vocab_size=settings.vocab_size)
-    tokenizer.train(train_texts)
-    output_dim = settings.output_dim or derive_output_dim(
-        [len(ids) for ids in tokenizer.tokenizer(train_texts)["input_ids"]])
+    tokenizer = _train_tokenizer(settings, train_texts)
+    output_dim = settings.output_dim
+    if output_dim is None and settings.attention:  # attention sees padding: a fixed window
+        output_dim = derive_output_dim([len(ids) for ids in encode(tokenizer, train_texts).ids])
     tokenizer.output_dim = output_dim
 
     attention = None
@@ -189,6 +258,9 @@ def train_model(
     model_config = ModelConfig(embedding_dim=settings.embedding_dim, num_classes=len(labels),
                                attention_config=attention)
     ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config, value_encoder=encoder)
+    dropout = (ttc.pytorch_model.register_forward_pre_hook(_token_dropout_hook(settings.token_dropout),
+                                                            with_kwargs=True)
+               if settings.token_dropout > 0 else None)
 
     batches_per_epoch = math.ceil(len(train_texts) / settings.batch_size)
     total_steps = batches_per_epoch * settings.epochs
@@ -212,7 +284,7 @@ def train_model(
 
     if progress is not None:
         progress(ProgressEvent("start", 0, 0, total_steps, time.monotonic() - started,
-                               {"train_rows": train.height, "output_dim": output_dim}))
+                               {"train_rows": len(train_texts), "output_dim": output_dim or 0}))
     checkpoint = ModelCheckpoint(dirpath=str(workdir / "checkpoints"), monitor="val_loss", mode="min", save_top_k=1)
     callbacks = [checkpoint, EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience),
                  _make_progress_callback(progress, stop, total_steps, started, on_epoch_end)]
@@ -224,17 +296,21 @@ def train_model(
         trainer_params={"callbacks": callbacks, "logger": False, "enable_progress_bar": False,
                         "enable_model_summary": False, "default_root_dir": str(workdir), "deterministic": False},
     )
-    validation = splits.validation
     try:
         ttc.train(np.asarray(train_texts), np.asarray(train_codes), training_config,
                   X_val=np.asarray(validation["label"].to_list()), y_val=np.asarray(validation["code"].to_list()),
                   verbose=False)
     finally:
         torch.set_float32_matmul_precision("highest")  # the library sets "medium" process-wide
+        if dropout is not None:
+            dropout.remove()
+    ttc.pytorch_model.eval()
 
     record = {"settings": settings.to_dict(), "split": splits.describe(), "train_sample_rows": train.height,
-              "output_dim": output_dim, "data_fingerprint": splits.data_fingerprint}
-    model_dir = save_model(ttc, labels, model_dir or workdir / "model", training=record)
+              "extra_rows": extra.height, "output_dim": output_dim, "data_fingerprint": splits.data_fingerprint,
+              "early_stopping_on": "validation split" if stopping_frame is None else "an independent set"}
+    model_dir = save_model(ttc, labels, model_dir or workdir / "model", training=record,
+                           half_precision=settings.half_precision)
     classifier = Classifier(LoadedModel(ttc, labels, "nace-explorer", "labels.json", record), name="trained")
     return TrainingResult(
         model_dir=model_dir,
@@ -246,7 +322,7 @@ def train_model(
         test=evaluate_frame(classifier, splits.test),
         duration=time.monotonic() - started,
         stopped_by_user=stop_requested["value"],
-        output_dim=output_dim,
+        output_dim=output_dim or 0,
     )
 
 

@@ -54,20 +54,25 @@ def tiny_frame(demo_frame) -> pl.DataFrame:
     return demo_frame.filter(pl.col("code").is_in(CLASSES_IN_TINY_DATA))
 
 
-def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool, with_encoder: bool) -> Path:
+def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool, with_encoder: bool,
+                         ngram: bool = False) -> Path:
     """Train and `save()` with torchTextClassifiers itself, as the published training script does."""
     import torch
     from sklearn.preprocessing import LabelEncoder
     from torchTextClassifiers import ModelConfig, TrainingConfig, torchTextClassifiers
     from torchTextClassifiers.model.components import AttentionConfig
-    from torchTextClassifiers.tokenizers import WordPieceTokenizer
+    from torchTextClassifiers.tokenizers import NGramTokenizer, WordPieceTokenizer
     from torchTextClassifiers.value_encoder import ValueEncoder
 
     torch.manual_seed(0)
     texts = np.asarray(frame["label"].to_list())
     codes = np.asarray(frame["code"].to_list())
-    tokenizer = WordPieceTokenizer(vocab_size=600, output_dim=125 if attention else None)
-    tokenizer.train(texts.tolist())
+    if ngram:  # trained on raw text, as the library does it (our training cleans first)
+        tokenizer = NGramTokenizer(min_count=1, min_n=3, max_n=6, num_tokens=2000, len_word_ngrams=1,
+                                   training_text=texts.tolist())
+    else:
+        tokenizer = WordPieceTokenizer(vocab_size=600, output_dim=125 if attention else None)
+        tokenizer.train(texts.tolist())
     encoder = LabelEncoder().fit(codes)
     config = ModelConfig(
         embedding_dim=96 if attention else 32,
@@ -91,6 +96,13 @@ def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool, wit
 def bag_model_dir(tiny_frame, tmp_path_factory) -> Path:
     """The notebook's plain embedding bag, saved with its value encoder."""
     return _train_library_model(tiny_frame, tmp_path_factory.mktemp("bag"), attention=False, with_encoder=True)
+
+
+@pytest.fixture(scope="session")
+def ngram_model_dir(tiny_frame, tmp_path_factory) -> Path:
+    """fastText-style: the library's NGramTokenizer (character 3-6-grams in 2,000 buckets) and mean pooling."""
+    return _train_library_model(tiny_frame, tmp_path_factory.mktemp("ngram"), attention=False, with_encoder=True,
+                                ngram=True)
 
 
 @pytest.fixture(scope="session")

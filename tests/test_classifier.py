@@ -26,9 +26,9 @@ def library_probabilities(ttc, texts):
     return torch.softmax(logits.double(), dim=1).numpy()
 
 
-@pytest.fixture(scope="module", params=["bag", "attention"])
-def loaded(request, bag_model_dir, attention_model_dir, tiny_frame):
-    folder = bag_model_dir if request.param == "bag" else attention_model_dir
+@pytest.fixture(scope="module", params=["bag", "attention", "ngram"])
+def loaded(request, bag_model_dir, attention_model_dir, ngram_model_dir, tiny_frame):
+    folder = {"bag": bag_model_dir, "attention": attention_model_dir, "ngram": ngram_model_dir}[request.param]
     return load_model(folder, lambda: tiny_frame["code"].to_list())
 
 
@@ -64,9 +64,19 @@ def test_own_format_round_trip_is_identical_and_never_unpickles(loaded, tmp_path
     before = Classifier(loaded).predict_proba(texts)
     folder = save_model(loaded.ttc, loaded.labels, tmp_path / "own")
     monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("unpickled"))
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickled"))
     reloaded = Classifier(load_model(folder))
     assert np.abs(reloaded.predict_proba(texts) - before).max() < 1e-6
     assert reloaded.labels == loaded.labels
+
+
+def test_half_precision_weights_keep_the_top_five_codes(loaded, tmp_path, tiny_frame):
+    texts = tiny_frame["label"].to_list()[:60]
+    full = Classifier(loaded)
+    half = Classifier(load_model(save_model(loaded.ttc, loaded.labels, tmp_path / "half", half_precision=True)))
+    assert (tmp_path / "half" / "model.safetensors").stat().st_size < 0.6 * sum(
+        t.numel() * 4 for t in loaded.ttc.pytorch_model.state_dict().values())
+    assert np.array_equal(full.top_k(full.predict_proba(texts), 5)[0], half.top_k(half.predict_proba(texts), 5)[0])
 
 
 def test_unsupported_architecture_falls_back_to_the_plain_forward(tiny_frame, tmp_path):

@@ -13,11 +13,12 @@ TEXTS = ["I sell croissants and pains au chocolat in my bakery", "software devel
          "<b>repair</b> of cars"]
 
 
-@pytest.fixture(scope="module", params=["bag", "attention", "embedded"])
-def classifier(request, bag_model_dir, attention_model_dir, tiny_frame):
+@pytest.fixture(scope="module", params=["bag", "attention", "ngram", "embedded"])
+def classifier(request, bag_model_dir, attention_model_dir, ngram_model_dir, tiny_frame):
     from nace_app.sources import embedded_model_dir
 
-    folder = {"bag": bag_model_dir, "attention": attention_model_dir, "embedded": embedded_model_dir()}[request.param]
+    folder = {"bag": bag_model_dir, "attention": attention_model_dir, "ngram": ngram_model_dir,
+              "embedded": embedded_model_dir()}[request.param]
     return Classifier(load_model(folder, lambda: tiny_frame["code"].to_list()))
 
 

@@ -1,0 +1,204 @@
+"""How texts become token ids: the library's WordPiece (a Hugging Face tokenizer) or its fastText-style n-grams.
+
+Both give, besides the ids, each token's span in the *original* text and the index of the word it belongs to,
+so that explanations can highlight the words the user typed. For n-grams the library cleans the text first
+(lowercase, accents stripped, anything but a-z0-9 becomes a space) and reports offsets in the cleaned text;
+here the same cleaning is done character by character, keeping where each cleaned word came from. The ids are
+the library's own (its `SubwordCache`), which tests check against `NGramTokenizer.tokenize`.
+
+Two quirks of `NGramTokenizer` 2.0 are handled: it builds its word vocabulary from raw text while it tokenizes
+cleaned text, so `train_ngram_tokenizer` trains it on cleaned text; and it ignores `len_word_ngrams`, so our
+models record 1 (no word n-grams; a quick experiment found word bigrams did not help).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+WORDPIECE = "wordpiece"
+NGRAM = "ngram"
+TOKENIZER_KINDS = (WORDPIECE, NGRAM)
+
+_COMBINING_MARKS = {c: None for c in range(0x0300, 0x0370)}  # the library's table
+_WORD_CHAR = re.compile(r"[a-z0-9]")
+
+
+@dataclass
+class Encoded:
+    """Token ids of each text (truncated as the library does), and the padded width the library would use."""
+
+    ids: list[list[int]]
+    offsets: list[list[tuple[int, int]]] | None
+    word_ids: list[list[int | None]] | None
+    full_width: int
+    pad_id: int
+
+
+def kind_of(tokenizer: Any) -> str:
+    from torchTextClassifiers.tokenizers import NGramTokenizer
+
+    return NGRAM if isinstance(tokenizer, NGramTokenizer) else WORDPIECE
+
+
+# --- n-grams ----------------------------------------------------------------------------------------------------
+
+
+def clean_words(text: str) -> list[tuple[str, int, int]]:
+    """The words of the library's cleaned text, each with its span in `text`.
+
+    `" ".join(w for w, _, _ in clean_words(t)) == clean_text_feature([t])[0]`; a character that cleans to nothing
+    (a combining accent) neither ends nor starts a word, as in the library.
+    """
+    words: list[tuple[str, int, int]] = []
+    letters: list[str] = []
+    start = end = 0
+    for position, char in enumerate(text):
+        cleaned = unicodedata.normalize("NFKD", char.lower()).translate(_COMBINING_MARKS)
+        for piece in cleaned:
+            if _WORD_CHAR.match(piece):
+                if not letters:
+                    start = position
+                letters.append(piece)
+                end = position + 1
+            elif letters:
+                words.append(("".join(letters), start, end))
+                letters = []
+        if not cleaned and letters:
+            end = position + 1
+    if letters:
+        words.append(("".join(letters), start, end))
+    return words
+
+
+def _lazy_subword_cache(tokenizer: Any) -> Any:
+    """The library's `SubwordCache` without its eager pass over the whole vocabulary (seconds at load time)."""
+    from torchTextClassifiers.tokenizers.ngram import SubwordCache
+
+    cache = SubwordCache.__new__(SubwordCache)
+    cache.cache = {}
+    cache.word_to_id = tokenizer.word_to_id
+    cache.min_n, cache.max_n = tokenizer.min_n, tokenizer.max_n
+    cache.num_tokens, cache.nwords = tokenizer.num_tokens, tokenizer.nwords
+    cache.unk_token_id = tokenizer.unk_token_id
+    return cache
+
+
+def ngram_tokenizer_from_config(config: dict[str, Any], output_dim: int | None = None) -> Any:
+    """An `NGramTokenizer` from its JSON configuration (the library's `save_pretrained` fields): no unpickling."""
+    from torchTextClassifiers.tokenizers import NGramTokenizer
+
+    tokenizer = NGramTokenizer(min_count=int(config["min_count"]), min_n=int(config["min_n"]),
+                               max_n=int(config["max_n"]), num_tokens=int(config["num_tokens"]),
+                               len_word_ngrams=int(config.get("len_word_ngrams", 1)),
+                               preprocess=bool(config.get("preprocess", True)), output_dim=output_dim)
+    tokenizer.word_to_id = {str(w): int(i) for w, i in config["word_to_id"].items()}
+    tokenizer.nwords = len(tokenizer.word_to_id)
+    tokenizer.vocab_size = 3 + tokenizer.nwords + tokenizer.num_tokens
+    tokenizer.id_to_word = {i: w for w, i in tokenizer.word_to_id.items()}
+    tokenizer.id_to_word.update({tokenizer.pad_token_id: tokenizer.PAD_TOKEN, tokenizer.unk_token_id: tokenizer.UNK_TOKEN,
+                                 tokenizer.eos_token_id: tokenizer.EOS_TOKEN})
+    tokenizer.subword_cache = _lazy_subword_cache(tokenizer)
+    return tokenizer
+
+
+def ngram_tokenizer_config(tokenizer: Any) -> dict[str, Any]:
+    return {"min_count": tokenizer.min_count, "min_n": tokenizer.min_n, "max_n": tokenizer.max_n,
+            "num_tokens": tokenizer.num_tokens, "len_word_ngrams": tokenizer.word_ngrams,
+            "preprocess": tokenizer.preprocess, "nwords": tokenizer.nwords, "vocab_size": tokenizer.vocab_size,
+            "word_to_id": tokenizer.word_to_id}
+
+
+def train_ngram_tokenizer(texts: list[str], min_n: int, max_n: int, buckets: int, min_count: int) -> Any:
+    """Word vocabulary from the *cleaned* texts (the library would count raw words it then never sees)."""
+    from torchTextClassifiers.tokenizers import NGramTokenizer
+    from torchTextClassifiers.tokenizers.ngram import clean_text_feature
+
+    tokenizer = NGramTokenizer(min_count=min_count, min_n=min_n, max_n=max_n, num_tokens=buckets, len_word_ngrams=1)
+    with contextlib.redirect_stdout(io.StringIO()):  # the library prints progress to stdout
+        tokenizer.train(clean_text_feature(texts))
+    tokenizer.vocab_size = 3 + tokenizer.nwords + tokenizer.num_tokens
+    tokenizer.subword_cache = _lazy_subword_cache(tokenizer)
+    return tokenizer
+
+
+def _encode_ngram(tokenizer: Any, texts: list[str], with_offsets: bool) -> Encoded:
+    cache, limit = tokenizer.subword_cache, tokenizer.output_dim
+    all_ids, all_offsets, all_word_ids = [], [], []
+    for text in texts:
+        ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        word_ids: list[int | None] = []
+        for index, (word, start, end) in enumerate(clean_words(text)):
+            pieces = cache.get(word)
+            ids.extend(pieces)
+            if with_offsets:
+                offsets.extend([(start, end)] * len(pieces))
+                word_ids.extend([index] * len(pieces))
+        ids.append(tokenizer.eos_token_id)
+        offsets.append((len(text), len(text)))
+        word_ids.append(None)
+        if limit is not None:
+            ids, offsets, word_ids = ids[:limit], offsets[:limit], word_ids[:limit]
+        all_ids.append(ids)
+        all_offsets.append(offsets)
+        all_word_ids.append(word_ids)
+    longest = max((len(i) for i in all_ids), default=1)
+    return Encoded(all_ids, all_offsets if with_offsets else None, all_word_ids if with_offsets else None,
+                   limit or longest, tokenizer.pad_token_id)
+
+
+# --- WordPiece --------------------------------------------------------------------------------------------------
+
+
+def _encode_wordpiece(tokenizer: Any, texts: list[str], with_offsets: bool) -> Encoded:
+    output_dim = tokenizer.output_dim
+    batch = tokenizer.tokenizer(texts, padding=False, truncation=output_dim is not None, max_length=output_dim,
+                                return_offsets_mapping=with_offsets)
+    ids = batch["input_ids"]
+    longest = max((len(i) for i in ids), default=1)
+    offsets = [list(map(tuple, o)) for o in batch["offset_mapping"]] if with_offsets else None
+    word_ids = [batch.word_ids(i) for i in range(len(ids))] if with_offsets else None
+    return Encoded(ids, offsets, word_ids, output_dim or longest, tokenizer.padding_idx)
+
+
+def encode(tokenizer: Any, texts: list[str], with_offsets: bool = False) -> Encoded:
+    """Tokenize like the library (same ids, same truncation); padding is added per chunk later."""
+    if kind_of(tokenizer) == NGRAM:
+        return _encode_ngram(tokenizer, texts, with_offsets)
+    return _encode_wordpiece(tokenizer, texts, with_offsets)
+
+
+def unknown_word_share(tokenizer: Any, text: str) -> float:
+    """Share of the text's words the model has no entry for (1.0 when nothing in it can be read at all).
+
+    For n-grams a word outside the vocabulary still has its character n-grams, but a text with no a-z0-9 at all
+    (emoji, another script) cleans to nothing.
+    """
+    if kind_of(tokenizer) == NGRAM:
+        words = [w for w, _, _ in clean_words(text)]
+        return sum(w not in tokenizer.word_to_id for w in words) / len(words) if words else 1.0
+    backend = tokenizer.tokenizer.backend_tokenizer
+    unknown = backend.token_to_id(getattr(backend.model, "unk_token", "[UNK]"))
+    specials = {backend.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")} - {None}
+    real = [i for i in _encode_wordpiece(tokenizer, [text], False).ids[0] if i not in specials]
+    return sum(i == unknown for i in real) / len(real) if real else 1.0
+
+
+def read_until(tokenizer: Any, text: str) -> int | None:
+    """Where the model stops reading `text` (a character index), or None when it reads all of it."""
+    if tokenizer.output_dim is None:
+        return None
+    if kind_of(tokenizer) == NGRAM:
+        total = sum(len(tokenizer.subword_cache.get(w)) for w, _, _ in clean_words(text)) + 1
+    else:
+        total = len(tokenizer.tokenizer(text, truncation=False)["input_ids"])
+    if total <= tokenizer.output_dim:
+        return None
+    encoded = encode(tokenizer, [text], with_offsets=True)
+    ends = [end for (_, end), word in zip(encoded.offsets[0], encoded.word_ids[0], strict=True) if word is not None]
+    return max(ends, default=0)
