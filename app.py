@@ -1,10 +1,10 @@
-"""NACE Explorer: page config, navigation over `pages/`, and the shared sidebar."""
+"""NACE Explorer: page config, navigation over `app_pages/`, and the shared sidebar."""
 
 import streamlit as st
 
-from nace_app.cli import configure_logging
+from nace_app.logs import configure_logging
 
-st.set_page_config(page_title="NACE Explorer", page_icon=":material/label:", layout="wide")
+st.set_page_config(page_title="NACE Explorer", page_icon="🏷️", layout="wide", initial_sidebar_state="auto")
 configure_logging()
 
 from nace_app import ui  # noqa: E402  (after logging is configured)
@@ -16,6 +16,5 @@ navigation = st.navigation(
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     ]
 )
-ui.keep_page_state()
 ui.sidebar()
 navigation.run()

@@ -1,182 +1,223 @@
 """Predict: top-k NACE codes for a description, why each code, and batch coding of a file."""
 
-import polars as pl
+import html
+
 import streamlit as st
 
-from nace_app import batch, ui
+from nace_app import batch, explain, figures, links, predicting, ui
 from nace_app.classifier import Prediction
 from nace_app.errors import NaceAppError
-from nace_app.predict_view import (
-    EXAMPLES,
-    MAX_CHARS,
-    MAX_TOP_K,
-    contrast,
-    parse_query,
-    word_triples,
-)
+from nace_app.highlight import highlighted_text_html
+
+VIEW_TITLES = {"highlights": "Highlights", "contrast": "A vs B", "words": "Words & characters",
+               "occlusion": "Leave one out", "attention": "Label attention"}
+
+if "predict_link_read" not in st.session_state:  # a shared link sets the first view; it is untrusted input
+    shared = links.parse_query(dict(st.query_params))
+    st.session_state.update(predict_link_read=True, description=shared.text, submitted=shared.text,
+                            top_k=shared.top_k, wanted_code=shared.code, wanted_rival=shared.rival,
+                            explain_view=shared.view)
+    if shared.model:
+        uri = next((u for u in ui.model_options() if u == shared.model or u.endswith("/" + shared.model[8:])
+                    and shared.model.startswith("trained:")), shared.model if shared.model.startswith("runs:/")
+                   else None)
+        if uri is None:
+            st.session_state.link_notice = (f"The link was made with the model “{shared.model}”, which this server "
+                                            "does not have: the codes below come from the default model.")
+        elif uri.startswith("runs:/"):
+            st.session_state.update({ui.MODEL_KEY: "runs:", ui.RUN_ID_KEY: uri.split("/")[1]})
+            st.rerun()
+        else:
+            st.session_state[ui.MODEL_KEY] = uri
+            st.rerun()
 
 current = ui.active()
 classifier = current.classifier
-
-if "predict_ready" not in st.session_state:  # a shared link sets the first view; treat it as untrusted input
-    shared = parse_query(dict(st.query_params))
-    st.session_state.update(description=shared.text, top_k=shared.top_k, submitted=shared.text,
-                            wanted_code=shared.code, predict_ready=True)
+score_name, threshold = ui.automation_rule()
 
 
-def use_example(example: str) -> None:
-    st.session_state.description = example
-    st.session_state.submitted = example
+def submit(text: str | None = None) -> None:
+    if text is not None:
+        st.session_state.description = text
+    st.session_state.submitted = st.session_state.description
     st.session_state.wanted_code = None
 
 
 st.title("Code an activity description")
-st.caption("Type what a business does, as a person would write it. NACE Explorer proposes NACE Rev 2.1 classes "
-           f"and shows which words drove each one. Model: `{current.source.uri}`.")
+st.caption("Type what a business does, as a person would write it: NACE Explorer proposes NACE Rev 2.1 classes "
+           "and shows which words drove each one.")
+if st.session_state.get("link_notice"):
+    st.info(st.session_state.pop("link_notice"), icon=":material/link_off:")
 
-st.markdown("**Try an example**")
-example_columns = st.columns(4)
-for index, example in enumerate(EXAMPLES):
-    example_columns[index % 4].button(example, key=f"example_{index}", on_click=use_example, args=(example,),
-                                      width="stretch")
-
-with st.form("code_form", border=False):
-    st.text_area("Activity description", key="description", height=110,
-                 placeholder="e.g. I sell croissants and pains au chocolat in my bakery")
-    form_columns = st.columns([1, 5])
-    submitted = form_columns[0].form_submit_button("Code it", type="primary", width="stretch")
-    form_columns[1].caption("Ctrl+Enter also codes it.")
-if submitted:
-    st.session_state.submitted = st.session_state.description
-    st.session_state.wanted_code = None
-
-st.slider("Candidates to show (top-k)", 1, MAX_TOP_K, key="top_k")
-top_k = st.session_state.top_k
-text = st.session_state.get("submitted") or ""
+example = st.pills("Try an example", predicting.EXAMPLES, key="example_choice", selection_mode="single")
+if example and example != st.session_state.get("example_used"):
+    st.session_state.example_used = example
+    submit(example)
+st.session_state.setdefault("description", "")
+st.text_area("Activity description", key="description", height=110, on_change=submit,
+             placeholder="e.g. I sell croissants and pains au chocolat in my bakery",
+             help="Ctrl+Enter, or a click outside the box, codes it.")
+code_column, k_column = st.columns([1, 3], vertical_alignment="bottom")
+code_column.button("Code it", type="primary", on_click=submit, width="stretch")
+with k_column:
+    top_k = ui.kept(st.slider, "Candidates to show (top-k)", 1, predicting.MAX_TOP_K, key="top_k",
+                    default=predicting.DEFAULT_TOP_K)
+typed = st.session_state.get("submitted") or ""
 
 
-def show_highlights(text: str, selected: str, codes: list[str]) -> None:
-    explanation = ui.explanation(classifier, classifier.fingerprint, text, selected)
+def show_highlights(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
+    explanation = ui.explanation(classifier, text, selected)
     st.caption(f"Integrated gradients for **{selected}** · {classifier.nomenclature.heading(selected)}")
-    st.html(ui.highlighted_text_html(text, word_triples(explanation.words), selected))
-    check = ui.faithfulness_check(classifier, classifier.fingerprint, text, selected)
+    st.html(highlighted_text_html(text, explain.spans(explanation.words), selected, read_until))
+    with st.expander("Word scores (table)"):
+        st.dataframe({"word": [w.word for w in explanation.words], "score": [w.score for w in explanation.words]},
+                     hide_index=True, width="stretch",
+                     column_config={"score": st.column_config.NumberColumn("score toward the code", format="%+.3f")})
+    check = ui.faithfulness_check(classifier, text, selected)
     if check is not None:
-        st.metric(f"Probability of {selected} without “{check.word}”", f"{check.probability_without:.1%}",
-                  delta=f"{-check.drop:+.1%} vs {check.probability:.1%}", delta_color="normal",
-                  help="Faithfulness check: removing the most influential word should lower the probability of the code.")
+        change = -check.drop
+        st.metric(f"P({selected}) without “{check.word}”", f"{check.probability_without:.1%}",
+                  delta=None if abs(change) < 0.0005 else predicting.points(change), delta_color="normal",
+                  help=f"Faithfulness check: with the most influential word removed, against {check.probability:.1%} "
+                       "with it. It should go down.")
     st.caption(f"Completeness: attributions sum to {explanation.attribution_total:.3f}, logit change from the padding "
                f"baseline {explanation.logit_delta:.3f} (gap {explanation.relative_gap:.2%}, {explanation.steps} steps).")
 
 
-def show_contrast(text: str, selected: str, codes: list[str]) -> None:
-    others = [c for c in codes if c != selected]
-    if not others:
+def show_contrast(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
+    rival = predicting.rival_code(codes, selected, st.session_state.get("rival_code"),
+                                  st.session_state.get("wanted_rival"))
+    if rival is None:
         st.info("Show at least two candidates (top-k ≥ 2) to compare them.")
         return
-    rival = st.selectbox("Rather than", others, key="rival_code",
+    st.session_state.rival_code = rival
+    rival = st.selectbox("Rather than", [c for c in codes if c != selected], key="rival_code",
                          format_func=lambda c: f"{c} · {classifier.nomenclature.heading(c)}")
-    explanation = ui.explanation(classifier, classifier.fingerprint, text, selected)
-    rival_explanation = ui.explanation(classifier, classifier.fingerprint, text, rival)
-    st.caption(f"Blue words push toward **{selected}** more than toward **{rival}**; red ones the other way.")
-    st.html(ui.highlighted_text_html(text, contrast(explanation, rival_explanation), f"{selected} over {rival}"))
+    explanation = ui.explanation(classifier, text, selected)
+    rival_explanation = ui.explanation(classifier, text, rival)
+    st.caption(f"Words marked + push toward **{selected}** more than toward **{rival}**; words marked − the other way.")
+    st.html(highlighted_text_html(text, explain.contrast(explanation, rival_explanation), f"{selected} over {rival}",
+                                  read_until))
 
 
-def show_word_and_char_views(text: str, selected: str, codes: list[str]) -> None:
-    explanation = ui.explanation(classifier, classifier.fingerprint, text, selected)
-    word_figure, char_figure = ui.word_and_char_figures(explanation, text)
-    st.plotly_chart(word_figure, width="stretch")
-    st.plotly_chart(char_figure, width="stretch")
+def show_words(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
+    explanation = ui.explanation(classifier, text, selected)
+    st.plotly_chart(figures.signed_bars([w.word for w in explanation.words], [w.score for w in explanation.words],
+                                        f"Word attributions for {selected}", "attribution"), width="stretch")
+    st.plotly_chart(figures.char_weights(text, explain.char_view(explanation, text),
+                                         f"Character view for {selected} (the library's softmax over characters)"),
+                    width="stretch")
 
 
-def show_occlusion(text: str, selected: str, codes: list[str]) -> None:
+def show_occlusion(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
     st.caption("Exact, model-agnostic check: how much the probability of the code drops when each word is deleted.")
-    st.plotly_chart(ui.occlusion_figure(classifier, classifier.fingerprint, text, selected), width="stretch")
+    explanation = ui.explanation(classifier, text, selected)
+    drops = ui.occlusion_drops(classifier, text, selected)
+    warning = explain.disagreement(explanation, drops)
+    if warning:
+        st.warning(warning, icon=":material/compare_arrows:")
+    st.plotly_chart(figures.signed_bars([w.word for w in explanation.words], drops,
+                                        f"Drop in P({selected}) when the word is removed", "probability drop"),
+                    width="stretch")
 
 
-def show_label_attention(text: str, selected: str, codes: list[str]) -> None:
-    st.plotly_chart(ui.label_attention_figure(classifier, classifier.fingerprint, text, selected), width="stretch")
+def show_label_attention(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
+    st.plotly_chart(ui.label_attention_figure(classifier, text, selected), width="stretch")
 
 
 single, batch_tab = st.tabs(["Single description", "Batch coding (CSV or TXT)"])
 
 with single:
-    if not text.strip():
+    if not typed.strip():
         st.info("Type a description above and press **Code it**, or pick an example.", icon=":material/edit:")
     else:
-        if len(text) > MAX_CHARS:
-            st.warning(f"The description has {len(text):,} characters; only the first {MAX_CHARS:,} are coded.")
-            text = text[:MAX_CHARS]
-        if ui.unknown_share(classifier, classifier.fingerprint, text) > 0.5:
-            st.warning("Most of this text is unknown to the model's vocabulary (other alphabets, emoji or symbols): "
+        prepared = predicting.prepare(typed)
+        text = prepared.text
+        if prepared.cut_from:
+            st.warning(f"The description has {prepared.cut_from:,} characters; only the first "
+                       f"{predicting.MAX_CHARS:,} are coded.")
+        unknown_share, read_until = ui.reading(classifier, text)
+        if unknown_share > predicting.UNKNOWN_WARNING_SHARE:
+            st.warning("Most of this text is unknown to the model (other alphabets, emoji, symbols or rare words): "
                        "the codes below are little more than a guess.", icon=":material/help:")
-        best_ten = Prediction(text, ui.top_candidates(classifier, classifier.fingerprint, text))
+        if read_until is not None:
+            st.info(f"This model reads a fixed window: it saw only “{html.escape(text[:read_until])}…”. The rest "
+                    "(struck through below) changes nothing.", icon=":material/content_cut:")
+        best_ten = Prediction(text, ui.top_candidates(classifier, text))
         candidates = best_ten.candidates[:top_k]
         codes = [c.code for c in candidates]
-        wanted = st.session_state.get("wanted_code")
-        if st.session_state.get("selected_code") not in codes:
-            st.session_state.selected_code = wanted if wanted in codes else codes[0]
-        st.query_params.update(text=text, k=str(top_k), code=st.session_state.selected_code)
+        selected = predicting.explained_code(codes, st.session_state.get("selected_code"),
+                                             st.session_state.get("wanted_code"))
+        st.session_state.selected_code = selected
+        st.caption(f"Codes for: “{html.escape(text[:120])}{'…' if len(text) > 120 else ''}” · model "
+                   f"`{current.source.uri}`")
 
-        left, right = st.columns([5, 7], gap="large")
+        left, right = st.columns([5, 7], gap="medium")
         with left:
             st.subheader("Candidates")
-            threshold = st.session_state[ui.THRESHOLD_KEY]
-            confidence_index = best_ten.confidence_index  # top-1 minus top-2, whatever k shows
-            verdict = "would be coded automatically" if confidence_index >= threshold else "goes to manual review"
-            st.metric("Confidence index (top-1 − top-2)", f"{confidence_index:.3f}",
-                      help="The gap between the two most probable codes, compared with the automation threshold "
-                           "set in the sidebar.")
-            (st.success if confidence_index >= threshold else st.warning)(
-                f"At threshold {threshold:.2f}, this description **{verdict}**.")
+            decision = predicting.verdict(best_ten, score_name, threshold)
+            (st.success if decision.automatic else st.warning)(decision.sentence)
             for rank, candidate in enumerate(candidates, start=1):
                 with st.container(border=True):
                     st.markdown(f"**{rank}. `{candidate.code}`** {candidate.heading}")
                     st.progress(min(max(candidate.probability, 0.0), 1.0), text=f"{candidate.probability:.1%}")
-                    st.caption(" › ".join(f"{step.code} {step.heading}"
-                                          for step in classifier.nomenclature.path(candidate.code)[:-1])
-                               or "unknown code")
+                    st.caption(predicting.nace_path(classifier.nomenclature, candidate.code))
         with right:
             st.subheader("Why this code?")
-            st.radio("Explain candidate", codes, key="selected_code", horizontal=True,
-                     format_func=lambda code: f"{code}")
+            st.radio("Explain candidate", codes, key="selected_code", horizontal=True)
             selected = st.session_state.selected_code
-            tabs = ["Highlights", "Why A rather than B", "Word & character views", "Leave one word out"]
-            if classifier.has_label_attention:
-                tabs.append("Label attention")
-            views = st.tabs(tabs, key="explain_view", on_change="rerun")  # only the open view is computed
-            for view, show in zip(views, (show_highlights, show_contrast, show_word_and_char_views, show_occlusion,
-                                          show_label_attention), strict=False):
-                with view:
-                    if view.open:
-                        show(text, selected, codes)
+            shown_views = [v for v in VIEW_TITLES if v != "attention" or classifier.has_label_attention]
+            st.session_state.explain_view = st.session_state.get("explain_view") if st.session_state.get(
+                "explain_view") in shown_views else shown_views[0]
+            view = st.segmented_control("View", shown_views, key="explain_view", format_func=VIEW_TITLES.get,
+                                        label_visibility="collapsed") or shown_views[0]
+            {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
+             "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
+        model_link = (None if current.is_default else "embedded" if current.source.is_embedded
+                      else f"trained:{current.trained.run_id}" if current.trained else
+                      current.source.uri if current.source.uri.startswith("runs:/") else None)
+        st.query_params.from_dict(links.link_params(links.SharedView(
+            text, top_k, selected, st.session_state.get("rival_code") if view == "contrast" else None, view,
+            model_link)))
 
 with batch_tab:
     st.caption("Upload a CSV (comma, semicolon or tab separated; UTF-8 or latin-1) or a TXT file with one "
-               "description per line. Limit 20 MB.")
+               "description per line. Limit 20 MB. Every row comes back, in order, with its codes.")
     upload = st.file_uploader("File to code", type=["csv", "txt"], key="batch_file")
     if upload is not None:
         try:
-            frame = batch.read_upload(upload.name, upload.getvalue())
+            read = batch.read_upload(upload.name, upload.getvalue())
         except NaceAppError as exc:
-            st.error(str(exc))
+            st.error(html.escape(str(exc)))
             st.stop()
+        frame = read.frame
         column = st.selectbox("Text column", frame.columns, index=frame.columns.index(batch.guess_text_column(frame)),
                               key="batch_column")
-        st.caption(f"{frame.height:,} rows")
+        st.caption(f"{frame.height:,} rows · top-{top_k} codes · verdict by {score_name} ≥ {threshold:.2f} "
+                   "(sidebar)")
+        request = (upload.name, upload.size, column, top_k, score_name, threshold, classifier.fingerprint)
         if st.button("Code the file", type="primary"):
             bar = st.progress(0.0, text="Coding…")
-            texts = ["" if v is None else str(v)[:MAX_CHARS] for v in frame[column].to_list()]
-            coded = batch.code_texts(classifier, texts, progress=lambda done, total: bar.progress(
-                done / total, text=f"Coded {done:,} of {total:,}"))
-            st.session_state.batch_result = (upload.name, pl.concat(
-                [frame.drop([c for c in coded.columns if c in frame.columns]), coded.drop("text")], how="horizontal"))
+            try:
+                coded = batch.code_frame(classifier, frame, column, top_k, score_name, threshold,
+                                         progress=lambda done, total: bar.progress(
+                                             done / total, text=f"Coded {done:,} of {total:,}"))
+            except NaceAppError as exc:
+                st.error(html.escape(str(exc)))
+                st.stop()
+            st.session_state.batch_result = (request, coded)
         result = st.session_state.get("batch_result")
-        if result is not None and result[0] == upload.name:
+        if result is not None and result[0] == request:
             coded = result[1]
             st.dataframe(coded.head(200), width="stretch", hide_index=True)
             stem = upload.name.rsplit(".", 1)[0]
-            download_columns = st.columns(4)
-            download_columns[0].download_button("Download CSV", batch.to_csv_bytes(coded), f"{stem}_coded.csv",
-                                                mime="text/csv")
-            download_columns[1].download_button("Download parquet", batch.to_parquet_bytes(coded),
-                                                f"{stem}_coded.parquet", mime="application/octet-stream")
+            downloads = st.columns(3)
+            downloads[0].download_button("Excel (.xlsx)", batch.to_xlsx_bytes(coded), f"{stem}_coded.xlsx",
+                                         mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                                         width="stretch")
+            downloads[1].download_button("CSV", batch.to_csv_bytes(coded, read.separator), f"{stem}_coded.csv",
+                                         mime="text/csv", width="stretch")
+            downloads[2].download_button("Parquet", batch.to_parquet_bytes(coded), f"{stem}_coded.parquet",
+                                         mime="application/octet-stream", width="stretch")
+        elif result is not None:
+            st.caption("The file, column or settings changed: press **Code the file** again.")

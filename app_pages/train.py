@@ -1,24 +1,21 @@
 """Train: a small run on a subsample, live curves, a stop button, MLflow tracking, and a model usable at once."""
 
-import io
-import zipfile
+import html
 
-import polars as pl
 import streamlit as st
 
 from nace_app import figures, ui
-from nace_app.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, TrainingJob
-from nace_app.training import TrainingSettings, derive_output_dim, estimate_seconds
-
-DEFAULT_PROBES = "\n".join([
-    "I sell croissants and pains au chocolat in my bakery",
-    "I develop business management software for companies",
-    "I repair cars and carry out technical inspections",
-])
+from nace_app.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, TrainingJob, probe_lines
+from nace_app.predicting import EXAMPLES
+from nace_app.runs import model_zip as zipped
+from nace_app.runs import much_weaker, results_table
+from nace_app.tokenization import NGRAM, TOKENIZER_KINDS
+from nace_app.training import TrainingSettings, estimate_seconds
 
 current = ui.active()
 data = current.data
 train_rows = data.splits.train.height
+registry = ui.job_registry()
 
 st.title("Train a model")
 st.caption(f"Trains on the train split of `{data.source.uri}` ({train_rows:,} rows), stops early on the validation "
@@ -29,51 +26,58 @@ if missing:
     st.warning(f"{len(missing)} codes appear in the validation or test split but never in the train split "
                f"({', '.join(missing[:10])}{'…' if len(missing) > 10 else ''}): no model trained here can predict them.")
 
-job: TrainingJob | None = st.session_state.get("training_job")
+job: TrainingJob | None = registry.get(st.session_state.get("training_job_id") or st.query_params.get("job"))
+if job is not None:
+    st.session_state.training_job_id = job.job_id
 running = job is not None and job.state in (QUEUED, RUNNING)
 
-with st.form("training_settings"):
-    first, second, third = st.columns(3)
-    sample_size = first.number_input("Subsample of the train split (rows)", 100, train_rows,
-                                     min(5000, train_rows), step=500)
-    epochs = first.slider("Epochs", 1, 20, 2)
-    batch_size = first.select_slider("Batch size", [16, 32, 64, 128, 256], 64)
-    learning_rate = first.select_slider("Learning rate", [0.0005, 0.001, 0.002, 0.004, 0.008, 0.016], 0.004)
-    embedding_dim = second.select_slider("Embedding dimension", [16, 32, 48, 64, 96, 128, 192, 256], 64)
-    vocab_size = second.select_slider("Tokenizer vocabulary size", [1000, 2000, 3000, 4000, 6000, 8000, 12000], 4000)
-    lengths = ui.token_lengths_hint(data, data.fingerprint)
-    output_dim = second.number_input("Tokenizer output_dim (0 = derive from the sample)", 0, 512, 0,
-                                     help=f"Derived default for this data: {derive_output_dim(lengths)} tokens "
-                                          "(99th percentile of the token lengths, rounded up to 8).")
-    attention = third.toggle("Self-attention", False)
-    attention_layers = third.slider("Attention layers", 1, 4, 1, disabled=False)
-    attention_heads = third.select_slider("Attention heads", [1, 2, 4, 8], 4)
-    patience = third.slider("Early-stopping patience (epochs)", 1, 10, 3)
-    seed = third.number_input("Seed", 0, 2**31 - 1, 42)
-    probes = st.text_area("Probe descriptions (one per line): their top-3 codes are recomputed after every epoch",
-                          DEFAULT_PROBES, height=90)
-    settings = TrainingSettings(
-        sample_size=int(sample_size), epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        embedding_dim=embedding_dim, vocab_size=vocab_size, output_dim=int(output_dim) or None,
-        attention=attention, attention_layers=attention_layers, attention_heads=attention_heads,
-        patience=patience, seed=int(seed))
-    if attention and embedding_dim % attention_heads:
-        st.warning("The embedding dimension must be divisible by the number of heads.")
-    st.caption(f"Estimated duration: about {estimate_seconds(settings, train_rows):.0f} s on 2 CPU cores.")
-    start = st.form_submit_button("Start training", type="primary", disabled=running)
+first, second, third = st.columns(3)
+with first:
+    sample_size = ui.kept(st.number_input, "Subsample of the train split (rows)", 100, max(train_rows, 100),
+                          key="train_sample", default=min(5000, train_rows), step=500)
+    epochs = ui.kept(st.slider, "Epochs", 1, 30, key="train_epochs", default=8)
+    learning_rate = ui.kept(st.select_slider, "Learning rate", [0.001, 0.002, 0.004, 0.008, 0.016],
+                            key="train_lr", default=0.008)
+with second:
+    tokenizer = ui.kept(st.radio, "Tokenizer", TOKENIZER_KINDS, key="train_tokenizer", default=NGRAM,
+                        horizontal=True, help="n-gram: character 3–6-grams and words, as fastText and INSEE's "
+                                              "production coder; wordpiece: sub-words learned from the sample.")
+    embedding_dim = ui.kept(st.select_slider, "Embedding dimension", [16, 32, 48, 64, 96, 128], key="train_dim",
+                            default=64)
+    batch_size = ui.kept(st.select_slider, "Batch size", [16, 32, 64, 128, 256], key="train_batch", default=64)
+with third:
+    attention = ui.kept(st.toggle, "Self-attention", key="train_attention", default=False)
+    attention_heads = ui.kept(st.select_slider, "Attention heads", [1, 2, 4, 8], key="train_heads", default=4,
+                              disabled=not attention)
+    seed = ui.kept(st.number_input, "Seed", 0, 2**31 - 1, key="train_seed", default=42)
+probes = ui.kept(st.text_area, "Probe descriptions (one per line): their top-3 codes are recomputed after every epoch",
+                 key="train_probes", default="\n".join(EXAMPLES[:3]), height=90)
 
-if start and not running:
-    if attention and embedding_dim % attention_heads:
-        st.error("Choose an embedding dimension divisible by the number of heads.")
-        st.stop()
-    queue = ui.training_queue()
-    job = TrainingJob(data, settings, current.settings, queue,
-                      probe_texts=[line.strip() for line in probes.splitlines() if line.strip()][:8]).start()
-    st.session_state.training_job = job
-    running = True
+settings_error = None
+try:
+    settings = TrainingSettings(sample_size=int(sample_size), epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate, embedding_dim=embedding_dim, tokenizer=tokenizer,
+                                attention=attention, attention_heads=attention_heads, seed=int(seed),
+                                token_dropout=0.2 if tokenizer == NGRAM else 0.0, label_smoothing=0.1)
+except ValueError as exc:  # NaceAppError: the settings explain themselves
+    settings, settings_error = None, str(exc)
+if settings_error:
+    st.error(html.escape(settings_error))
+else:
+    st.caption(f"Estimated duration: about {estimate_seconds(settings, train_rows):.0f} s on 2 CPU cores.")
+start = st.button("Start training", type="primary", disabled=running or settings is None,
+                  help="A run is in progress: stop it or wait for it." if running else None)
+
+if start and settings is not None:
+    job = registry.add(TrainingJob(data, settings, current.settings, ui.training_queue(),
+                                   probe_texts=probe_lines(probes)).start())
+    st.session_state.training_job_id = job.job_id
+    st.query_params["job"] = job.job_id
+    st.rerun()
 
 if job is None:
-    st.info("Choose settings and press **Start training**. The defaults finish in well under a minute.", icon=":material/model_training:")
+    st.info("Choose settings and press **Start training**. The defaults give a usable model in under a minute.",
+            icon=":material/model_training:")
     st.stop()
 
 
@@ -81,41 +85,29 @@ if job is None:
 def live_view(job: TrainingJob) -> None:
     """Polls the job's snapshot; the training thread itself never touches Streamlit."""
     snap = job.snapshot()
-    state = snap["state"]
-    total = max(snap["total_steps"], 1)
-    steps_per_epoch = max(total // max(job.training.epochs, 1), 1)
-    if state == QUEUED:
+    if snap.state == QUEUED:
         st.warning(f"Another training run is using this server. Your run is queued (position "
-                   f"{snap['queue_position']}); it starts by itself.", icon=":material/hourglass_top:")
-    if state in (QUEUED, RUNNING):
-        if st.button("Stop", type="secondary", key="stop_training"):
-            job.stop()
-    fraction = min(snap["step"] / total, 1.0)
-    left = (snap["elapsed"] / fraction - snap["elapsed"]) if fraction > 0 else None
-    epoch = min(snap["step"] // steps_per_epoch + 1, job.training.epochs)
-    label = (f"Epoch {epoch} of {job.training.epochs} · step {snap['step']:,} of {total:,} · "
-             f"{snap['elapsed']:.0f} s elapsed" + (f" · about {left:.0f} s left" if left is not None and
-                                                   state == RUNNING else ""))
-    st.progress(fraction if state != DONE else 1.0, text=label if state in (QUEUED, RUNNING) else f"{state} · {label}")
-    loss, accuracy = figures.training_curves(snap["steps"], snap["epochs"], steps_per_epoch)
-    curve_left, curve_right = st.columns(2)
-    curve_left.plotly_chart(loss, width="stretch", key="loss_curve")
-    curve_right.plotly_chart(accuracy, width="stretch", key="accuracy_curve")
-    if snap["probes"]:
-        st.subheader("Probe descriptions")
-        latest = snap["probes"][-1]
+                   f"{snap.queue_position}); it starts by itself.", icon=":material/hourglass_top:")
+    if snap.state in (QUEUED, RUNNING) and st.button("Stop", type="secondary", key="stop_training"):
+        job.stop()
+    st.progress(snap.fraction, text=snap.label)
+    loss, accuracy = figures.training_curves(snap.steps, snap.epochs, snap.steps_per_epoch)
+    st.plotly_chart(loss, width="stretch", key="loss_curve")
+    st.plotly_chart(accuracy, width="stretch", key="accuracy_curve")
+    if snap.probes:
+        latest = snap.probes[-1]
+        st.subheader(f"Probe descriptions after epoch {latest['epoch']}")
         rows = [{"description": text, **{f"#{rank + 1}": f"{code} ({p:.0%})" for rank, (code, p) in enumerate(top)}}
                 for text, top in zip(job.probe_texts, latest["top3"], strict=False)]
-        st.caption(f"Top-3 codes after epoch {latest['epoch']}")
-        st.dataframe(pl.DataFrame(rows), hide_index=True, width="stretch")
-    if state in (DONE, STOPPED, FAILED) and running:
+        st.dataframe(rows, hide_index=True, width="stretch")
+    if snap.state in (DONE, STOPPED, FAILED) and running:
         st.rerun(scope="app")
 
 
 live_view(job)
 
 if job.state == FAILED:
-    st.error(f"The run failed: {job.error}")
+    st.error(f"The run failed: {html.escape(job.error or '')}")
 elif job.state == STOPPED and job.result is None:
     st.warning(job.error or "The run was stopped before it produced a model.")
 elif job.result is not None:
@@ -123,29 +115,25 @@ elif job.result is not None:
     if result.stopped_by_user:
         st.info("Stopped by you: the best checkpoint so far was kept.")
     st.subheader("Result")
-    default = ui.default_test_figures(data, data.fingerprint)
-    rows = []
-    for name, figures_ in (("this run · validation", result.validation), ("this run · test", result.test),
-                           ("default model · test", default)):
-        rows.append({"model / split": name, "rows": figures_.get("n"), "top-1": figures_.get("top1_accuracy"),
-                     "top-5": figures_.get("top5_accuracy"), "macro-F1": figures_.get("macro_f1"),
-                     "ECE": figures_.get("ece"),
-                     **{level: figures_.get("accuracy_by_level", {}).get(level) for level in ("section", "division")}})
-    st.dataframe(pl.DataFrame(rows), hide_index=True, width="stretch",
+    default = ui.test_evaluation(ui.default_workspace().classifier, data)
+    st.dataframe(results_table(result, default), hide_index=True, width="stretch",
                  column_config={k: st.column_config.NumberColumn(format="%.3f")
                                 for k in ("top-1", "top-5", "macro-F1", "ECE", "section", "division")})
     run = job.run
     if run is not None and run.failure is None:
         st.caption(f"MLflow run `{run.run_id}` · {run.link}")
     elif run is not None:
-        st.warning(f"Training finished, but {run.failure}. The model is still usable here.")
-    action_left, action_right, _ = st.columns([1, 1, 2])
-    action_left.button("Use this model", type="primary", on_click=ui.use_trained_model,
-                       args=(job.job_id, result.model_dir), help="Selects it in the sidebar picker of every page.")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(result.model_dir.iterdir()):
-            archive.write(path, arcname=f"{job.job_id}/{path.name}")
-    action_right.download_button("Download the model (.zip)", buffer.getvalue(), f"{job.job_id}.zip",
-                                 mime="application/zip")
-    st.caption(f"Saved in the cache directory: `{result.model_dir}` (JSON + safetensors, no pickle).")
+        st.warning(f"Training finished, but {html.escape(run.failure or '')}. The model is still usable here.")
+    weaker = much_weaker(result, default)
+    if weaker:
+        st.warning(f"This model is much weaker than the default on the same test split (top-1 "
+                   f"{result.test.top1_accuracy:.1%} against {default.top1_accuracy:.1%}): train longer or on more "
+                   "rows before using it.", icon=":material/trending_down:")
+    actions = st.columns(2)
+    actions[0].button("Use this model anyway" if weaker else "Use this model", type="secondary" if weaker else "primary",
+                      on_click=ui.use_model, args=(str(result.model_dir),), width="stretch",
+                      help="Selects it in the sidebar picker, for every page.")
+    actions[1].download_button("Download the model (.zip)", zipped(result.model_dir, job.job_id), f"{job.job_id}.zip",
+                               mime="application/zip", width="stretch")
+    st.caption(f"Saved in the cache folder: `{result.model_dir}` (JSON + safetensors, no pickle). It stays listed in "
+               "the model picker of this server.")

@@ -113,11 +113,9 @@ def run_measured(command: list[str]) -> tuple[float, float]:
 def in_process_latencies(model_uri: str, text: str, repeats: int = 20) -> dict[str, float]:
     from nace_app.config import load_settings
     from nace_app.explain import integrated_gradients
-    from nace_app.sources import resolve
-    from nace_app.workspace import open_model
+    from nace_app.opening import open_model
 
-    settings = load_settings().with_overrides(model_uri=model_uri)
-    classifier, _ = open_model(settings, resolve("model", model_uri, True, settings))
+    classifier = open_model(model_uri, load_settings()).classifier
     classifier.predict([text], top_k=5)
     codes = [c.code for c in classifier.predict([text], top_k=5)[0].candidates]
     integrated_gradients(classifier, text, codes)
@@ -156,8 +154,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     args = parser.parse_args()
 
-    from nace_app.cli import configure_logging
     from nace_app.data import load_labelled
+    from nace_app.logs import configure_logging
     from nace_app.sources import embedded_data_dir
 
     configure_logging()
@@ -236,7 +234,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in ("library", "library-explain"):
-        from nace_app.cli import configure_logging
+        from nace_app.logs import configure_logging
 
         configure_logging()
         library_predict(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), explain=sys.argv[1] == "library-explain")

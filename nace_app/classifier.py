@@ -13,6 +13,7 @@ import torch
 
 from nace_app.errors import NaceAppError
 from nace_app.inference import FastForward
+from nace_app.metrics import confidence_index, top_k_indices
 from nace_app.modelio import LoadedModel
 from nace_app.nomenclature import load_nomenclature
 from nace_app.tokenization import Encoded, encode, kind_of, unknown_word_share
@@ -34,9 +35,7 @@ class Prediction:
 
     @property
     def confidence_index(self) -> float:
-        """Top-1 minus top-2 probability, as INSEE's production coder shows it."""
-        probs = [c.probability for c in self.candidates]
-        return probs[0] - (probs[1] if len(probs) > 1 else 0.0)
+        return float(confidence_index(np.array([[c.probability for c in self.candidates]]))[0])
 
 
 @dataclass
@@ -69,8 +68,7 @@ class TopK:
             columns[f"code_{rank + 1}"] = self.codes[:, rank].tolist()
             columns[f"heading_{rank + 1}"] = self.headings[:, rank].tolist()
             columns[f"probability_{rank + 1}"] = self.probabilities[:, rank]
-        second = self.probabilities[:, 1] if self.probabilities.shape[1] > 1 else 0.0
-        columns["confidence_index"] = self.probabilities[:, 0] - second
+        columns["confidence_index"] = confidence_index(self.probabilities)
         return pl.DataFrame(columns)
 
 
@@ -162,9 +160,8 @@ class Classifier:
     def top_k(self, probabilities: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
         """Indices and probabilities of the k best classes, best first (the library's order)."""
         self.check_top_k(top_k)
-        values, indices = torch.topk(torch.from_numpy(probabilities.astype(np.float32)), k=top_k, dim=1)
-        rows = np.arange(len(probabilities))[:, None]
-        return indices.numpy(), probabilities[rows, indices.numpy()]
+        indices = top_k_indices(probabilities, top_k)
+        return indices, np.take_along_axis(probabilities, indices, axis=1)
 
     def predict_top_k(self, texts: list[str], top_k: int = 5, chunk_size: int = DEFAULT_CHUNK,
                       progress: Callable[[int, int], None] | None = None) -> TopK:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from nace_app.errors import NaceAppError
+from nace_app.logs import configure_logging
 
 EXIT_USAGE = 2
 
@@ -19,26 +19,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, no usage dump
         print(f"nace-app: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-
-
-def _quiet_libraries(record: logging.LogRecord) -> bool:
-    noisy = record.name.startswith(("pytorch_lightning", "lightning", "torchTextClassifiers", "mlflow", "alembic"))
-    return not noisy or record.levelno >= logging.ERROR
-
-
-def configure_logging(verbose: bool = False) -> None:
-    """Set up logging once, before torchTextClassifiers' import-time basicConfig, and quiet Lightning."""
-    import os
-    import warnings
-
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:  # libraries reset their own loggers' levels on import, so filter at the handler
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_quiet_libraries)
-
-    warnings.filterwarnings("ignore", module="pytorch_lightning")
-    warnings.filterwarnings("ignore", module="lightning_fabric")
 
 
 def _settings(args: argparse.Namespace):
@@ -60,7 +40,7 @@ def _emit(data: Any) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from nace_app.workspace import open_workspace
+    from nace_app.opening import open_workspace
 
     settings = _settings(args)
     workspace = open_workspace(settings)
@@ -122,17 +102,14 @@ def _write_rows(rows: list[dict[str, Any]], top: Any, output: Path) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nace_app.config import load_settings
-    from nace_app.sources import resolve
-    from nace_app.workspace import open_model
+    from nace_app.opening import open_model
 
     texts = _read_texts(args)
     if args.output and Path(args.output).suffix.lower() not in (".jsonl", ".csv", ".parquet"):
         raise NaceAppError(f"unsupported output type {Path(args.output).suffix!r}: use .jsonl, .csv or .parquet")
-    settings = load_settings().with_overrides(model_uri=args.model)
-    source = resolve("model", settings.model_uri, settings.model_uri_explicit, settings)
-    _say_fallbacks([source.fallback_reason] if source.fallback_reason else [])
-    classifier, _ = open_model(settings, source)
+    opened = open_model(None, _settings(args))
+    _say_fallbacks([opened.source.fallback_reason] if opened.source.fallback_reason else [])
+    classifier = opened.classifier
     classifier.check_top_k(args.top_k)
     top = classifier.predict_top_k(texts, top_k=args.top_k)
     rows = top.rows()
@@ -160,31 +137,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nace_app.training import evaluate_frame
-    from nace_app.workspace import open_workspace
+    from nace_app.evaluation import evaluate_classifier
+    from nace_app.opening import open_workspace
 
     workspace = open_workspace(_settings(args))
     data = workspace.data
     _say_fallbacks(workspace.fallbacks())
-    figures = evaluate_frame(workspace.classifier, data.splits.test)
-    result = {
-        "model": workspace.model_source.uri,
-        "data": data.source.uri,
-        "n_test": figures["n"],
-        "top1_accuracy": figures.get("top1_accuracy"),
-        "top5_accuracy": figures.get("top5_accuracy"),
-        "accuracy_by_level": figures.get("accuracy_by_level"),
-        "macro_f1": figures.get("macro_f1"),
-        "ece": figures.get("ece"),
-    }
+    evaluation = evaluate_classifier(workspace.classifier, data.splits.test)
     if args.json:
-        _emit(result)
-    else:
-        print(f"model {result['model']}  data {result['data']}  test rows {result['n_test']}")
-        print(f"top-1 {result['top1_accuracy']:.4f}  top-5 {result['top5_accuracy']:.4f}  "
-              f"macro-F1 {result['macro_f1']:.4f}  ECE {result['ece']:.4f}")
-        for level, value in result["accuracy_by_level"].items():
-            print(f"  {level:<9} {value:.4f}")
+        _emit({"model": workspace.model_source.uri, "data": data.source.uri, "split": "test", **evaluation.to_dict()})
+        return 0
+    print(f"model {workspace.model_source.uri}  data {data.source.uri}  test rows {evaluation.n}")
+    print(f"top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
+          f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}")
+    for level, value in evaluation.accuracy_by_level.items():
+        print(f"  {level:<9} {value:.4f}")
     return 0
 
 
@@ -193,8 +160,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from nace_app.jobs import run_logged_training
+    from nace_app.opening import open_data
     from nace_app.training import TrainingSettings
-    from nace_app.workspace import open_data
 
     settings = _settings(args)
     data = open_data(settings)
@@ -233,10 +200,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         _emit(summary)
     else:
         print(f"model saved to {result.model_dir}")
-        for name in ("validation", "test"):
-            figures = summary[name]
-            print(f"{name:<10} top-1 {figures['top1_accuracy']:.4f}  top-5 {figures['top5_accuracy']:.4f}  "
-                  f"macro-F1 {figures['macro_f1']:.4f}  ECE {figures['ece']:.4f}  (n={figures['n']})")
+        for name, evaluation in (("validation", result.validation), ("test", result.test)):
+            print(f"{name:<10} top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
+                  f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}  (n={evaluation.n})")
         print(f"mlflow run {run.run_id} in {run.uri}" if run.failure is None else run.failure)
     return 0
 

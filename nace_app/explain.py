@@ -208,12 +208,32 @@ def label_attention(classifier: Classifier, text: str, codes: list[str]) -> dict
     }
 
 
-def word_and_char_views(explanation: Explanation, text: str) -> tuple[dict[int, str], np.ndarray, np.ndarray]:
-    """The reference notebook's views: torchTextClassifiers' `map_attributions_to_word` / `_to_char` semantics."""
-    from torchTextClassifiers.utilities.plot_explainability import map_attributions_to_char, map_attributions_to_word
+def char_view(explanation: Explanation, text: str) -> np.ndarray:
+    """The reference notebook's character view: torchTextClassifiers' `map_attributions_to_char` semantics."""
+    from torchTextClassifiers.utilities.plot_explainability import map_attributions_to_char
 
     attributions = torch.tensor(explanation.token_scores, dtype=torch.float64)[None, :]
-    offsets = [tuple(o) for o in explanation.offsets]
-    words, word_weights = map_attributions_to_word(attributions, text, explanation.word_ids, offsets)
-    char_weights = map_attributions_to_char(attributions, offsets, text)
-    return words, np.asarray(word_weights)[0], np.asarray(char_weights)[0]
+    return np.asarray(map_attributions_to_char(attributions, [tuple(o) for o in explanation.offsets], text))[0]
+
+
+def contrast(first: Explanation, second: Explanation) -> list[tuple[int, int, float]]:
+    """Why `first` rather than `second`: the difference of their word attributions (same words, same spans)."""
+    second_scores = {(w.start, w.end): w.score for w in second.words}
+    return [(w.start, w.end, w.score - second_scores.get((w.start, w.end), 0.0)) for w in first.words]
+
+
+def spans(words: list[WordScore]) -> list[tuple[int, int, float]]:
+    return [(w.start, w.end, w.score) for w in words]
+
+
+def disagreement(explanation: Explanation, drops: list[float]) -> str | None:
+    """A warning when integrated gradients and leave-one-word-out disagree on the most influential word."""
+    if len(explanation.words) < 2 or not drops:
+        return None
+    by_gradients = max(range(len(explanation.words)), key=lambda i: explanation.words[i].score)
+    by_occlusion = max(range(len(drops)), key=lambda i: drops[i])
+    if by_gradients == by_occlusion:
+        return None
+    return (f"The two methods disagree: integrated gradients credit “{explanation.words[by_gradients].word}” most, "
+            f"removing “{explanation.words[by_occlusion].word}” lowers the probability most. Words interact here; "
+            "read both views.")

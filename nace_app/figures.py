@@ -6,20 +6,13 @@ import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 
-DIVERGING = [[0.0, "#b2182b"], [0.5, "#f7f7f7"], [1.0, "#2166ac"]]
+TOWARD, AWAY = "#2166ac", "#b35806"  # blue and orange: told apart by colour-blind readers too
 
 
 def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
     figure.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                          template="plotly_white")
     return figure
-
-
-def word_weights(words: dict[int, str], weights: np.ndarray, title: str) -> go.Figure:
-    labels = [f"{words.get(i, '?')} ({i})" for i in range(len(weights))]
-    figure = go.Figure(go.Bar(x=labels, y=weights, marker_color="#1f4e79",
-                              hovertemplate="%{x}: %{y:.3f}<extra></extra>"))
-    return _layout(figure, title)
 
 
 def char_weights(text: str, weights: np.ndarray, title: str) -> go.Figure:
@@ -32,9 +25,13 @@ def char_weights(text: str, weights: np.ndarray, title: str) -> go.Figure:
 
 
 def signed_bars(labels: list[str], values: list[float], title: str, value_name: str) -> go.Figure:
-    colours = ["#2166ac" if v >= 0 else "#b2182b" for v in values]
-    figure = go.Figure(go.Bar(x=labels, y=values, marker_color=colours,
-                              hovertemplate="%{x}: %{y:+.4f}<extra></extra>"))
+    """One bar per word, in text order (a repeated word keeps its place); sign by colour and by pattern."""
+    colours = [TOWARD if v >= 0 else AWAY for v in values]
+    patterns = ["" if v >= 0 else "/" for v in values]
+    figure = go.Figure(go.Bar(x=list(range(len(labels))), y=values, marker={"color": colours,
+                                                                            "pattern": {"shape": patterns}},
+                              customdata=labels, hovertemplate="%{customdata}: %{y:+.4f}<extra></extra>"))
+    figure.update_xaxes(tickmode="array", tickvals=list(range(len(labels))), ticktext=labels)
     figure.update_yaxes(title=value_name)
     return _layout(figure, title)
 
@@ -66,24 +63,46 @@ def reliability(table: pl.DataFrame) -> go.Figure:
     return _layout(figure, "Reliability diagram", height=360)
 
 
-def confidence_histogram(confidence: np.ndarray, correct: np.ndarray) -> go.Figure:
+def confidence_histogram(score: np.ndarray, correct: np.ndarray, threshold: float, score_name: str) -> go.Figure:
+    """Correct and incorrect rows side by side per bin (neither hides the other), the threshold as a line."""
     figure = go.Figure()
-    figure.add_trace(go.Histogram(x=confidence[correct], name="correct", marker_color="#2166ac", opacity=0.75,
-                                  xbins={"start": 0, "end": 1, "size": 0.05}))
-    figure.add_trace(go.Histogram(x=confidence[~correct], name="incorrect", marker_color="#b2182b", opacity=0.75,
-                                  xbins={"start": 0, "end": 1, "size": 0.05}))
-    figure.update_layout(barmode="overlay")
-    figure.update_xaxes(title="top-1 probability")
+    for rows, name, colour in ((correct, "correct", TOWARD), (~correct, "incorrect", AWAY)):
+        figure.add_trace(go.Histogram(x=score[rows], name=name, marker_color=colour,
+                                      xbins={"start": 0, "end": 1.0001, "size": 0.05}))
+    figure.add_vline(x=threshold, line={"dash": "dash", "color": "#333"},
+                     annotation_text=f"threshold {threshold:.2f}", annotation_position="top")
+    figure.update_layout(barmode="group", legend={"orientation": "h", "y": -0.25})
+    figure.update_xaxes(title=score_name, range=[0, 1])
     figure.update_yaxes(title="test rows")
-    return _layout(figure, "Top-1 probability, correct vs incorrect", height=360)
+    return _layout(figure, f"{score_name.capitalize()}: correct and incorrect", height=380)
 
 
-def confusion_heatmap(labels: list[str], matrix: np.ndarray, level: str) -> go.Figure:
-    figure = go.Figure(go.Heatmap(z=matrix, x=labels, y=labels, colorscale="Blues",
-                                  hovertemplate="true %{y} → predicted %{x}: %{z}<extra></extra>"))
-    figure.update_xaxes(title=f"predicted {level}", type="category")
-    figure.update_yaxes(title=f"true {level}", type="category", autorange="reversed")
-    return _layout(figure, f"Confusion matrix by {level}", height=560)
+def confusion_cells(labels: list[str], matrix: np.ndarray, level: str) -> go.Figure:
+    """The off-diagonal cells as clickable squares (a heatmap trace cannot be selected), on a log colour scale.
+
+    The diagonal (correct codes) is left out so that confusions stay visible; at division level only every
+    few tick labels are printed.
+    """
+    true_index, predicted_index = np.nonzero(matrix)
+    off = true_index != predicted_index
+    true_index, predicted_index = true_index[off], predicted_index[off]
+    counts = matrix[true_index, predicted_index]
+    x = [labels[i] for i in predicted_index]
+    y = [labels[i] for i in true_index]
+    size = max(4, min(22, int(520 / max(len(labels), 1))))
+    figure = go.Figure(go.Scatter(
+        x=x, y=y, mode="markers", customdata=counts,
+        marker={"symbol": "square", "size": size, "color": np.log10(counts), "colorscale": "Blues", "cmin": 0,
+                "colorbar": {"title": "rows", "tickvals": [0, 1, 2, 3], "ticktext": ["1", "10", "100", "1000"]},
+                "line": {"width": 0}},
+        hovertemplate="true %{y} → predicted %{x}: %{customdata} rows<extra></extra>"))
+    step = max(1, len(labels) // 30)
+    ticks = labels[::step]
+    figure.update_xaxes(title=f"predicted {level}", type="category", categoryorder="array", categoryarray=labels,
+                        tickmode="array", tickvals=ticks, ticktext=ticks)
+    figure.update_yaxes(title=f"true {level}", type="category", categoryorder="array", categoryarray=labels[::-1],
+                        tickmode="array", tickvals=ticks, ticktext=ticks)
+    return _layout(figure, f"Confusions by {level} (click a square; the diagonal is left out)", height=560)
 
 
 def training_curves(steps: list[tuple[int, float]], epochs: list[dict[str, float]], steps_per_epoch: int):
@@ -98,14 +117,11 @@ def training_curves(steps: list[tuple[int, float]], epochs: list[dict[str, float
                                                                                    "#d6604d")):
             loss.add_trace(go.Scatter(x=x, y=[e.get(key) for e in epochs], mode="lines+markers", name=name,
                                       line={"color": colour}))
-    loss.update_xaxes(title="epoch")
+    loss.update_xaxes(title="epoch", rangemode="tozero")
     accuracy = go.Figure()
     if epochs:
-        x = [e["epoch"] for e in epochs]
-        for key, name, colour in (("train_accuracy", "train accuracy", "#2166ac"), ("val_accuracy",
-                                                                                    "validation accuracy", "#d6604d")):
-            accuracy.add_trace(go.Scatter(x=x, y=[e.get(key) for e in epochs], mode="lines+markers", name=name,
-                                          line={"color": colour}))
-    accuracy.update_xaxes(title="epoch")
-    accuracy.update_yaxes(tickformat=".0%")
+        accuracy.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e.get("val_accuracy") for e in epochs],
+                                      mode="lines+markers", name="validation accuracy", line={"color": "#d6604d"}))
+    accuracy.update_xaxes(title="epoch", range=[0.5, max(len(epochs), 1) + 0.5])
+    accuracy.update_yaxes(tickformat=".0%", range=[0, 1])
     return _layout(loss, "Loss"), _layout(accuracy, "Accuracy")

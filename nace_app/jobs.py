@@ -1,4 +1,4 @@
-"""Training runs in background threads, with MLflow logging, a server-wide limit on concurrent runs and a queue.
+"""Training runs in background threads, with a server-wide limit on concurrent runs, a queue and a registry.
 
 A job never touches a model that other sessions predict with: it builds its own, and shares only snapshots of
 its progress. Its thread never calls Streamlit; the page polls `TrainingJob.snapshot()`.
@@ -11,13 +11,13 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nace_app.config import Settings
 from nace_app.errors import NaceAppError
+from nace_app.runs import run_logged_training
 from nace_app.tracking import RunLogger
-from nace_app.training import ProgressEvent, TrainingResult, TrainingSettings, train_model
+from nace_app.training import ProgressEvent, TrainingResult, TrainingSettings
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
 
@@ -35,36 +35,6 @@ def probe_top3(ttc: Any, labels: list[str], texts: list[str]) -> list[list[tuple
     values, indices = torch.topk(probabilities, k=min(3, len(labels)), dim=1)
     return [[(labels[i], float(v)) for i, v in zip(row_i.tolist(), row_v.tolist(), strict=True)]
             for row_i, row_v in zip(indices, values, strict=True)]
-
-
-def run_logged_training(data, training: TrainingSettings, settings: Settings, workdir: Path, progress=None,
-                        should_stop=None, probe=None, run_name: str = "training",
-                        model_dir: Path | None = None, extra_rows=None,
-                        stopping_frame=None) -> tuple[TrainingResult, RunLogger]:
-    """Train and log everything to MLflow: parameters, per-epoch metrics, the split, both model formats."""
-    run = RunLogger(settings, run_name)
-    run.log_params({**training.to_dict(), "data_uri": data.source.uri, "data_rows": data.frame.height})
-
-    def on_event(event: ProgressEvent) -> None:
-        if event.kind == "epoch":
-            run.log_metrics(event.metrics, step=event.epoch)
-        if progress is not None:
-            progress(event)
-
-    try:
-        result = train_model(data.splits, training, workdir, progress=on_event, should_stop=should_stop, probe=probe,
-                             model_dir=model_dir, extra_rows=extra_rows, stopping_frame=stopping_frame)
-    except BaseException:
-        run.finish("FAILED")
-        raise
-    run.log_params({"output_dim_used": result.output_dim})
-    run.log_dict({**data.splits.describe(), "data_uri": data.source.uri, "data_fingerprint": data.fingerprint},
-                 "split.json")
-    run.log_metrics({"validation": result.validation, "test": result.test})
-    run.log_artifacts(result.model_dir, "model")
-    run.log_artifacts(result.library_dir, "torchtextclassifiers_model")
-    run.finish("KILLED" if result.stopped_by_user else "FINISHED")
-    return result, run
 
 
 class TrainingQueue:
@@ -113,7 +83,8 @@ class TrainingJob:
     settings: Settings
     queue: TrainingQueue
     probe_texts: list[str] = field(default_factory=list)
-    job_id: str = field(default_factory=lambda: f"run-{time.strftime('%Y%m%d-%H%M%S')}-{next(_ids)}")
+    extra_rows: Any = None
+    job_id: str = field(default_factory=lambda: f"{time.strftime('%H%M%S')}-{next(_ids)}")
 
     def __post_init__(self) -> None:
         self.state = QUEUED
@@ -155,37 +126,102 @@ class TrainingJob:
                 if event.payload is not None:
                     self.probes.append({"epoch": event.epoch, "top3": event.payload})
 
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self, name, value)
+
     def _main(self) -> None:
         if not self.queue.acquire(self.job_id, self._stop):
-            self.state = STOPPED
+            self._set(state=STOPPED)
             return
-        self.state = RUNNING
+        self._set(state=RUNNING)
         try:
             result, run = run_logged_training(
                 self.data, self.training, self.settings, self.workdir, progress=self._on_event,
                 should_stop=self._stop.is_set,
-                probe=lambda ttc, labels: probe_top3(ttc, labels, self.probe_texts), run_name=self.job_id)
-            self.result, self.run = result, run
-            self.state = STOPPED if result.stopped_by_user else DONE
+                probe=lambda ttc, labels: probe_top3(ttc, labels, self.probe_texts), run_name=self.job_id,
+                extra_rows=self.extra_rows)
+            self._set(result=result, run=run, state=STOPPED if result.stopped_by_user else DONE)
         except NaceAppError as exc:
-            self.error, self.state = str(exc), (STOPPED if self._stop.is_set() else FAILED)
+            self._set(error=str(exc), state=STOPPED if self._stop.is_set() else FAILED)
         except Exception as exc:  # shown on the page; the traceback goes to the server log
             traceback.print_exc()
-            self.error, self.state = f"{type(exc).__name__}: {exc}", FAILED
+            self._set(error=f"{type(exc).__name__}: {exc}", state=FAILED)
         finally:
             self.queue.release(self.job_id)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> JobSnapshot:
         with self._lock:
-            return {
-                "job_id": self.job_id,
-                "state": self.state,
-                "queue_position": self.queue.position(self.job_id),
-                "step": self.step,
-                "total_steps": self.total_steps,
-                "elapsed": self.elapsed,
-                "steps": list(self.steps),
-                "epochs": list(self.epochs),
-                "probes": list(self.probes),
-                "error": self.error,
-            }
+            return JobSnapshot(self.job_id, self.state, self.queue.position(self.job_id), self.step,
+                               max(self.total_steps, 1), self.training.epochs, self.elapsed, list(self.steps),
+                               list(self.epochs), list(self.probes), self.error)
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A consistent copy of a job's progress, with the arithmetic the page shows."""
+
+    job_id: str
+    state: str
+    queue_position: int
+    step: int
+    total_steps: int
+    epochs_planned: int
+    elapsed: float
+    steps: list[tuple[int, float]]
+    epochs: list[dict[str, float]]
+    probes: list[dict[str, Any]]
+    error: str | None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(self.total_steps // max(self.epochs_planned, 1), 1)
+
+    @property
+    def fraction(self) -> float:
+        return 1.0 if self.state == DONE else min(self.step / self.total_steps, 1.0)
+
+    @property
+    def epoch(self) -> int:
+        return min(self.step // self.steps_per_epoch + 1, self.epochs_planned)
+
+    @property
+    def seconds_left(self) -> float | None:
+        if self.state != RUNNING or self.step == 0:
+            return None
+        return self.elapsed / self.fraction - self.elapsed
+
+    @property
+    def label(self) -> str:
+        text = (f"Epoch {self.epoch} of {self.epochs_planned} · step {self.step:,} of {self.total_steps:,} · "
+                f"{self.elapsed:.0f} s elapsed")
+        if self.seconds_left is not None:
+            text += f" · about {self.seconds_left:.0f} s left"
+        return text if self.state in (QUEUED, RUNNING) else f"{self.state} · {text}"
+
+
+def probe_lines(text: str, limit: int = 8) -> list[str]:
+    """The probe descriptions typed one per line, blank lines dropped, at most `limit`."""
+    return [line.strip() for line in text.splitlines() if line.strip()][:limit]
+
+
+class JobRegistry:
+    """The server's jobs by id, so that a reloaded page (a new session) can reattach to a running one."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, TrainingJob] = {}
+        self._lock = threading.Lock()
+
+    def add(self, job: TrainingJob) -> TrainingJob:
+        with self._lock:
+            self._jobs[job.job_id] = job
+        return job
+
+    def get(self, job_id: str | None) -> TrainingJob | None:
+        with self._lock:
+            return self._jobs.get(job_id) if job_id else None
+
+    def unfinished(self) -> list[TrainingJob]:
+        with self._lock:
+            return [job for job in self._jobs.values() if job.state in (QUEUED, RUNNING)]

@@ -10,13 +10,21 @@ import polars as pl
 from nace_app.nomenclature import LEVELS, Nomenclature
 
 
+def top_k_indices(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k most probable classes per row, best first, ties broken as torch.topk (the library) does."""
+    import torch
+
+    k = min(k, probabilities.shape[1])
+    if len(probabilities) == 0:
+        return np.zeros((0, k), dtype=np.int64)
+    return torch.topk(torch.from_numpy(np.ascontiguousarray(probabilities, dtype=np.float32)), k=k, dim=1)[1].numpy()
+
+
 def top_k_accuracy(true_index: np.ndarray, probabilities: np.ndarray, k: int) -> float:
     """Share of rows whose true class is among the k most probable; a true index of -1 (unknown class) never is."""
     if len(true_index) == 0:
         return float("nan")
-    k = min(k, probabilities.shape[1])
-    best = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
-    return float(np.mean((best == true_index[:, None]).any(axis=1)))
+    return float(np.mean((top_k_indices(probabilities, k) == true_index[:, None]).any(axis=1)))
 
 
 def accuracy_by_level(true_codes: list[str], predicted_codes: list[str], nomenclature: Nomenclature) -> dict[str, float]:
@@ -38,7 +46,11 @@ def macro_f1(true_codes: list[str], predicted_codes: list[str]) -> float:
 
 
 def per_class_scores(true_codes: list[str], predicted_codes: list[str]) -> pl.DataFrame:
-    """One row per class: support, precision, recall, F1 and the most frequent wrong prediction."""
+    """One row per class: support, precision, recall, F1 and the most frequent wrong prediction.
+
+    Precision is null for a class never predicted and recall for a class absent from the truth (undefined, not 0);
+    F1 counts as 0 there, as scikit-learn's macro average does.
+    """
     true_counts = Counter(true_codes)
     predicted_counts = Counter(predicted_codes)
     hits = Counter(t for t, p in zip(true_codes, predicted_codes, strict=True) if t == p)
@@ -50,9 +62,9 @@ def per_class_scores(true_codes: list[str], predicted_codes: list[str]) -> pl.Da
     rows = []
     for code in sorted(set(true_counts) | set(predicted_counts)):
         tp, support, predicted = hits[code], true_counts[code], predicted_counts[code]
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        precision = tp / predicted if predicted else None
+        recall = tp / support if support else None
+        f1 = 2 * precision * recall / (precision + recall) if precision and recall else 0.0
         confused_with, confused_n = top_wrong.get(code, (None, 0))
         rows.append((code, support, precision, recall, f1, confused_with, confused_n))
     return pl.DataFrame(
@@ -87,8 +99,13 @@ def reliability_table(confidence: np.ndarray, correct: np.ndarray, n_bins: int =
                                         "mean_confidence": pl.Float64, "accuracy": pl.Float64})
 
 
+TOP1_PROBABILITY = "top-1 probability"
+CONFIDENCE_INDEX = "confidence index"
+AUTOMATION_SCORES = (TOP1_PROBABILITY, CONFIDENCE_INDEX)  # one choice, shared by the Predict and Review pages
+
+
 def confidence_index(probabilities: np.ndarray) -> np.ndarray:
-    """Top-1 minus top-2 probability per row."""
+    """Top-1 minus top-2 probability per row, as INSEE's production coder shows it (any column order)."""
     if probabilities.shape[1] < 2:
         return probabilities[:, 0].copy()
     top2 = -np.partition(-probabilities, 1, axis=1)[:, :2]

@@ -10,7 +10,8 @@ import polars as pl
 from nace_app import metrics
 from nace_app.nomenclature import Nomenclature
 
-SCORES = {"top-1 probability": "probability", "confidence index": "confidence_index"}
+SCORE_COLUMNS = {metrics.TOP1_PROBABILITY: "probability", metrics.CONFIDENCE_INDEX: "confidence_index"}
+PAGE_SIZE = 25
 
 
 def test_table(test: pl.DataFrame, probabilities: np.ndarray, labels: list[str],
@@ -18,8 +19,7 @@ def test_table(test: pl.DataFrame, probabilities: np.ndarray, labels: list[str],
     """One row per test description: truth, prediction, top-5, probabilities and whether the model knows the code."""
     label_index = {code: i for i, code in enumerate(labels)}
     labels_array = np.asarray(labels, dtype=object)
-    k = min(5, probabilities.shape[1])
-    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    top = metrics.top_k_indices(probabilities, 5)
     rows = np.arange(len(probabilities))
     true_codes = test["code"].to_list()
     true_index = np.array([label_index.get(c, -1) for c in true_codes])
@@ -41,34 +41,6 @@ def test_table(test: pl.DataFrame, probabilities: np.ndarray, labels: list[str],
         "known_to_model": true_index >= 0,
         "top5": [[labels[i] for i in row] for row in top],
     }, schema_overrides={"top5": pl.List(pl.String)})
-
-
-@dataclass(frozen=True)
-class Headline:
-    n_test: int
-    top1_accuracy: float
-    top5_accuracy: float
-    accuracy_by_level: dict[str, float]
-    macro_f1: float
-    ece: float
-    unknown_codes: list[str]
-    unknown_rows: int
-
-
-def headline(table: pl.DataFrame, nomenclature: Nomenclature) -> Headline:
-    true_codes, predicted = table["true_code"].to_list(), table["predicted_code"].to_list()
-    correct = table["correct"].to_numpy()
-    unknown = table.filter(~pl.col("known_to_model"))
-    return Headline(
-        n_test=table.height,
-        top1_accuracy=float(correct.mean()) if table.height else float("nan"),
-        top5_accuracy=float(table["in_top5"].mean()) if table.height else float("nan"),
-        accuracy_by_level=metrics.accuracy_by_level(true_codes, predicted, nomenclature),
-        macro_f1=metrics.macro_f1(true_codes, predicted),
-        ece=metrics.expected_calibration_error(table["probability"].to_numpy(), correct),
-        unknown_codes=sorted(set(unknown["true_code"].to_list())),
-        unknown_rows=unknown.height,
-    )
 
 
 @dataclass(frozen=True)
@@ -111,14 +83,44 @@ def per_class(table: pl.DataFrame, nomenclature: Nomenclature) -> pl.DataFrame:
              "confused_count")
 
 
-def search_classes(table: pl.DataFrame, query: str, section: str) -> pl.DataFrame:
-    result = table
+def search_classes(classes: pl.DataFrame, query: str, section: str, rows: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Classes whose code starts with, or whose heading or test descriptions contain, every word of `query`.
+
+    Searching the descriptions too lets "bakery" find 10.71, whose heading never says it.
+    """
+    result = classes
     if section:
         result = result.filter(pl.col("section") == section)
-    for word in query.lower().split():
-        result = result.filter(pl.col("code").str.starts_with(word) | pl.col("heading").str.to_lowercase()
-                               .str.contains(word, literal=True))
-    return result
+    words = query.lower().split()
+    if not words:
+        return result
+    texts = (rows.group_by("true_code").agg(pl.col("text").str.to_lowercase().str.join(" ").alias("texts"))
+             if rows is not None else pl.DataFrame(schema={"true_code": pl.String, "texts": pl.String}))
+    result = result.join(texts, left_on="code", right_on="true_code", how="left").with_columns(
+        searchable=pl.concat_str(pl.col("heading").str.to_lowercase(), pl.col("texts").fill_null(""), separator=" "))
+    for word in words:
+        result = result.filter(pl.col("code").str.starts_with(word) | pl.col("searchable").str.contains(word, literal=True))
+    return result.drop("texts", "searchable")
+
+
+def page_of(frame: pl.DataFrame, page: int, size: int = PAGE_SIZE) -> pl.DataFrame:
+    return frame.slice((page - 1) * size, size)
+
+
+def page_count(frame: pl.DataFrame, size: int = PAGE_SIZE) -> int:
+    return max((frame.height - 1) // size + 1, 1)
+
+
+def row_candidates(row: dict, probabilities: np.ndarray, label_index: dict[str, int],
+                   nomenclature: Nomenclature) -> pl.DataFrame:
+    """The row's top-5 with headings and probabilities, plus the true code when it is not among them."""
+    codes = list(row["top5"])
+    if row["true_code"] not in codes:
+        codes.append(row["true_code"])
+    probs = [float(probabilities[row["row"], label_index[c]]) if c in label_index else None for c in codes]
+    ranks = [str(i + 1) for i in range(len(row["top5"]))] + (["true"] if len(codes) > len(row["top5"]) else [])
+    return pl.DataFrame({"rank": ranks, "code": codes, "heading": [nomenclature.heading(c) for c in codes],
+                         "probability": probs}, schema_overrides={"probability": pl.Float64})
 
 
 def with_headings(confusions: pl.DataFrame, nomenclature: Nomenclature) -> pl.DataFrame:
@@ -127,6 +129,20 @@ def with_headings(confusions: pl.DataFrame, nomenclature: Nomenclature) -> pl.Da
         predicted_heading=pl.Series([nomenclature.heading(c) for c in confusions["predicted_code"].to_list()],
                                     dtype=pl.String),
     ).select("true_code", "true_heading", "predicted_code", "predicted_heading", "count")
+
+
+def automation_score(table: pl.DataFrame, score_name: str) -> np.ndarray:
+    return table[SCORE_COLUMNS[score_name]].to_numpy()
+
+
+def largest_confusion(labels: list[str], matrix: np.ndarray) -> tuple[str, str] | None:
+    """The (true, predicted) pair of the largest off-diagonal cell, the matrix's default selection."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    if off.max() == 0:
+        return None
+    true_index, predicted_index = np.unravel_index(int(off.argmax()), off.shape)
+    return labels[true_index], labels[predicted_index]
 
 
 def cell_examples(table: pl.DataFrame, level: str, true_group: str, predicted_group: str,

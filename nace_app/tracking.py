@@ -39,6 +39,7 @@ class RunLogger:
 
     def __init__(self, settings: Settings, run_name: str):
         self.uri = tracking_uri(settings)
+        self.artifact_location = None if settings.mlflow_tracking_uri else (settings.cache_dir / "mlartifacts").resolve().as_uri()
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.failure: str | None = None
@@ -62,7 +63,9 @@ class RunLogger:
     def _start(self, run_name: str) -> None:
         client = self.client
         experiment = client.get_experiment_by_name(EXPERIMENT)
-        self.experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+        # with the local SQLite store, artifacts would otherwise land in ./mlruns of whatever folder the process runs in
+        self.experiment_id = (experiment.experiment_id if experiment else
+                              client.create_experiment(EXPERIMENT, artifact_location=self.artifact_location))
         self.run_id = client.create_run(self.experiment_id, run_name=run_name).info.run_id
 
     @property

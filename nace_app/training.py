@@ -19,6 +19,7 @@ import polars as pl
 
 from nace_app.data import Splits, stratified_sample
 from nace_app.errors import NaceAppError
+from nace_app.evaluation import Evaluation, evaluate_classifier
 from nace_app.tokenization import NGRAM, TOKENIZER_KINDS, WORDPIECE, encode, train_ngram_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,8 @@ class TrainingResult:
     settings: TrainingSettings
     labels: list[str]
     history: list[dict[str, float]]
-    validation: dict[str, Any]
-    test: dict[str, Any]
+    validation: Evaluation
+    test: Evaluation
     duration: float
     stopped_by_user: bool
     output_dim: int
@@ -121,8 +122,8 @@ class TrainingResult:
             "output_dim": self.output_dim,
             "epochs_run": len(self.history),
             "history": self.history,
-            "validation": self.validation,
-            "test": self.test,
+            "validation": self.validation.to_dict(),
+            "test": self.test.to_dict(),
             "duration_seconds": round(self.duration, 2),
             "stopped_by_user": self.stopped_by_user,
         }
@@ -138,7 +139,8 @@ def derive_output_dim(lengths: list[int]) -> int:
 def estimate_seconds(settings: TrainingSettings, train_rows: int) -> float:
     """A rough duration from measurements on 2 CPU cores, for the page to show before a run."""
     rows = min(settings.sample_size or train_rows, train_rows)
-    per_row = 2.0e-4 * (settings.embedding_dim / 64) * (2.5 if settings.attention else 1.0)
+    per_row = (2.0e-4 * (settings.embedding_dim / 64) * (2.5 if settings.attention else 1.0)
+               * (3.0 if settings.tokenizer == NGRAM else 1.0))
     return 4.0 + rows * settings.epochs * per_row + rows * 1.5e-4
 
 
@@ -146,12 +148,19 @@ def _make_progress_callback(progress, should_stop, total_steps: int, started: fl
     import pytorch_lightning as pl_
 
     class Progress(pl_.Callback):
+        """Step losses as they come; at each validation, the mean step loss of the epoch that just ended.
+
+        (Lightning's own `train_loss_epoch` is only aggregated after validation, so it would lag an epoch.)
+        """
+
         def __init__(self) -> None:
             self.step = 0
+            self.epoch_losses: list[float] = []
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
             self.step += 1
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.epoch_losses.append(float(loss))
             if progress is not None:
                 progress(ProgressEvent("step", trainer.current_epoch + 1, self.step, total_steps,
                                        time.monotonic() - started, {"train_loss_step": float(loss)}))
@@ -161,8 +170,10 @@ def _make_progress_callback(progress, should_stop, total_steps: int, started: fl
         def on_validation_epoch_end(self, trainer, module) -> None:
             if trainer.sanity_checking:
                 return
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                       if k in ("val_loss", "val_accuracy", "train_loss_epoch", "train_accuracy")}
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("val_loss", "val_accuracy")}
+            if self.epoch_losses:
+                metrics["train_loss_epoch"] = float(np.mean(self.epoch_losses))
+            self.epoch_losses = []
             on_epoch_end(trainer.current_epoch + 1, self.step, metrics)
 
     return Progress()
@@ -318,31 +329,9 @@ def train_model(
         settings=settings,
         labels=labels,
         history=history,
-        validation=evaluate_frame(classifier, validation),
-        test=evaluate_frame(classifier, splits.test),
+        validation=evaluate_classifier(classifier, validation),
+        test=evaluate_classifier(classifier, splits.test),
         duration=time.monotonic() - started,
         stopped_by_user=stop_requested["value"],
         output_dim=output_dim or 0,
     )
-
-
-def evaluate_frame(classifier, frame: pl.DataFrame) -> dict[str, Any]:
-    """Top-1/top-5 accuracy, accuracy at every level, macro-F1 and ECE of a classifier on a labelled frame."""
-    from nace_app.metrics import accuracy_by_level, expected_calibration_error, macro_f1, top_k_accuracy
-
-    if frame.height == 0:
-        return {"n": 0}
-    probabilities = classifier.predict_proba(frame["label"].to_list())
-    true_codes = frame["code"].to_list()
-    true_index = np.array([classifier.label_index.get(c, -1) for c in true_codes])
-    predicted = [classifier.labels[i] for i in probabilities.argmax(axis=1)]
-    confidence = probabilities.max(axis=1)
-    correct = np.array([p == t for p, t in zip(predicted, true_codes, strict=True)])
-    return {
-        "n": frame.height,
-        "top1_accuracy": top_k_accuracy(true_index, probabilities, 1),
-        "top5_accuracy": top_k_accuracy(true_index, probabilities, 5),
-        "accuracy_by_level": accuracy_by_level(true_codes, predicted, classifier.nomenclature),
-        "macro_f1": macro_f1(true_codes, predicted),
-        "ece": expected_calibration_error(confidence, correct),
-    }

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nace_app.cli import configure_logging
+from nace_app.logs import configure_logging
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_STRUCTURE = REPO.parent / "shared" / "nace" / "nace_rev2.1_structure.csv"

@@ -89,7 +89,7 @@ def test_evaluate_json_contract(capsys):
     code, out, _ = run(capsys, "evaluate", "--json")
     result = json.loads(out)
     assert code == 0
-    assert set(result) >= {"model", "data", "n_test", "top1_accuracy", "top5_accuracy", "accuracy_by_level", "ece"}
+    assert set(result) >= {"model", "data", "n", "top1_accuracy", "top5_accuracy", "accuracy_by_level", "ece"}
     assert set(result["accuracy_by_level"]) == {"section", "division", "group", "class"}
     levels = result["accuracy_by_level"]
     assert levels["section"] >= levels["division"] >= levels["group"] >= levels["class"] == result["top1_accuracy"]

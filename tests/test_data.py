@@ -2,7 +2,6 @@ import polars as pl
 import pytest
 from sklearn.model_selection import train_test_split
 
-from nace_app.batch import read_upload
 from nace_app.data import prepare_labelled, split, stratified_sample
 from nace_app.errors import NaceAppError
 
@@ -28,20 +27,6 @@ def test_schema_requires_code_and_label_and_fills_name():
     frame = prepare_labelled(pl.DataFrame({"code": ["10.71", "99.99"], "label": ["bread", "x"]}))
     assert frame["name"].to_list()[0].startswith("Manufacture of bread")
     assert frame["name"].to_list()[1] == "unknown code"
-
-
-def test_upload_handles_semicolons_bom_and_latin1():
-    semicolons = "\ufefflabel;other\ncafé au lait;1\nboulangerie;2\n".encode()
-    frame = read_upload("x.csv", semicolons)
-    assert frame.columns == ["label", "other"] and frame["label"][0] == "café au lait"
-    latin1 = "label,n\ncafé crème,1\n".encode("latin-1")
-    assert read_upload("y.csv", latin1)["label"][0] == "café crème"
-    assert read_upload("z.txt", b"one\n\ntwo\n")["text"].to_list() == ["one", "two"]
-
-
-def test_upload_over_20_mb_is_refused():
-    with pytest.raises(NaceAppError, match="20 MB"):
-        read_upload("big.csv", b"x" * (20 * 1024 * 1024 + 1))
 
 
 def test_stratified_sample_keeps_class_proportions(demo_frame):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nace_app.classifier import Classifier
-from nace_app.explain import TOLERANCE, faithfulness, integrated_gradients, occlusion, word_and_char_views
+from nace_app.explain import TOLERANCE, char_view, contrast, faithfulness, integrated_gradients, occlusion
 from nace_app.modelio import load_model
 
 TEXTS = ["I sell croissants and pains au chocolat in my bakery", "software development, apps & websites!",
@@ -82,12 +82,26 @@ def test_faithfulness_check_removes_the_most_influential_word(classifier):
     assert check.probability == pytest.approx(classifier.predict_proba([text])[0, classifier.label_index[code]])
 
 
-def test_word_and_character_views_follow_the_library_semantics(classifier):
+def test_character_view_follows_the_library_semantics(classifier):
     text = TEXTS[1]
     explanation = integrated_gradients(classifier, text, [classifier.labels[0]])[0]
-    words, word_weights, char_weights = word_and_char_views(explanation, text)
-    assert np.isclose(word_weights.sum(), 1.0) and np.isclose(char_weights.sum(), 1.0)
-    assert len(char_weights) == len(text) and len(word_weights) == len(words)
+    char_weights = char_view(explanation, text)
+    assert np.isclose(char_weights.sum(), 1.0) and len(char_weights) == len(text)
+
+
+def test_words_are_the_words_typed_not_their_last_sub_token(classifier):
+    text = "I sell croissants and pains au chocolat"
+    explanation = integrated_gradients(classifier, text, [classifier.labels[0]])[0]
+    assert [w.word for w in explanation.words] == text.split()
+
+
+def test_contrast_is_the_difference_of_two_explanations(classifier):
+    text = TEXTS[0]
+    first, second = integrated_gradients(classifier, text, classifier.labels[:2])
+    difference = contrast(first, second)
+    assert [(s, e) for s, e, _ in difference] == [(w.start, w.end) for w in first.words]
+    assert np.allclose([d for _, _, d in difference], [a.score - b.score for a, b in zip(first.words, second.words,
+                                                                                          strict=True)])
 
 
 def test_concurrent_explanations_do_not_interfere(classifier):

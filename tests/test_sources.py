@@ -11,9 +11,9 @@ import pytest
 
 from nace_app.config import load_settings
 from nace_app.errors import NaceAppError
+from nace_app.evaluation import evaluate_classifier
+from nace_app.opening import open_workspace
 from nace_app.sources import resolve_data, resolve_model
-from nace_app.training import evaluate_frame
-from nace_app.workspace import open_workspace
 from tests.conftest import MODEL_PREFIX, make_public_bucket, upload_folder
 
 
@@ -53,8 +53,8 @@ def test_test_split_accuracy_matches_the_library_with_and_without_value_encoder(
         if ttc.value_encoder is None:  # the published script's LabelEncoder over every code of the dataset
             predicted = np.array(sorted(set(workspace.data.frame["code"].to_list())))[predicted.numpy()]
         library_accuracy = float(np.mean(np.asarray(predicted) == np.asarray(test["code"].to_list())))
-        ours = evaluate_frame(workspace.classifier, test)
-        assert ours["top1_accuracy"] == pytest.approx(library_accuracy)
+        ours = evaluate_classifier(workspace.classifier, test)
+        assert ours.top1_accuracy == pytest.approx(library_accuracy)
         expected_labels_from = "value_encoder.pkl" if ttc.value_encoder is not None else "sorted distinct codes"
         assert workspace.classifier.loaded.labels_from.startswith(expected_labels_from)
 
@@ -117,19 +117,23 @@ def test_forbidden_http_data_is_an_error_when_explicit(monkeypatch):
         server.shutdown()
 
 
-def test_truncated_checkpoint_is_a_clear_error(sspcloud_layout, s3_server, monkeypatch, attention_model_dir):
+def test_checkpoint_truncated_at_the_source_is_a_clear_error_and_is_not_cached(sspcloud_layout, s3_server, monkeypatch,
+                                                                               attention_model_dir):
     monkeypatch.setenv("NACE_S3_ENDPOINT", s3_server)
     upload_folder(sspcloud_layout, attention_model_dir, "projet-funathon", "broken", skip=("model_checkpoint.ckpt",))
     checkpoint = (attention_model_dir / "model_checkpoint.ckpt").read_bytes()
     sspcloud_layout.put_object(Bucket="projet-funathon", Key="broken/model_checkpoint.ckpt",
                                Body=checkpoint[: len(checkpoint) // 3])
     monkeypatch.setenv("NACE_MODEL_URI", "s3://projet-funathon/broken/")
-    with pytest.raises(NaceAppError, match="cannot load the model"):
-        open_workspace(load_settings())
+    settings = load_settings()
+    with pytest.raises(NaceAppError, match="model_checkpoint.ckpt: incomplete zip archive") as caught:
+        open_workspace(settings)
+    assert "\n" not in str(caught.value)
+    assert not [p for p in (settings.cache_dir / "models").rglob("*") if p.is_file()]
 
 
-def test_cache_is_reused_and_refreshed_when_the_etag_changes(sspcloud_layout, s3_server, monkeypatch, tiny_frame,
-                                                              tmp_path):
+def test_cache_is_reused_and_replaced_when_the_etag_changes(sspcloud_layout, s3_server, monkeypatch, tiny_frame,
+                                                             tmp_path):
     monkeypatch.setenv("NACE_S3_ENDPOINT", s3_server)
     make_public_bucket(sspcloud_layout, "cache-test")
     first_file = tmp_path / "first.parquet"
@@ -140,16 +144,18 @@ def test_cache_is_reused_and_refreshed_when_the_etag_changes(sspcloud_layout, s3
     first = resolve_data(settings).local_path
     again = resolve_data(settings).local_path
     assert again == first
-    first.write_bytes(b"edited locally")  # a reused cache entry is not fetched again
-    assert resolve_data(settings).local_path.read_bytes() == b"edited locally"
+    fetched_at = first.stat().st_mtime_ns
+    assert resolve_data(settings).local_path.stat().st_mtime_ns == fetched_at  # reused, not fetched again
     changed = tmp_path / "changed.parquet"
     tiny_frame.head(60).write_parquet(changed)
     sspcloud_layout.put_object(Bucket="cache-test", Key="d.parquet", Body=changed.read_bytes())
     refreshed = resolve_data(settings).local_path
     assert refreshed != first
     assert pl.read_parquet(refreshed).height == 60
-    leftovers = [p for p in (settings.cache_dir / "data").iterdir() if p.name.startswith(".partial")]
-    assert leftovers == []
+    assert not first.exists()  # the replaced copy is removed: the cache does not grow with each change
+    copies = [p for p in (settings.cache_dir / "data").rglob("*") if p.is_file() and p.suffix == ".parquet"]
+    assert copies == [refreshed]
+    assert not list((settings.cache_dir / "data").rglob(".partial*"))
 
 
 def test_changing_only_the_endpoint_redirects_both_default_sources(sspcloud_layout, s3_server, monkeypatch):

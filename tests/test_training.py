@@ -1,17 +1,19 @@
 """The training core and background jobs: progress, stop, MLflow logging, the queue, shared models untouched."""
 
+import threading
 import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from nace_app.config import load_settings
-from nace_app.jobs import DONE, QUEUED, STOPPED, TrainingJob, TrainingQueue, run_logged_training
+from nace_app.jobs import DONE, QUEUED, STOPPED, TrainingJob, TrainingQueue
 from nace_app.modelio import load_model
+from nace_app.opening import DataSet
+from nace_app.runs import run_logged_training
 from nace_app.sources import ResolvedSource
 from nace_app.tracking import tracking_uri
 from nace_app.training import TrainingSettings, train_model
-from nace_app.workspace import DataSet
 from tests.conftest import closed_port_endpoint
 
 SMALL = TrainingSettings(sample_size=None, epochs=2, batch_size=16, embedding_dim=16, vocab_size=400, patience=2)
@@ -35,7 +37,7 @@ def test_progress_events_and_a_model_in_our_format(tiny_data, tmp_path):
     assert (result.model_dir / "model.safetensors").is_file() and not list(result.model_dir.glob("*.pkl"))
     reloaded = load_model(result.model_dir)
     assert reloaded.training["data_fingerprint"] == tiny_data.fingerprint
-    assert 0.0 <= result.test["top1_accuracy"] <= 1.0
+    assert 0.0 <= result.test.top1_accuracy <= 1.0
 
 
 def test_stop_flag_ends_the_run_and_keeps_the_best_checkpoint(tiny_data, tmp_path):
@@ -75,6 +77,14 @@ def test_mlflow_run_has_params_metric_history_split_and_both_model_formats(tiny_
     assert {"metadata.pkl", "tokenizer.pkl", "model_checkpoint.ckpt"} <= library_files
 
 
+def test_local_mlflow_artifacts_go_to_the_cache_folder_not_the_working_folder(tiny_data, tmp_path):
+    settings = load_settings()
+    _, run = run_logged_training(tiny_data, SMALL, settings, tmp_path / "work")
+    assert run.failure is None
+    assert not (tmp_path / "mlruns").exists()  # the tests run in tmp_path
+    assert any((settings.cache_dir / "mlartifacts").rglob("model.safetensors"))
+
+
 def test_tracking_failure_mid_run_does_not_stop_training(tiny_data, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ConnectionError("tracking server went away")
@@ -99,25 +109,42 @@ def test_jobs_queue_when_the_server_is_busy_and_leave_the_shared_model_untouched
     from nace_app.sources import embedded_model_dir
 
     shared = Classifier(load_model(embedded_model_dir()))
-    before = shared.fingerprint
     queue = TrainingQueue(capacity=1)
-    blocker = type("Cancelled", (), {"is_set": lambda self: False})()
-    assert queue.acquire("someone-else", blocker)
+    assert queue.acquire("someone-else", threading.Event())
     job = TrainingJob(tiny_data, SMALL, load_settings(), queue, probe_texts=["bread"]).start()
     time.sleep(0.5)
-    assert job.state == QUEUED and job.snapshot()["queue_position"] == 1
+    assert job.state == QUEUED and job.snapshot().queue_position == 1
     queue.release("someone-else")
     job.join(timeout=300)
     snapshot = job.snapshot()
-    assert snapshot["state"] == DONE, snapshot["error"]
-    assert len(snapshot["epochs"]) == 2 and snapshot["probes"] and snapshot["steps"]
-    assert shared._fingerprint() == before
+    assert snapshot.state == DONE, snapshot.error
+    assert len(snapshot.epochs) == 2 and snapshot.probes and snapshot.steps and snapshot.fraction == 1.0
+    assert Classifier(shared.loaded).fingerprint == shared.fingerprint  # recomputed from the weights now
+
+
+def test_two_queued_jobs_run_one_after_the_other_and_both_finish(tiny_data):
+    queue = TrainingQueue(capacity=1)
+    first = TrainingJob(tiny_data, SMALL, load_settings(), queue).start()
+    second = TrainingJob(tiny_data, SMALL, load_settings(), queue).start()
+    first.join(timeout=300)
+    assert first.state == DONE, first.error
+    second.join(timeout=300)
+    assert second.state == DONE, second.error
+    assert first.result.duration > 0 and second.snapshot().queue_position == 0
+
+
+def test_the_epoch_train_loss_is_the_mean_of_that_epochs_step_losses(tiny_data):
+    job = TrainingJob(tiny_data, SMALL, load_settings(), TrainingQueue()).start()
+    job.join(timeout=300)
+    snapshot = job.snapshot()
+    per_epoch = snapshot.steps_per_epoch
+    first_epoch = [loss for step, loss in snapshot.steps if step <= per_epoch]
+    assert snapshot.epochs[0]["train_loss_epoch"] == pytest.approx(sum(first_epoch) / len(first_epoch))
 
 
 def test_a_queued_job_can_be_stopped_without_running(tiny_data):
     queue = TrainingQueue(capacity=1)
-    blocker = type("Cancelled", (), {"is_set": lambda self: False})()
-    queue.acquire("busy", blocker)
+    queue.acquire("busy", threading.Event())
     job = TrainingJob(tiny_data, SMALL, load_settings(), queue).start()
     job.stop()
     job.join(timeout=10)
@@ -127,16 +154,16 @@ def test_a_queued_job_can_be_stopped_without_running(tiny_data):
 def test_a_logged_run_loads_back_through_a_runs_uri(tiny_data, tmp_path, monkeypatch):
     import pickle
 
+    from nace_app.opening import open_model
     from nace_app.sources import resolve_model
-    from nace_app.workspace import open_model
 
     result, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work")
     monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("our format must not be unpickled"))
     monkeypatch.setenv("NACE_MODEL_URI", f"runs:/{run.run_id}/model")
     settings = load_settings()
-    source = resolve_model(settings)
-    classifier, _ = open_model(settings, source)
-    assert source.uri.startswith("runs:/") and classifier.labels == result.labels
+    opened = open_model(None, settings, allow_pickle=False)
+    source = opened.source
+    assert source.uri.startswith("runs:/") and opened.classifier.labels == result.labels
     assert resolve_model(settings).local_path == source.local_path  # cached: runs never change
 
 

@@ -1,0 +1,197 @@
+"""Per-class explanations over a labelled test split: which words carry a class, which pull its rows away.
+
+Every test row whose code the model knows is explained with the integrated gradients of `nace_app.explain`;
+a word's score in a row is the sum over its occurrences, words compared in lowercase, punctuation left out.
+
+- `toward`: attribution toward the row's true code, averaged over all the class's test rows (a row without the
+  word counts 0, so a word must be both strong and frequent to rank high).
+- `pulls_away`: for the class's misclassified rows, the contrast "attribution toward the predicted (wrong) code
+  minus attribution toward the true code", which is the integrated gradient of the logit margin between them.
+  The contrast, not the wrong code's attribution alone, because softmax ignores what a word adds to every logit
+  alike: a word that pushes both codes equally moves no probability and does not cause the error. Words rank by
+  the number of errors they pull (`rows`), then by their mean contrast; `wrong_code` is the code they pull to
+  most often.
+
+`mean_score` is the sum of a word's scores over the rows considered divided by their number (`class_rows`:
+the class's test rows for `toward`, its misclassified rows for `pulls_away`); `rows` counts the rows where the word
+pushes that way (score > 0). All words are computed once per (model, test data) and cached as parquet; the top
+words are picked from the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from nace_app.classifier import Classifier
+from nace_app.data import fingerprint
+from nace_app.explain import STEP_SCHEDULE, TOLERANCE, Explanation, WordScore, gauss_legendre, integrated_gradients, words_of
+from nace_app.inference import pad
+from nace_app.tokenization import Encoded
+
+TOWARD, PULLS_AWAY = "toward", "pulls_away"
+PATH_ROWS = 512  # interpolation rows (candidates x steps) per backward pass: fastest on the embedded model
+TEXTS_PER_CALL = 256  # texts between progress reports
+
+
+def _one_pass(classifier: Classifier, encoded: Encoded, rows: list[int], codes: list[list[str]],
+              steps: int) -> list[torch.Tensor]:
+    """Token scores (candidates, width) of each row's text at `steps`, on the cut path: texts padded to the longest.
+
+    Exact: padding columns are padding in both the input and the baseline, so their path is constant.
+    """
+    forward, embedder = classifier.forward, classifier.model.token_embedder
+    ids = [encoded.ids[i] for i in rows]
+    input_ids, mask = pad(ids, max(len(seq) for seq in ids), encoded.pad_id)
+    owner = torch.tensor([t for t, text_codes in enumerate(codes) for _ in text_codes])
+    targets = torch.tensor([classifier.label_index[c] for text_codes in codes for c in text_codes])
+    with classifier.lock, torch.inference_mode(False), torch.enable_grad():
+        with torch.no_grad():
+            emb_input = embedder.embedding_layer(input_ids)[owner]
+            emb_reference = embedder.embedding_layer(torch.full_like(input_ids, encoded.pad_id))[owner]
+        difference = emb_input - emb_reference
+        alphas, weights = gauss_legendre(steps)
+        path = emb_reference[:, None] + alphas[None, :, None, None] * difference[:, None]  # (pairs, steps, width, dim)
+        batch = path.flatten(0, 1).requires_grad_(True)
+        logits = forward.from_embeddings(batch, mask[owner].repeat_interleave(steps, 0), encoded.full_width)
+        chosen = logits[torch.arange(len(batch)), targets.repeat_interleave(steps)].sum()
+        (gradients,) = torch.autograd.grad(chosen, batch)
+    mean_gradient = (gradients.view(*path.shape) * weights[None, :, None, None]).sum(1)
+    return list(((mean_gradient * difference).sum(-1).double()).split([len(c) for c in codes]))
+
+
+def explain_texts(classifier: Classifier, texts: list[str], codes: list[list[str]]) -> list[list[Explanation]]:
+    """`integrated_gradients(classifier, text, codes)` for many texts, several texts per batched pass.
+
+    Each text keeps the first step count at which all its candidates converge, as the one-text function does.
+    Architectures without the cut path are explained one text at a time.
+    """
+    if not texts:
+        return []
+    if not classifier.forward.can_cut:
+        return [integrated_gradients(classifier, text, text_codes) for text, text_codes in zip(texts, codes, strict=True)]
+    encoded = classifier.encode(texts, with_offsets=True)
+    with torch.inference_mode():  # the logits at both ends of each path: the input and the padding baseline
+        padded, mask = pad(encoded.ids, max((len(seq) for seq in encoded.ids), default=1), encoded.pad_id)
+        ends = classifier.model.token_embedder.embedding_layer(torch.cat([padded, torch.full_like(padded, encoded.pad_id)]))
+        end_logits = classifier.forward.from_embeddings(ends, mask.repeat(2, 1), encoded.full_width).double()
+        probabilities = torch.softmax(end_logits[: len(texts)], dim=1)
+    results: list[list[Explanation]] = [[] for _ in texts]
+    pending = sorted(range(len(texts)), key=lambda i: len(encoded.ids[i]))  # similar lengths share a pass
+    for steps in STEP_SCHEDULE:
+        per_pass = max(1, PATH_ROWS // (steps * max((len(codes[i]) for i in pending), default=1)))
+        unconverged = []
+        for start in range(0, len(pending), per_pass):
+            group = pending[start : start + per_pass]
+            scores = _one_pass(classifier, encoded, group, [codes[i] for i in group], steps)
+            for i, token_scores in zip(group, scores, strict=True):
+                columns = [classifier.label_index[c] for c in codes[i]]
+                deltas = (end_logits[i, columns] - end_logits[len(texts) + i, columns]).tolist()
+                explanations = [Explanation(
+                    code=code, probability=float(probabilities[i, column]),
+                    words=words_of(texts[i], encoded.offsets[i], encoded.word_ids[i], row[: len(encoded.ids[i])].numpy()),
+                    token_scores=row[: len(encoded.ids[i])].numpy(), attribution_total=float(row.sum()),
+                    logit_delta=delta, steps=steps, offsets=encoded.offsets[i], word_ids=encoded.word_ids[i])
+                    for code, column, row, delta in zip(codes[i], columns, token_scores, deltas, strict=True)]
+                if steps == STEP_SCHEDULE[-1] or all(e.relative_gap <= TOLERANCE for e in explanations):
+                    results[i] = explanations
+                else:
+                    unconverged.append(i)
+        pending = unconverged
+        if not pending:
+            break
+    return results
+
+
+def _word_scores(words: list[WordScore]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for word in words:
+        key = word.word.lower()
+        if any(char.isalnum() for char in key):
+            scores[key] = scores.get(key, 0.0) + word.score
+    return scores
+
+
+def all_class_words(classifier: Classifier, test: pl.DataFrame,
+                    progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+    """Every (code, kind, word) of the test rows with its mean score, uncached and unranked."""
+    known = test.filter(pl.col("code").is_in(classifier.labels))
+    texts, true_codes = known["label"].to_list(), known["code"].to_list()
+    predicted_codes = [classifier.labels[i] for i in classifier.predict_proba(texts).argmax(axis=1)]
+    records: dict[str, list] = {"code": [], "kind": [], "word": [], "score": [], "wrong_code": []}
+
+    def record(code: str, kind: str, scores: dict[str, float], wrong_code: str | None) -> None:
+        for word, score in scores.items():
+            for column, value in zip(records, (code, kind, word, score, wrong_code), strict=True):
+                records[column].append(value)
+
+    candidates = [[t] if p == t else [t, p] for t, p in zip(true_codes, predicted_codes, strict=True)]
+    for start in range(0, len(texts), TEXTS_PER_CALL):
+        chunk = slice(start, start + TEXTS_PER_CALL)
+        for true_code, text_codes, explanations in zip(true_codes[chunk], candidates[chunk],
+                                                       explain_texts(classifier, texts[chunk], candidates[chunk]), strict=True):
+            toward = _word_scores(explanations[0].words)
+            record(true_code, TOWARD, toward, None)
+            if len(text_codes) == 2:  # misclassified: the contrast wrong minus true
+                away = _word_scores(explanations[1].words)
+                record(true_code, PULLS_AWAY, {word: away[word] - toward[word] for word in toward}, text_codes[1])
+        if progress is not None:
+            progress(min(start + TEXTS_PER_CALL, len(texts)), len(texts))
+
+    outcomes = pl.DataFrame({"code": true_codes, "wrong": [p != t for p, t in zip(predicted_codes, true_codes, strict=True)]},
+                            schema={"code": pl.String, "wrong": pl.Boolean})
+    class_rows = pl.concat([
+        outcomes.group_by("code").agg(class_rows=pl.len()).with_columns(kind=pl.lit(TOWARD)),
+        outcomes.filter("wrong").group_by("code").agg(class_rows=pl.len()).with_columns(kind=pl.lit(PULLS_AWAY)),
+    ]).with_columns(pl.col("class_rows").cast(pl.Int64))
+    pushes = pl.col("score") > 0
+    return (pl.DataFrame(records, schema={"code": pl.String, "kind": pl.String, "word": pl.String,
+                                          "score": pl.Float64, "wrong_code": pl.String})
+            .group_by("code", "kind", "word")
+            .agg(total=pl.col("score").sum(), rows=pushes.sum().cast(pl.Int64),
+                 wrong_code=pl.col("wrong_code").filter(pushes).mode().sort().first())
+            .join(class_rows, on=["code", "kind"])
+            .with_columns(mean_score=pl.col("total") / pl.col("class_rows"))
+            .select("code", "kind", "word", "mean_score", "rows", "class_rows", "wrong_code")
+            .sort("code", "kind", "word"))
+
+
+def top_class_words(words: pl.DataFrame, per_class: int = 10) -> pl.DataFrame:
+    """The `per_class` best words of each class and kind, ranked as the module docstring says."""
+    toward = words.filter((pl.col("kind") == TOWARD) & (pl.col("mean_score") > 0)).sort(
+        ["code", "mean_score", "word"], descending=[False, True, False])
+    away = words.filter((pl.col("kind") == PULLS_AWAY) & (pl.col("rows") > 0) & (pl.col("mean_score") > 0)).sort(
+        ["code", "rows", "mean_score", "word"], descending=[False, True, True, False])
+    return (pl.concat([toward, away])
+            .with_columns(rank=pl.int_range(1, pl.len() + 1).over("code", "kind").cast(pl.Int64))
+            .filter(pl.col("rank") <= per_class)
+            .select("code", "kind", "rank", "word", "mean_score", "rows", "class_rows", "wrong_code")
+            .sort("code", "kind", "rank"))
+
+
+def class_words(classifier: Classifier, test: pl.DataFrame, cache_dir: Path, per_class: int = 10,
+                progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
+    """Columns code, kind ('toward' | 'pulls_away'), rank, word, mean_score, rows, class_rows, wrong_code.
+
+    Computed once per (model, test data) and cached under `cache_dir`; `progress(done, total)` is called only
+    when the rows are explained, not on a cache hit.
+    """
+    path = cache_dir / "class_words" / f"{classifier.fingerprint}-{fingerprint(test)}.parquet"
+    if path.is_file():
+        return top_class_words(pl.read_parquet(path), per_class)
+    words = all_class_words(classifier, test, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".parquet", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            words.write_parquet(out)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return top_class_words(words, per_class)

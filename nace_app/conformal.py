@@ -1,0 +1,177 @@
+"""Prediction sets with guaranteed coverage: split conformal prediction with RAPS.
+
+RAPS is the regularised adaptive prediction sets of Angelopoulos, Bates, Malik & Jordan, "Uncertainty Sets for
+Image Classifiers using Conformal Prediction", ICLR 2021 (arXiv:2009.14193), which extends APS (Romano, Sesia &
+Candès, NeurIPS 2020). A row's score for class y is the probability mass of the classes ranked above y, plus y's
+own probability, plus `penalty * max(0, rank(y) - k_reg)`. With hundreds of NACE classes and flat probabilities,
+plain APS (penalty 0) gave sets about three times larger on the embedded demo at 90% (194 codes against 67); the
+penalty stops the long tail of tiny probabilities from filling the set. `penalty` and `k_reg` are fixed, not
+tuned per level, so the sets are nested as the level grows; the guarantee holds for any fixed values.
+
+Guarantee: with the quantile taken at rank ceil((n+1)(1-alpha)) of n calibration scores, a new row exchangeable
+with them has its true code in the set with probability >= 1-alpha (over calibration and new row). The
+randomized sets (own probability scaled by U ~ Uniform(0, 1)) are exact, at most 1-alpha + 1/(n+1), but can be
+empty; the default sets always hold at least the top code, and over-cover slightly. U is taken from a hash of the
+row's probabilities, so a text always gets the same set while U still varies freely from text to text.
+
+Rows whose true code the model does not know (index -1) are dropped from calibration and from the coverage
+figures (counted apart): no set can hold a code the model cannot output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from nace_app.errors import NaceAppError
+
+MIN_LEVEL, MAX_LEVEL = 0.80, 0.99
+DEFAULT_PENALTY = 0.01  # the RAPS paper's usual lambda
+DEFAULT_K_REG = 5  # ranks up to 5 are free: the top-5 the pages already show
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    order: np.ndarray  # (rows, classes) class indices, most probable first
+    before: np.ndarray  # (rows, classes) probability mass ranked strictly above each position
+    own: np.ndarray  # (rows, classes) each position's probability, scaled by U when randomized
+    penalty: np.ndarray  # (classes,) the RAPS penalty of each rank
+
+
+def _uniform_from_rows(probabilities: np.ndarray) -> np.ndarray:
+    """A number in [0, 1) per row from a hash of its bytes: reproducible per text, uniform across texts."""
+    rows = np.ascontiguousarray(probabilities, dtype=np.float64)
+    digests = [hashlib.blake2b(row.tobytes(), digest_size=8).digest() for row in rows]
+    return np.frombuffer(b"".join(digests), dtype="<u8") / 2.0**64 if digests else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class ConformalCalibrator:
+    """The calibrated RAPS threshold: `sets` gives each row the codes whose score is at most `quantile`."""
+
+    quantile: float
+    level: float
+    n: int
+    randomized: bool = False
+    penalty: float = DEFAULT_PENALTY
+    k_reg: int = DEFAULT_K_REG
+
+    @property
+    def method(self) -> str:
+        return f"RAPS{' (randomized)' if self.randomized else ''}, lambda={self.penalty:g}, k_reg={self.k_reg}"
+
+    def _rank(self, probabilities: np.ndarray) -> _Ranked:
+        order = np.argsort(-probabilities, axis=1, kind="stable")
+        ordered = np.take_along_axis(probabilities, order, axis=1)
+        before = np.cumsum(ordered, axis=1) - ordered
+        own = ordered * _uniform_from_rows(probabilities)[:, None] if self.randomized else ordered
+        penalty = self.penalty * np.maximum(np.arange(1, probabilities.shape[1] + 1) - self.k_reg, 0)
+        return _Ranked(order, before, own, penalty)
+
+    def _sizes(self, ranked: _Ranked) -> np.ndarray:
+        # The score grows with the rank, so a set is always the first `size` codes of its row.
+        sizes = (ranked.before + ranked.own + ranked.penalty <= self.quantile).sum(axis=1)
+        return sizes if self.randomized else np.maximum(sizes, 1)
+
+    def set_sizes(self, probabilities: np.ndarray) -> np.ndarray:
+        """How many codes each row's set holds."""
+        return self._sizes(self._rank(probabilities))
+
+    def sets(self, probabilities: np.ndarray) -> list[np.ndarray]:
+        """Each row's set as class indices, most probable first."""
+        ranked = self._rank(probabilities)
+        return [row[:size] for row, size in zip(ranked.order, self._sizes(ranked), strict=True)]
+
+    def contains(self, probabilities: np.ndarray, true_index: np.ndarray) -> np.ndarray:
+        """Whether each row's set holds its true class (never for index -1)."""
+        ranked = self._rank(probabilities)
+        true_rank = np.argmax(ranked.order == np.asarray(true_index)[:, None], axis=1)
+        return (true_index >= 0) & (true_rank < self._sizes(ranked))
+
+
+def calibrate(probabilities: np.ndarray, true_index: np.ndarray, coverage: float, randomized: bool = False,
+              penalty: float = DEFAULT_PENALTY, k_reg: int = DEFAULT_K_REG) -> ConformalCalibrator:
+    """The split-conformal quantile of the RAPS scores of labelled rows the model has not been trained on."""
+    if not MIN_LEVEL <= coverage <= MAX_LEVEL:
+        raise NaceAppError(f"the coverage level must be between {MIN_LEVEL:.0%} and {MAX_LEVEL:.0%}, got {coverage:g}")
+    true_index = np.asarray(true_index)
+    known = true_index >= 0
+    probabilities, true_index = probabilities[known], true_index[known]
+    n = len(true_index)
+    rank = math.ceil((n + 1) * coverage - 1e-9)  # the finite-sample correction: (n+1), not n
+    if rank > n:
+        needed = math.ceil(coverage / (1 - coverage) - 1e-9)
+        raise NaceAppError(f"{n} calibration rows with a code the model knows: {coverage:.0%} coverage needs at "
+                           f"least {needed}")
+    calibrator = ConformalCalibrator(math.inf, coverage, n, randomized, penalty, k_reg)
+    ranked = calibrator._rank(probabilities)
+    position = np.argmax(ranked.order == true_index[:, None], axis=1)
+    rows = np.arange(n)
+    scores = ranked.before[rows, position] + ranked.own[rows, position] + ranked.penalty[position]
+    quantile = float(np.partition(scores, rank - 1)[rank - 1])
+    return ConformalCalibrator(quantile, coverage, n, randomized, penalty, k_reg)
+
+
+@dataclass(frozen=True)
+class CoverageReport:
+    """How the sets did on labelled rows: coverage next to the level asked for, their sizes, per group."""
+
+    level: float
+    method: str
+    calibration_rows: int
+    rows: int  # rows whose true code the model knows: the figures below are over these
+    unknown_rows: int
+    coverage: float
+    mean_set_size: float
+    median_set_size: float
+    singleton_share: float
+    singleton_accuracy: float  # coverage of the one-code sets: the accuracy of coding them automatically
+    set_sizes: pl.DataFrame  # size, rows
+    by_group: pl.DataFrame | None  # group, rows, coverage, mean_set_size, singleton_share
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "method": self.method, "calibration_rows": self.calibration_rows,
+                "rows": self.rows, "unknown_rows": self.unknown_rows, "coverage": self.coverage,
+                "mean_set_size": self.mean_set_size, "median_set_size": self.median_set_size,
+                "singleton_share": self.singleton_share, "singleton_accuracy": self.singleton_accuracy}
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def coverage_report(calibrator: ConformalCalibrator, probabilities: np.ndarray, true_index: np.ndarray,
+                    groups: list[str] | None = None) -> CoverageReport:
+    """Empirical coverage and set sizes on held-out rows (the test split), optionally per group (NACE section)."""
+    true_index = np.asarray(true_index)
+    known = true_index >= 0
+    sizes = calibrator.set_sizes(probabilities[known])
+    covered = calibrator.contains(probabilities[known], true_index[known])
+    singleton = sizes == 1
+    frame = pl.DataFrame({"size": sizes, "covered": covered})
+    by_group = None
+    if groups is not None:
+        by_group = (frame.with_columns(group=pl.Series(np.asarray(groups, dtype=object)[known].tolist(), dtype=pl.String))
+                    .group_by("group")
+                    .agg(rows=pl.len(), coverage=pl.col("covered").mean(), mean_set_size=pl.col("size").mean(),
+                         singleton_share=(pl.col("size") == 1).mean())
+                    .sort("group"))
+    return CoverageReport(
+        level=calibrator.level,
+        method=calibrator.method,
+        calibration_rows=calibrator.n,
+        rows=int(known.sum()),
+        unknown_rows=int((~known).sum()),
+        coverage=_mean(covered),
+        mean_set_size=_mean(sizes),
+        median_set_size=float(np.median(sizes)) if len(sizes) else float("nan"),
+        singleton_share=_mean(singleton),
+        singleton_accuracy=_mean(covered[singleton]),
+        set_sizes=frame.group_by("size").agg(rows=pl.len()).sort("size"),
+        by_group=by_group,
+    )

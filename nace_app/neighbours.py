@@ -1,0 +1,132 @@
+"""Similar labelled examples: the training rows nearest to a text by the model's own sentence embedding (cosine).
+
+The embedding is the vector the classification head reads (before its RMS norm, which cosine ignores), so two
+texts are close when the model sees them alike: the evidence behind a code. Training rows are embedded once per
+(model, data) and cached on disk as a float32 `.npy` of unit rows; a look-up is one matrix-vector product.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from nace_app.classifier import DEFAULT_CHUNK, Classifier
+from nace_app.data import fingerprint
+from nace_app.errors import NaceAppError
+from nace_app.inference import _norm, pad
+
+logger = logging.getLogger(__name__)
+
+
+def _sentence_vectors(classifier: Classifier, ids: list[list[int]], full_width: int, pad_id: int) -> torch.Tensor:
+    """`FastForward.from_embeddings` up to the head, cut exactly as there; the library's own modules otherwise."""
+    model, forward = classifier.model, classifier.forward
+    if not forward.can_cut:
+        input_ids, mask = pad(ids, full_width, pad_id)
+        tokens = model.token_embedder(input_ids, mask)["token_embeddings"]
+        return model.sentence_embedder(tokens, mask)["sentence_embedding"]
+    input_ids, mask = pad(ids, max(len(seq) for seq in ids), pad_id)
+    x = _norm(model.token_embedder.embedding_layer(input_ids))
+    if forward.self_attention:
+        block = model.token_embedder.transformer.h[0]
+        batch, width, _ = x.shape
+        q, k, v = forward._qkv(x, forward._rotary(width))
+        y = forward._attend(q, k, v, *forward.padding_kv(full_width), width, block.attn)
+        x = x + block.attn.c_proj(y.transpose(1, 2).contiguous().view(batch, width, -1))
+        x = x + block.mlp(_norm(x))
+        x = _norm(x)
+    return model.sentence_embedder(x, mask)["sentence_embedding"]
+
+
+def sentence_embeddings(classifier: Classifier, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
+                        progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Unit-length float32 sentence embeddings (texts, embedding_dim), in chunks of similar length."""
+    if classifier.has_label_attention:
+        raise NaceAppError("similar examples need one sentence embedding per text; a label-attention model has one "
+                           "per class")
+    dim = classifier.model.classification_head.input_dim
+    out = np.empty((len(texts), dim), dtype=np.float32)
+    encoded = classifier.encode(texts)
+    order = np.argsort([len(seq) for seq in encoded.ids], kind="stable")
+    with torch.inference_mode():
+        for start in range(0, len(texts), chunk_size):
+            rows = order[start : start + chunk_size]
+            vectors = _sentence_vectors(classifier, [encoded.ids[i] for i in rows], encoded.full_width, encoded.pad_id)
+            out[rows] = torch.nn.functional.normalize(vectors, dim=-1).numpy()
+            if progress is not None:
+                progress(min(start + chunk_size, len(texts)), len(texts))
+    return out
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    text: str
+    code: str
+    heading: str
+    similarity: float
+
+
+def _save_atomically(path: Path, matrix: np.ndarray) -> None:
+    """Write next to `path`, then rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".npy", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            np.save(out, matrix)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass(frozen=True)
+class NeighbourIndex:
+    """Labelled rows with their unit embeddings; `loaded_from_cache` says whether they were read from disk."""
+
+    classifier: Classifier
+    texts: list[str]
+    codes: list[str]
+    headings: list[str]
+    embeddings: np.ndarray  # (rows, dim) float32, unit rows
+    cache_path: Path
+    loaded_from_cache: bool
+
+    @classmethod
+    def build(cls, classifier: Classifier, frame: pl.DataFrame, cache_dir: Path,
+              progress: Callable[[int, int], None] | None = None) -> NeighbourIndex:
+        """Embed `frame` (columns code, label, optional name) once per (model, data), reusing the disk cache."""
+        texts, codes = frame["label"].to_list(), frame["code"].to_list()
+        if "name" in frame.columns:
+            headings = frame["name"].to_list()
+        else:
+            headings = [classifier.nomenclature.heading(c) for c in codes]
+        path = cache_dir / "neighbours" / f"{classifier.fingerprint}-{fingerprint(frame)}.npy"
+        expected = (len(texts), classifier.model.classification_head.input_dim)
+        if path.is_file():
+            try:
+                embeddings = np.load(path)
+                if embeddings.shape == expected and embeddings.dtype == np.float32:
+                    return cls(classifier, texts, codes, headings, embeddings, path, True)
+            except (OSError, ValueError) as exc:  # a damaged cache file is recomputed, not fatal
+                logger.warning("ignoring the unreadable neighbour cache %s: %s", path, exc)
+        embeddings = sentence_embeddings(classifier, texts, progress=progress)
+        _save_atomically(path, embeddings)
+        return cls(classifier, texts, codes, headings, embeddings, path, False)
+
+    def nearest(self, text: str, k: int = 5) -> list[Neighbour]:
+        """The k rows most similar to `text`, most similar first."""
+        k = min(k, len(self.texts))
+        if k <= 0:
+            return []
+        similarity = self.embeddings @ sentence_embeddings(self.classifier, [text])[0]
+        best = np.argpartition(-similarity, k - 1)[:k]
+        best = best[np.argsort(-similarity[best], kind="stable")]
+        return [Neighbour(self.texts[i], self.codes[i], self.headings[i], float(similarity[i])) for i in best]
