@@ -16,46 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-
-
-class Server:
-    """`streamlit run app.py` on a free port; peak RSS read from /proc while it lives."""
-
-    def __init__(self, env: dict[str, str]):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port",
-             str(self.port)], cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-        while True:
-            try:
-                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.1)
-
-    def peak_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+from nace_app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, ROOT, AppServer
 
 
 def idle(page) -> None:
@@ -85,16 +52,18 @@ def server_side_review_times(env: dict[str, str]) -> dict[str, float]:
     """The Review page's script time alone (Streamlit's AppTest, no browser), predictions already on disk."""
     from streamlit.testing.v1 import AppTest
 
+    from nace_app.ui import widget_key
+
     os.environ.update(env)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
     at.run()
     at.switch_page("app_pages/review.py")
     times = {"Review script, first run in a new server process, disk cache (s)": timed(at.run)}
-    at.slider(key="automation_threshold_slider").set_value(0.6)
+    at.slider(key=widget_key("automation_threshold")).set_value(0.6)
     times["Review script, a threshold move (s, server side)"] = timed(at.run)
-    at.session_state["review_view"] = "Misclassifications"
+    at.session_state["review_view"] = "Errors"
     at.run()
-    at.text_input(key="filter_true").input("47")
+    at.text_input(key=widget_key("filter_true")).input("47")
     times["Review script, a filter change (s, server side)"] = timed(at.run)
     return times
 
@@ -107,13 +76,11 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nace-app-bench-"))
     results: dict[str, float] = {}
-    browser_args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=browser_args)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
 
-        server = Server({"NACE_CACHE_DIR": str(work / "cold-cache"), "NACE_CONNECT_TIMEOUT": "2"})
+        server = AppServer({"NACE_CACHE_DIR": str(work / "cold-cache"), "NACE_CONNECT_TIMEOUT": "2"}, work / "cold.log")
         page.goto(server.url)
         page.locator("textarea[aria-label='Activity description']").wait_for(timeout=600_000)
         idle(page)
@@ -138,7 +105,7 @@ def main() -> None:
         build_large_dataset(data)
         env = {"NACE_CACHE_DIR": str(work / "review-cache"), "NACE_MODEL_URI": "embedded", "NACE_DATA_URI": str(data)}
         for attempt in ("first open (predictions computed)", "after a server restart (disk cache)"):
-            server = Server(env)
+            server = AppServer(env, work / "review.log")
             page.goto(server.url)
             idle(page)
             results[f"Review, 10,500 test rows, {attempt} (s)"] = timed(
@@ -148,7 +115,7 @@ def main() -> None:
                 results["Review, 10,500 test rows, a new session on a running server (s)"] = timed(
                     lambda url=server.url, fresh=fresh: (fresh.goto(f"{url}/review"), idle(fresh)))
                 fresh.close()
-                page.get_by_role("tab", name="Misclassifications").click()
+                page.get_by_role("tab", name="Errors").click()
                 idle(page)
                 field = page.get_by_label("True code starts with")
                 results["Review: a filter change (s, browser round trip)"] = timed(
@@ -163,9 +130,10 @@ def main() -> None:
 
     results.update(server_side_review_times(env))
 
+    from nace_app.workspace import open_data
+
     from nace_app.config import load_settings
     from nace_app.training import TrainingSettings, train_model
-    from nace_app.workspace import open_data
 
     os.environ.update(NACE_DATA_URI="embedded", NACE_CACHE_DIR=str(work / "train-cache"))
     data_set = open_data(load_settings())
