@@ -53,10 +53,9 @@ example = st.pills("Try an example", predicting.EXAMPLES, key="example_choice", 
 if example and example != st.session_state.get("example_used"):
     st.session_state.example_used = example
     submit(example)
-st.session_state.setdefault("description", "")
-st.text_area("Activity description", key="description", height=110, on_change=submit,
-             placeholder="e.g. I sell croissants and pains au chocolat in my bakery",
-             help="Ctrl+Enter, or a click outside the box, codes it.")
+ui.kept(st.text_area, "Activity description", key="description", default="", height=110, on_change=submit,
+        placeholder="e.g. I sell croissants and pains au chocolat in my bakery",
+        help="Ctrl+Enter, or a click outside the box, codes it.")
 code_column, k_column = st.columns([1, 3], vertical_alignment="bottom")
 code_column.button("Code it", type="primary", on_click=submit, width="stretch")
 with k_column:
@@ -150,7 +149,7 @@ with single:
                                              st.session_state.get("wanted_code"))
         st.session_state.selected_code = selected
         st.caption(f"Codes for: “{html.escape(text[:120])}{'…' if len(text) > 120 else ''}” · model "
-                   f"`{current.source.uri}`")
+                   f"`{current.source.shown_uri}`")
 
         left, right = st.columns([5, 7], gap="medium")
         with left:

@@ -14,7 +14,7 @@ nomenclature = classifier.nomenclature
 score_name, threshold = ui.automation_rule()
 
 st.title("Review the model on the test split")
-st.caption(f"Model `{current.source.uri}` on the test split of `{data.source.uri}` (the reference notebook's split: "
+st.caption(f"Model `{current.source.shown_uri}` on the test split of `{data.source.shown_uri}` (the reference notebook's split: "
            "70% train, 15% validation, 15% test, seed 42).")
 
 test = data.splits.test
@@ -42,11 +42,12 @@ headline[2].metric("Top-5 accuracy", f"{evaluation.top5_accuracy:.1%}")
 headline = st.columns(3)
 headline[0].metric("Macro-F1", f"{evaluation.macro_f1:.3f}")
 headline[1].metric("Calibration error", f"{evaluation.ece:.3f}", help="Expected calibration error (15 bins).")
-headline[2].metric("Classes", f"{evaluation.classes:,} in test",
+headline[2].metric("Classes in test", f"{evaluation.classes:,}",
                    help=f"Distinct codes in the test split; the model knows {classifier.num_classes:,} classes.")
+st.caption("Accuracy at every NACE level (both codes cut to the level)")
 level_columns = st.columns(4)
 for column, level in zip(level_columns, LEVELS, strict=True):
-    column.metric(f"Accuracy · {level}", f"{evaluation.accuracy_by_level[level]:.1%}")
+    column.metric(level.capitalize(), f"{evaluation.accuracy_by_level[level]:.1%}")
 
 
 def show_automation() -> None:

@@ -18,7 +18,7 @@ train_rows = data.splits.train.height
 registry = ui.job_registry()
 
 st.title("Train a model")
-st.caption(f"Trains on the train split of `{data.source.uri}` ({train_rows:,} rows), stops early on the validation "
+st.caption(f"Trains on the train split of `{data.source.shown_uri}` ({train_rows:,} rows), stops early on the validation "
            "split, and reports figures on the test split. Runs in the background: the page stays responsive.")
 
 missing = data.splits.codes_missing_from_train()

@@ -51,7 +51,8 @@ def score(classifier, path: Path) -> dict[str, float]:
     top5 = top_k_indices(probabilities, 5)
     sections = np.array([classifier.nomenclature.section_of(code) for code in classifier.labels])
     related = float(np.mean(sections[top5[:, 1:]] == sections[top5[:, :1]]))
-    return {"rows": frame.height, "left_out": left_out, "related": round(related, 4), "top1": round(top_k_accuracy(truth, probabilities, 1), 4),
+    return {"rows": frame.height, "left_out": left_out, "related": round(related, 4),
+            "top1": round(top_k_accuracy(truth, probabilities, 1), 4),
             "top5": round(top_k_accuracy(truth, probabilities, 5), 4)}
 
 

@@ -1,7 +1,8 @@
 """Per-class explanations over a labelled test split: which words carry a class, which pull its rows away.
 
-Every test row whose code the model knows is explained with the integrated gradients of `nace_app.explain`;
-a word's score in a row is the sum over its occurrences, words compared in lowercase, punctuation left out.
+Every test row whose code the model knows is explained with the integrated gradients of `nace_app.explain`
+(batched over texts by `explain_texts`, which tests check equal to the one-text function); a word's score in a
+row is the sum over its occurrences, words compared in lowercase, punctuation left out.
 
 - `toward`: attribution toward the row's true code, averaged over all the class's test rows (a row without the
   word counts 0, so a word must be both strong and frequent to rank high).
@@ -40,10 +41,11 @@ TEXTS_PER_CALL = 256  # texts between progress reports
 
 
 def _one_pass(classifier: Classifier, encoded: Encoded, rows: list[int], codes: list[list[str]],
-              steps: int) -> list[torch.Tensor]:
-    """Token scores (candidates, width) of each row's text at `steps`, on the cut path: texts padded to the longest.
+              steps: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Token scores (candidates, width) of each row's text at `steps`, and the logits at both ends of the paths.
 
-    Exact: padding columns are padding in both the input and the baseline, so their path is constant.
+    The texts are padded to the longest of them, on the cut path. Exact: padding columns are padding in both the
+    input and the baseline, so their path is constant and their attribution zero.
     """
     forward, embedder = classifier.forward, classifier.model.token_embedder
     ids = [encoded.ids[i] for i in rows]
@@ -52,8 +54,10 @@ def _one_pass(classifier: Classifier, encoded: Encoded, rows: list[int], codes: 
     targets = torch.tensor([classifier.label_index[c] for text_codes in codes for c in text_codes])
     with classifier.lock, torch.inference_mode(False), torch.enable_grad():
         with torch.no_grad():
-            emb_input = embedder.embedding_layer(input_ids)[owner]
-            emb_reference = embedder.embedding_layer(torch.full_like(input_ids, encoded.pad_id))[owner]
+            emb_input = embedder.embedding_layer(input_ids)
+            emb_reference = embedder.embedding_layer(torch.full_like(input_ids, encoded.pad_id))
+            ends = forward.from_embeddings(torch.cat([emb_input, emb_reference]), mask.repeat(2, 1), encoded.full_width)
+        emb_input, emb_reference = emb_input[owner], emb_reference[owner]
         difference = emb_input - emb_reference
         alphas, weights = gauss_legendre(steps)
         path = emb_reference[:, None] + alphas[None, :, None, None] * difference[:, None]  # (pairs, steps, width, dim)
@@ -62,7 +66,8 @@ def _one_pass(classifier: Classifier, encoded: Encoded, rows: list[int], codes: 
         chosen = logits[torch.arange(len(batch)), targets.repeat_interleave(steps)].sum()
         (gradients,) = torch.autograd.grad(chosen, batch)
     mean_gradient = (gradients.view(*path.shape) * weights[None, :, None, None]).sum(1)
-    return list(((mean_gradient * difference).sum(-1).double()).split([len(c) for c in codes]))
+    scores = (mean_gradient * difference).sum(-1).double()
+    return list(scores.split([len(c) for c in codes])), ends.double()
 
 
 def explain_texts(classifier: Classifier, texts: list[str], codes: list[list[str]]) -> list[list[Explanation]]:
@@ -76,11 +81,6 @@ def explain_texts(classifier: Classifier, texts: list[str], codes: list[list[str
     if not classifier.forward.can_cut:
         return [integrated_gradients(classifier, text, text_codes) for text, text_codes in zip(texts, codes, strict=True)]
     encoded = classifier.encode(texts, with_offsets=True)
-    with torch.inference_mode():  # the logits at both ends of each path: the input and the padding baseline
-        padded, mask = pad(encoded.ids, max((len(seq) for seq in encoded.ids), default=1), encoded.pad_id)
-        ends = classifier.model.token_embedder.embedding_layer(torch.cat([padded, torch.full_like(padded, encoded.pad_id)]))
-        end_logits = classifier.forward.from_embeddings(ends, mask.repeat(2, 1), encoded.full_width).double()
-        probabilities = torch.softmax(end_logits[: len(texts)], dim=1)
     results: list[list[Explanation]] = [[] for _ in texts]
     pending = sorted(range(len(texts)), key=lambda i: len(encoded.ids[i]))  # similar lengths share a pass
     for steps in STEP_SCHEDULE:
@@ -88,16 +88,18 @@ def explain_texts(classifier: Classifier, texts: list[str], codes: list[list[str
         unconverged = []
         for start in range(0, len(pending), per_pass):
             group = pending[start : start + per_pass]
-            scores = _one_pass(classifier, encoded, group, [codes[i] for i in group], steps)
-            for i, token_scores in zip(group, scores, strict=True):
-                columns = [classifier.label_index[c] for c in codes[i]]
-                deltas = (end_logits[i, columns] - end_logits[len(texts) + i, columns]).tolist()
+            scores, ends = _one_pass(classifier, encoded, group, [codes[i] for i in group], steps)
+            probabilities = torch.softmax(ends[: len(group)], dim=1)
+            for g, (i, token_scores) in enumerate(zip(group, scores, strict=True)):
+                length = len(encoded.ids[i])
                 explanations = [Explanation(
-                    code=code, probability=float(probabilities[i, column]),
-                    words=words_of(texts[i], encoded.offsets[i], encoded.word_ids[i], row[: len(encoded.ids[i])].numpy()),
-                    token_scores=row[: len(encoded.ids[i])].numpy(), attribution_total=float(row.sum()),
-                    logit_delta=delta, steps=steps, offsets=encoded.offsets[i], word_ids=encoded.word_ids[i])
-                    for code, column, row, delta in zip(codes[i], columns, token_scores, deltas, strict=True)]
+                    code=code, probability=float(probabilities[g, column]),
+                    words=words_of(texts[i], encoded.offsets[i], encoded.word_ids[i], row[:length].numpy()),
+                    token_scores=row[:length].numpy(), attribution_total=float(row.sum()),
+                    logit_delta=float(ends[g, column] - ends[len(group) + g, column]), steps=steps,
+                    offsets=encoded.offsets[i], word_ids=encoded.word_ids[i])
+                    for code, column, row in zip(codes[i], [classifier.label_index[c] for c in codes[i]], token_scores,
+                                                 strict=True)]
                 if steps == STEP_SCHEDULE[-1] or all(e.relative_gap <= TOLERANCE for e in explanations):
                     results[i] = explanations
                 else:

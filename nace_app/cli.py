@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nace_app.config import redact_uri
 from nace_app.errors import NaceAppError
 from nace_app.logs import configure_logging
 
@@ -24,7 +25,10 @@ class _Parser(argparse.ArgumentParser):
 def _settings(args: argparse.Namespace):
     from nace_app.config import load_settings
 
-    return load_settings().with_overrides(model_uri=getattr(args, "model", None), data_uri=getattr(args, "data", None))
+    settings = load_settings()
+    if settings.cache_notice:
+        print(f"nace-app: {settings.cache_notice}", file=sys.stderr)
+    return settings.with_overrides(model_uri=getattr(args, "model", None), data_uri=getattr(args, "data", None))
 
 
 def _say_fallbacks(reasons: list[str]) -> None:
@@ -58,9 +62,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         _emit(info)
         return 0
     model = info["model"]
-    print(f"model      {workspace.model_source.uri}  ({model['format']}, {model['num_classes']} classes, "
+    print(f"model      {workspace.model_source.shown_uri}  ({model['format']}, {model['num_classes']} classes, "
           f"labels from {model['labels_from']})")
-    print(f"data       {data.source.uri}  ({data.frame.height} rows, {info['data']['codes']} codes)")
+    print(f"data       {data.source.shown_uri}  ({data.frame.height} rows, {info['data']['codes']} codes)")
     print(f"config     {json.dumps(model['model_config'], default=str)}")
     print(f"tokenizer  vocab {model['vocab_size']}, output_dim {model['output_dim']}")
     print(f"cache dir  {settings.cache_dir}")
@@ -113,6 +117,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     classifier.check_top_k(args.top_k)
     top = classifier.predict_top_k(texts, top_k=args.top_k)
     rows = top.rows()
+    if classifier.tokenizer.output_dim is not None:  # a fixed window: say where reading stopped
+        from nace_app.tokenization import read_until
+
+        for row in rows:
+            stop = read_until(classifier.tokenizer, row["text"])
+            if stop is not None:
+                row["read_until"] = stop
     if args.explain:
         from nace_app.explain import integrated_gradients
 
@@ -128,6 +139,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             print(row["text"])
+            if "read_until" in row:
+                print(f"  (the model read only: {row['text'][:row['read_until']]!r})")
             for c in row["predictions"]:
                 print(f"  {c['code']:<6} {c['probability']:7.2%}  {c['heading']}")
     return 0
@@ -145,9 +158,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _say_fallbacks(workspace.fallbacks())
     evaluation = evaluate_classifier(workspace.classifier, data.splits.test)
     if args.json:
-        _emit({"model": workspace.model_source.uri, "data": data.source.uri, "split": "test", **evaluation.to_dict()})
+        _emit({"model": workspace.model_source.shown_uri, "data": data.source.shown_uri, "split": "test", **evaluation.to_dict()})
         return 0
-    print(f"model {workspace.model_source.uri}  data {data.source.uri}  test rows {evaluation.n}")
+    print(f"model {workspace.model_source.shown_uri}  data {data.source.shown_uri}  test rows {evaluation.n}")
     print(f"top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
           f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}")
     for level, value in evaluation.accuracy_by_level.items():
@@ -194,8 +207,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result, run = run_logged_training(data, training, settings, workdir, progress=show,
                                       run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
                                       stopping_frame=stopping_frame)
-    summary = {**result.to_dict(), "data": data.source.uri, "mlflow_run_id": run.run_id,
-               "mlflow_tracking_uri": run.uri, "mlflow_failure": run.failure}
+    summary = {**result.to_dict(), "data": data.source.shown_uri, "mlflow_run_id": run.run_id,
+               "mlflow_tracking_uri": redact_uri(run.uri), "mlflow_failure": run.failure}
     if args.json:
         _emit(summary)
     else:
@@ -203,7 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for name, evaluation in (("validation", result.validation), ("test", result.test)):
             print(f"{name:<10} top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
                   f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}  (n={evaluation.n})")
-        print(f"mlflow run {run.run_id} in {run.uri}" if run.failure is None else run.failure)
+        print(f"mlflow run {run.run_id} in {redact_uri(run.uri)}" if run.failure is None else run.failure)
     return 0
 
 

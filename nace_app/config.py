@@ -146,7 +146,7 @@ class Settings:
             changes.update(data_uri=data_uri, data_uri_explicit=True)
         return Settings(**{**asdict(self), **changes})
 
-    def secrets(self) -> list[str]:
+    def sensitive_strings(self) -> list[str]:
         """Strings that must never appear in a message: passwords inside the URIs and the credential variables."""
         from_environment = [os.environ.get(key) for key in _SECRET_KEYS]
         return [s for s in (*uri_secrets(self.model_uri, self.data_uri, self.s3_endpoint, self.mlflow_tracking_uri),

@@ -98,6 +98,8 @@ class FastForward:
         scale = depth ** -0.5
         q, k, v = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # heads first: (heads, batch, width, depth)
         real = torch.matmul(q, k.transpose(-2, -1)) * scale
+        if width >= pad_k.shape[2]:  # texts that fill the whole window: no padding to attend to
+            return torch.matmul(torch.softmax(real, dim=-1), v).transpose(0, 1)
         flat_q = q.reshape(heads, batch * width_, depth)  # one batched product per head against the shared keys
         padding = torch.bmm(flat_q, pad_k[0, :, width:].transpose(-2, -1)).view(heads, batch, width_, -1) * scale
         top = torch.maximum(real.amax(-1, keepdim=True), padding.amax(-1, keepdim=True))

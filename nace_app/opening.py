@@ -54,7 +54,7 @@ def open_model(uri: str | None, settings: Settings, *, explicit: bool = True, al
     """
     if uri is None:
         uri, explicit = settings.model_uri, settings.model_uri_explicit
-    source = resolve("model", uri, explicit, settings)
+    source = resolve("model", uri, explicit, settings, allow_pickle=allow_pickle)  # refused before any download
     if not allow_pickle and not is_own_format(source.local_path):
         raise NaceAppError("only models in NACE Explorer's own format (JSON + safetensors) can be opened here: "
                            "the library's pickled format is read only from the configured sources")

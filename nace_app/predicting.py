@@ -23,14 +23,6 @@ EXAMPLES = (
 )
 
 
-def short_label(text: str, width: int = 28) -> str:
-    """An example's button label: whole words up to `width` characters, then an ellipsis."""
-    if len(text) <= width:
-        return text
-    cut = text[:width].rsplit(" ", 1)[0]
-    return f"{cut}…"
-
-
 @dataclass(frozen=True)
 class PreparedText:
     text: str

@@ -13,7 +13,8 @@ When the remote's version changes, the new copy replaces the old one of the same
 Time bound: a remote source must give a first answer (a listing, a HEAD) within 3 x `NACE_CONNECT_TIMEOUT`
 seconds, and after that must not stay silent (no bytes received) for as long; a download that keeps progressing
 is never cut. Past that, resolution gives up with the reason ("no answer within 15 s", "download stalled"):
-defaults fall back, explicit sources fail.
+defaults fall back, explicit sources fail. For a minute after an endpoint gave no answer, other default sources
+on it fall back at once (the model and the data do not wait twice).
 
 Size bound: a download larger than `NACE_MAX_DOWNLOAD_MB` is refused before it starts when the remote announces
 sizes, and stopped (and deleted) when it does not. MLflow `runs:/` sources are checked from the run's file list:
@@ -57,6 +58,7 @@ CHUNK = 1 << 16
 MAX_RUN_ARTIFACTS = 5000  # entries listed while looking for the model folder of an MLflow run
 MAX_RUN_DEPTH = 3
 STALE_PARTIAL_SECONDS = 6 * 3600  # a `.partial-*` folder this old was left by a process that died
+SILENT_MEMORY_SECONDS = 60.0  # a default source on an endpoint that just gave no answer is not asked again
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,15 @@ class ResolvedSource:
     def is_embedded(self) -> bool:
         return self.uri == EMBEDDED
 
+    @property
+    def shown_uri(self) -> str:
+        """The URI as it may be printed or displayed: any password inside it redacted."""
+        return redact_uri(self.uri) or self.uri
+
     def to_dict(self) -> dict[str, object]:
         return {
             "requested": redact_uri(self.requested),
-            "uri": redact_uri(self.uri),
+            "uri": self.shown_uri,
             "local_path": str(self.local_path),
             "explicit": self.explicit,
             "fallback_reason": self.fallback_reason,
@@ -127,7 +134,8 @@ class _Progress:
         self.last = time.monotonic()
         self.cancelled = threading.Event()
         self._watched: list[Path] = []
-        self._watched_bytes = 0
+        self._watched_bytes = 0  # on disk under the watched folders at the last look
+        self._watched_peak = 0
 
     def answer(self) -> None:
         """The remote answered (a listing, a HEAD): from now on only silence counts."""
@@ -164,15 +172,16 @@ class _Progress:
                     except OSError:  # renamed or removed meanwhile
                         pass
         with self._lock:
-            if size > self._watched_bytes:
+            if size != self._watched_bytes:  # a second attempt starts again from zero: any change is activity
                 self._watched_bytes = size
+                self._watched_peak = max(self._watched_peak, size)
                 self.answered = True
                 self.last = time.monotonic()
             return time.monotonic() - self.last
 
     @property
     def bytes_seen(self) -> int:
-        return max(self.received, self._watched_bytes)
+        return max(self.received, self._watched_peak)
 
 
 def _within_bound(work: Callable[[_Progress], Path], settings: Settings) -> Path:
@@ -246,8 +255,10 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
             header = json.loads(handle.read(header_size))
         except ValueError as exc:  # includes UnicodeDecodeError
             return f"safetensors header unreadable ({first_line(exc, 80)})"
-    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
-            and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2]
+    if not isinstance(header, dict):
+        return "safetensors header is not a JSON object"
+    offsets = [t.get("data_offsets") for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)]
+    ends = [o[1] for o in offsets if isinstance(o, list) and len(o) == 2 and isinstance(o[1], int)]
     expected = 8 + header_size + max(ends, default=0)
     if size != expected:
         return f"safetensors file has {size:,} bytes, its header says {expected:,} (truncated)"
@@ -634,6 +645,36 @@ def fetch_mlflow_model(uri: str, settings: Settings, progress: _Progress, allow_
 
 # --- Resolution with fallback ---------------------------------------------------------------------------------------
 
+_silent_endpoints: dict[str, tuple[float, str]] = {}
+_silent_lock = threading.Lock()
+
+
+def _endpoint_of(uri: str, settings: Settings) -> str | None:
+    """The server a remote URI is fetched from (None for local and embedded sources)."""
+    scheme = scheme_of(uri)
+    if scheme == "s3":
+        return settings.s3_endpoint
+    if scheme in ("http", "https"):
+        return f"{scheme}://{urlsplit(uri).netloc.rpartition('@')[2]}"
+    if scheme == "runs":
+        return settings.mlflow_tracking_uri or "local MLflow store"
+    return None
+
+
+def _recently_silent(endpoint: str | None) -> str | None:
+    """Why `endpoint` gave no answer less than a minute ago, so that the model and the data do not both wait."""
+    with _silent_lock:
+        seen = _silent_endpoints.get(endpoint or "")
+    if seen and time.monotonic() - seen[0] < SILENT_MEMORY_SECONDS:
+        return seen[1]
+    return None
+
+
+def _remember_silence(endpoint: str | None, exc: BaseException) -> None:
+    if endpoint and isinstance(exc, SourceProblem) and str(exc).startswith("no answer within"):
+        with _silent_lock:
+            _silent_endpoints[endpoint] = (time.monotonic(), str(exc))
+
 
 def _fetch(kind: str, uri: str, settings: Settings, allow_pickle: bool) -> Path:
     scheme = scheme_of(uri)
@@ -666,12 +707,17 @@ def resolve(kind: str, uri: str, explicit: bool, settings: Settings, *, allow_pi
 
     `allow_pickle=False` refuses the library's pickled model format before anything is downloaded.
     """
+    endpoint = _endpoint_of(uri, settings)
     try:
+        silent = None if explicit else _recently_silent(endpoint)
+        if silent:
+            raise SourceProblem(f"{silent}, less than {SILENT_MEMORY_SECONDS:g} s ago: not asked again")
         return ResolvedSource(uri, uri, _fetch(kind, uri, settings, allow_pickle), explicit)
     except NaceAppError:
         raise
     except Exception as exc:  # any failure of a remote: network, permissions, missing key, bad layout, too slow
-        reason = redact_text(f"{kind} source {redact_uri(uri)} unavailable ({_describe(exc)})", settings.secrets())
+        _remember_silence(endpoint, exc)
+        reason = redact_text(f"{kind} source {redact_uri(uri)} unavailable ({_describe(exc)})", settings.sensitive_strings())
         if explicit or uri == EMBEDDED:
             raise NaceAppError(reason) from exc
         logger.warning("%s; using the embedded demo %s instead", reason, kind)

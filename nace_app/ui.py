@@ -123,7 +123,7 @@ def trained_runs() -> list[TrainedRun]:
 def model_options() -> dict[str, str]:
     """Model URI -> picker label; '' is the configured default."""
     workspace = default_workspace()
-    options = {"": f"Default ({workspace.model_source.uri})"}
+    options = {"": f"Default ({workspace.model_source.shown_uri})"}
     if workspace.model_source.uri != EMBEDDED:
         options[EMBEDDED] = "Embedded demo model"
     for run in trained_runs():
@@ -193,14 +193,36 @@ def sidebar() -> None:
                     st.caption(html.escape(reason))
         elif current.is_default and workspace.model_source.is_embedded:
             st.info("Running on the embedded demo model and data.", icon=":material/info:")
-        st.caption(f"**Model:** `{current.source.uri}` · {current.classifier.num_classes} classes")
-        st.caption(f"**Data:** `{current.data.source.uri}` · {current.data.frame.height:,} rows")
+        st.caption(f"**Model:** `{current.source.shown_uri}` · {current.classifier.num_classes} classes")
+        st.caption(f"**Data:** `{current.data.source.shown_uri}` · {current.data.frame.height:,} rows")
+        if workspace.settings.cache_notice:
+            st.caption(html.escape(workspace.settings.cache_notice))
         st.divider()
         kept(st.radio, "Automate on", AUTOMATION_SCORES, key=SCORE_KEY, default=AUTOMATION_SCORES[0],
              horizontal=True, help="The score compared with the threshold, on the Predict and Review pages alike.")
         kept(st.slider, "Automation threshold", 0.0, 1.0, key=THRESHOLD_KEY, default=DEFAULT_THRESHOLD, step=0.01,
              help="A description whose score reaches this value is coded automatically; below it goes to manual "
                   "review.")
+
+
+_COLLAPSE_ON_NARROW_SCREENS = """<script>
+(() => {  // once per browser tab: a shared screen of 800 px or less starts with the sidebar folded away
+  if (window.innerWidth > 800 || sessionStorage.getItem("nace-sidebar-folded")) return;
+  sessionStorage.setItem("nace-sidebar-folded", "1");
+  const fold = (tries) => {
+    const button = document.querySelector('[data-testid="stSidebarCollapseButton"] button');
+    const sidebar = document.querySelector('[data-testid="stSidebar"]');
+    const open = sidebar && sidebar.getBoundingClientRect().right > 40;
+    if (button && open) button.click(); else if (tries > 0) setTimeout(() => fold(tries - 1), 200);
+  };
+  fold(25);
+})();
+</script>"""
+
+
+def fold_sidebar_on_narrow_screens() -> None:
+    """Streamlit folds the sidebar only below 768 px; workshops share screens of 800 px."""
+    st.sidebar.html(_COLLAPSE_ON_NARROW_SCREENS, unsafe_allow_javascript=True)
 
 
 def automation_rule() -> tuple[str, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import polars as pl
 import pytest
 
 from nace_app.logs import configure_logging
+from nace_app.serving import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_STRUCTURE = REPO.parent / "shared" / "nace" / "nace_rev2.1_structure.csv"
@@ -22,17 +22,14 @@ configure_logging()
 
 def closed_port_endpoint() -> str:
     """An endpoint nobody listens on: connections are refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch, tmp_path):
     """No developer .env, no real network: default remotes are unreachable, the cache is private to the test."""
     for key in ("NACE_MODEL_URI", "NACE_DATA_URI", "NACE_S3_ENDPOINT", "NACE_CACHE_DIR", "MLFLOW_TRACKING_URI",
-                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NACE_MAX_TRAINING_RUNS"):
+                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NACE_MAX_TRAINING_RUNS", "NACE_MAX_DOWNLOAD_MB"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NACE_CACHE_DIR", str(tmp_path / "cache"))

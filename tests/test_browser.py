@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import pytest
 
-from tests.conftest import REPO
-
-CHROMIUM = "/usr/bin/chromium"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+from nace_app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`streamlit run` on a free port, output to a file, ready when /_stcore/health says ok."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     folder = tmp_path_factory.mktemp("server")
-    env = {**os.environ, "NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded",
-           "NACE_CACHE_DIR": str(folder / "cache")}
-    log = (folder / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{base}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.terminate()
-        pytest.fail(f"streamlit did not start; see {log.name}")
-    yield base
-    process.terminate()
-    process.wait(timeout=30)
+    app = AppServer({"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded", "NACE_CACHE_DIR": str(folder / "cache")},
+                    folder / "streamlit.log")
+    yield app.url
+    app.stop()
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +25,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
@@ -119,7 +87,7 @@ def test_review_threshold_and_a_misclassified_row_to_its_explanation(page, serve
     page.wait_for_function(
         "before => [...document.querySelectorAll(\"[data-testid='stMetric']\")].some("
         "m => m.innerText.includes('Coded automatically') && m.innerText !== before)", arg=before)
-    page.get_by_role("tab", name="Misclassifications").click()
+    page.get_by_role("tab", name="Errors").click()
     chooser = page.locator("[data-testid='stSelectbox']").filter(has_text="Explain row").locator("input")
     chooser.click()
     chooser.press("ArrowDown")
@@ -142,3 +110,89 @@ def test_a_tiny_training_run_shows_curves_and_a_result(page, server):
     page.get_by_text("Download the model (.zip)").wait_for()
     page.get_by_text("MLflow run").first.wait_for()
     assert page.get_by_text("MLflow run").first.is_visible()
+
+
+LYON = ("Founded in 1987 in the historic centre of Lyon, our family business with four employees and two shops is a "
+        "traditional artisan bakery")
+
+
+def test_a_long_description_is_read_and_highlighted_to_its_last_word(page, server):
+    code_description(page, server, LYON)
+    assert page.locator(".nace-word").filter(has_text="bakery").count() == 1
+    assert page.locator(".nace-unread").count() == 0
+    assert page.get_by_text("fixed window").count() == 0
+
+
+def test_batch_coding_returns_every_line_with_its_text(page, server, tmp_path):
+    import csv
+
+    lines = ["bakery and pastry shop", "", "taxi driver", "   ", "we build websites for small firms"]
+    source = tmp_path / "firms.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    page.goto(f"{server}/")
+    wait_idle(page)
+    page.get_by_role("tab", name="Batch coding (CSV or TXT)").click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(source))
+    page.get_by_role("button", name="Code the file").click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="CSV", exact=True).click()
+    saved = tmp_path / "coded.csv"
+    download.value.save_as(saved)
+    rows = list(csv.DictReader(saved.open(encoding="utf-8-sig")))
+    assert [r["text"] for r in rows] == lines
+    assert [r["verdict"] == "not coded (empty)" for r in rows] == [False, True, False, True, False]
+    assert rows[0]["code_1"] and "." in rows[0]["code_1"]
+
+
+def test_two_queued_runs_in_two_windows_both_finish_in_order(browser, server):
+    pages = []
+    for _ in range(2):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        window = context.new_page()
+        window.set_default_timeout(300_000)
+        window.goto(f"{server}/train")
+        wait_idle(window)
+        rows = window.get_by_label("Subsample of the train split (rows)")
+        rows.fill("700")
+        rows.press("Enter")
+        wait_idle(window)
+        pages.append(window)
+    first, second = pages
+    first.get_by_role("button", name="Start training").click()
+    second.get_by_role("button", name="Start training").click()
+    second.get_by_text("queued (position 1)").wait_for()
+    first.get_by_role("button", name="Use this model").wait_for()
+    second.get_by_role("button", name="Use this model").wait_for()
+    for window in pages:
+        window.context.close()
+
+
+def test_at_800_px_the_sidebar_folds_and_figures_and_buttons_are_not_cut(browser, server):
+    context = browser.new_context(viewport={"width": 800, "height": 1000})
+    narrow = context.new_page()
+    narrow.set_default_timeout(120_000)
+    narrow.goto(f"{server}/review")
+    wait_idle(narrow)
+    narrow.wait_for_function("document.querySelector(\"[data-testid='stSidebar']\").getBoundingClientRect().right < 40")
+    narrow.locator("[data-testid='stMetricValue']").first.wait_for()
+    cut = narrow.evaluate("""[...document.querySelectorAll("[data-testid='stMetricValue'], [data-testid='stMetricLabel'], button")]
+        .filter(e => e.offsetParent !== null)
+        .filter(e => { const t = e.querySelector('p, div') || e; return t.scrollWidth > t.clientWidth + 1; })
+        .map(e => e.innerText)""")
+    assert cut == []
+    context.close()
+
+
+def test_clicking_a_confusion_square_shows_that_cell(page, server):
+    page.goto(f"{server}/review")
+    wait_idle(page)
+    page.get_by_role("tab", name="Confusions").click()
+    wait_idle(page)
+    cell = page.locator("p").filter(has_text="→ predicted").first
+    before = cell.inner_text()  # the default: the largest confusion
+    points = page.locator(".js-plotly-plot .scatterlayer .point")
+    points.nth(points.count() // 2).click(force=True)
+    page.wait_for_function(
+        "before => [...document.querySelectorAll('p')].some(p => p.innerText.includes('→ predicted') "
+        "&& p.innerText !== before)", arg=before)
+    assert page.locator("p").filter(has_text="→ predicted").first.inner_text() != before

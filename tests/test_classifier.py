@@ -10,6 +10,7 @@ from nace_app.modelio import load_model, save_model
 
 MIXED_TEXTS = [
     "bread",
+    "we bake bread and cakes every morning " * 30,  # longer than the attention model's 125-token window
     "I sell croissants and pains au chocolat in my bakery",
     "Wholesale of coffee, tea, cocoa and spices to hotels, restaurants and caterers across the whole region " * 3,
     "",

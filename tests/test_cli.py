@@ -105,7 +105,35 @@ def test_train_saves_a_loadable_model(capsys, tmp_path):
     assert code == 0 and json.loads(out)["predictions"]
 
 
+def test_an_ngram_model_trains_and_reads_a_long_text_to_its_end(capsys, tmp_path):
+    out_dir = tmp_path / "ngram"
+    code, out, _ = run(capsys, "train", "--data", "embedded", "--sample", "700", "--epochs", "1", "--out",
+                       str(out_dir), "--json", "--tokenizer", "ngram", "--embedding-dim", "16", "--buckets", "2000",
+                       "--token-dropout", "0.2")
+    assert code == 0 and json.loads(out)["settings"]["tokenizer"] == "ngram"
+    code, out, _ = run(capsys, "predict", "our family bakery " * 40 + "and cars", "--model", str(out_dir), "--json")
+    assert code == 0 and "read_until" not in json.loads(out)
+
+
+def test_a_windowed_model_says_where_it_stopped_reading(capsys, attention_model_dir, tiny_frame, tmp_path):
+    from nace_app.modelio import load_model, save_model
+
+    loaded = load_model(attention_model_dir, lambda: tiny_frame["code"].to_list())
+    own = save_model(loaded.ttc, loaded.labels, tmp_path / "windowed")
+    text = "we bake bread " * 60 + "and sell cars"
+    code, out, _ = run(capsys, "predict", text, "--model", str(own), "--json")
+    stop = json.loads(out)["read_until"]
+    assert code == 0 and 0 < stop < len(text)
+    code, out, _ = run(capsys, "predict", text, "--model", str(own))
+    assert "the model read only" in out
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["train", "--epochs", "0"], "epochs must be at least 1"),
+    (["train", "--sample", "-5"], "at least 2 rows"),
+    (["train", "--batch-size", "0"], "batch size must be at least 1"),
+    (["train", "--attention", "--embedding-dim", "10"], "multiple of the number of heads"),
+    (["train", "--train-on-validation"], "needs --stop-on"),
     (["predict", "--input", "missing.csv"], "does not exist"),
     (["predict", "--input", "empty.csv"], "empty"),
     (["predict", "--input", "other.csv"], "no column 'label'"),

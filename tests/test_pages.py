@@ -35,7 +35,7 @@ def app(embedded) -> AppTest:
 
 
 def code(at: AppTest, text: str) -> AppTest:
-    at.text_area(key="description").input(text)
+    at.text_area(key=widget_key("description")).input(text)
     next(b for b in at.button if b.label == "Code it").click().run()
     assert not at.exception, at.exception
     return at
@@ -88,7 +88,7 @@ def test_the_verdict_names_the_score_and_the_threshold_of_the_sidebar(app):
 
 def test_an_example_codes_the_example(app):
     app.pills[0].set_value(predicting_example(1)).run()
-    assert app.text_area(key="description").value == predicting_example(1)
+    assert app.text_area(key=widget_key("description")).value == predicting_example(1)
     assert len(candidate_lines(app)) == 5
 
 
@@ -173,8 +173,7 @@ def test_a_long_description_is_read_to_its_end_by_the_embedded_model(app):
             "is a traditional artisan bakery")
     code(app, text)
     assert not [i for i in app.info if "fixed window" in i.value]
-    assert candidate_lines(app)[0].startswith("**1. `10.71`**")
-    assert "bakery" in highlights(app)[0].split("nace-unread")[0]
+    assert "nace-unread" not in highlights(app)[0] and ">bakery<sup" in highlights(app)[0]
 
 
 @pytest.mark.parametrize("text", ["🍞🥐🍰 😀", "日本のパン屋さん", "!!! ??? ...", "\x00\x07\x1b bakery\x7f"])
@@ -187,7 +186,7 @@ def test_unusual_input_still_predicts(app, text):
 
 def test_markup_typed_by_the_user_is_shown_as_text(app):
     code(app, '<script>alert("x")</script> <img src=x onerror=alert(1)> bakery')
-    bodies = [h.proto.body for h in app.html]
+    bodies = [h.proto.body for h in app.html if "bakery" in h.proto.body]  # the ones showing the user's text
     assert bodies and all("<script>" not in b and "<img" not in b for b in bodies)
     assert any("&lt;" in b and "&gt;" in b and "&quot;" in b for b in bodies)
 
@@ -279,8 +278,8 @@ def test_headline_figures_match_an_independent_computation(review, independent):
     top5 = independent["labels"][np.argsort(-probabilities, axis=1)[:, :5]]
     assert metric(review, "Top-5 accuracy") == f"{np.mean((top5 == truth[:, None]).any(1)):.1%}"
     division = np.mean([t[:2] == p[:2] for t, p in zip(truth, predicted, strict=True)])
-    assert metric(review, "Accuracy · division") == f"{division:.1%}"
-    assert metric(review, "Classes") == f"{len(set(truth)):,} in test"
+    assert metric(review, "Division") == f"{division:.1%}"
+    assert metric(review, "Classes in test") == f"{len(set(truth)):,}"
 
 
 def test_the_sidebar_rule_moves_the_automation_figures(app, independent):

@@ -377,10 +377,11 @@ def test_default_sources_fall_back_within_the_bound_when_s3_accepts_connections_
         monkeypatch.setenv("NACE_S3_ENDPOINT", silent.endpoint)
         settings = load_settings()
         model, data = within(60, lambda: (resolve_model(settings), resolve_data(settings)))
-        assert silent.accepted >= 2
+        assert silent.accepted >= 1
     assert model.is_embedded and data.is_embedded
     assert "no answer within 3 s" in model.fallback_reason
     assert "no answer within 3 s" in data.fallback_reason
+    assert "not asked again" in data.fallback_reason  # the data does not wait for the same silent endpoint
 
 
 def test_explicit_source_on_an_s3_that_never_answers_is_a_one_line_error(monkeypatch):
@@ -394,14 +395,14 @@ def test_explicit_source_on_an_s3_that_never_answers_is_a_one_line_error(monkeyp
 
 
 def test_s3_download_that_stalls_midway_falls_back_and_says_it_stalled(sspcloud_layout, s3_server, monkeypatch):
-    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1")
+    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1.5")
     with S3Proxy(s3_server) as proxy:
         proxy.damage(f"projet-formation/{DATA_KEY}", always="stall")
         monkeypatch.setenv("NACE_S3_ENDPOINT", proxy.endpoint)
         settings = load_settings()
         source = within(60, lambda: resolve_data(settings))
     assert source.is_embedded
-    assert "download stalled: nothing received for 3 s" in source.fallback_reason
+    assert "download stalled: nothing received for 4.5 s" in source.fallback_reason
 
 
 def test_http_download_that_stalls_midway_is_an_error_saying_it_stalled(parquet_bytes, monkeypatch):
@@ -413,8 +414,8 @@ def test_http_download_that_stalls_midway_is_an_error_saying_it_stalled(parquet_
 
 
 def test_slow_download_that_keeps_progressing_is_not_cut(parquet_bytes, monkeypatch):
-    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "0.5")  # silent 1.5 s at most; the whole download takes 3 s
-    with FileServer(parquet_bytes, then="trickle", trickle_seconds=3.0) as server:
+    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1")  # silent 3 s at most; the whole download takes 4.5 s
+    with FileServer(parquet_bytes, then="trickle", trickle_seconds=4.5) as server:
         monkeypatch.setenv("NACE_DATA_URI", server.url)
         source = within(60, lambda: resolve_data(load_settings()))
     assert source.local_path.read_bytes() == parquet_bytes
@@ -527,6 +528,7 @@ def test_http_data_with_credentials_in_the_uri_authenticates_and_is_reported_wit
         source = resolve_data(settings)
         assert source.local_path.read_bytes() == parquet_bytes
         assert "s3cret-pw" not in str(source.to_dict()) and "s3cret-pw" not in str(settings.to_dict())
+        assert source.shown_uri == server.url.replace("http://", "http://reader:***@")
         monkeypatch.setenv("NACE_DATA_URI", server.url.replace("http://", "http://reader:wrong-s3cret@"))
         with pytest.raises(NaceAppError, match="401") as caught:
             resolve_data(load_settings())
