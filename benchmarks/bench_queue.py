@@ -1,6 +1,9 @@
 """Does a queued second training slow the first? Two /train windows in Chromium against one app server.
 
-Usage: uv run python benchmarks/bench_queue.py [--rows 2000] [--epochs 3]
+Usage: uv run python benchmarks/bench_queue.py [--rows 2000] [--epochs 3] [--post-script-gc]
+
+`--post-script-gc` turns Streamlit's full garbage collection after every script run back on (its default, which
+`.streamlit/config.toml` turns off): the "before" of the fix.
 
 1. window A alone: click Start, time until "Use this model" shows;
 2. window A again, and window B starts its own run while A's is going (B is queued): A's time, then B's.
@@ -49,10 +52,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--post-script-gc", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nace-queue-bench-"))
     server = AppServer({"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded",
-                        "NACE_CACHE_DIR": str(work / "cache"), "NACE_MAX_TRAINING_RUNS": "1"}, work / "server.log")
+                        "NACE_CACHE_DIR": str(work / "cache"), "NACE_MAX_TRAINING_RUNS": "1",
+                        "STREAMLIT_RUNNER_POST_SCRIPT_GC": str(args.post_script_gc).lower()}, work / "server.log")
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -21,18 +21,16 @@ words are picked from the cache.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 import torch
 
+from nace_app.cachefiles import write_atomically
 from nace_app.classifier import Classifier
 from nace_app.data import fingerprint
 from nace_app.explain import STEP_SCHEDULE, TOLERANCE, Explanation, WordScore, gauss_legendre, integrated_gradients, words_of
-from nace_app.inference import pad
 from nace_app.tokenization import Encoded
 
 TOWARD, PULLS_AWAY = "toward", "pulls_away"
@@ -47,22 +45,23 @@ def _one_pass(classifier: Classifier, encoded: Encoded, rows: list[int], codes: 
     The texts are padded to the longest of them, on the cut path. Exact: padding columns are padding in both the
     input and the baseline, so their path is constant and their attribution zero.
     """
-    forward, embedder = classifier.forward, classifier.model.token_embedder
     ids = [encoded.ids[i] for i in rows]
-    input_ids, mask = pad(ids, max(len(seq) for seq in ids), encoded.pad_id)
+    input_ids, mask = classifier.explanation_inputs(ids, encoded.full_width, encoded.pad_id)
     owner = torch.tensor([t for t, text_codes in enumerate(codes) for _ in text_codes])
     targets = torch.tensor([classifier.label_index[c] for text_codes in codes for c in text_codes])
     with classifier.lock, torch.inference_mode(False), torch.enable_grad():
         with torch.no_grad():
-            emb_input = embedder.embedding_layer(input_ids)
-            emb_reference = embedder.embedding_layer(torch.full_like(input_ids, encoded.pad_id))
-            ends = forward.from_embeddings(torch.cat([emb_input, emb_reference]), mask.repeat(2, 1), encoded.full_width)
+            emb_input = classifier.embed(input_ids)
+            emb_reference = classifier.embed(torch.full_like(input_ids, encoded.pad_id))
+            ends = classifier.logits_from_embeddings(torch.cat([emb_input, emb_reference]), input_ids.repeat(2, 1),
+                                                     mask.repeat(2, 1), encoded.full_width)
         emb_input, emb_reference = emb_input[owner], emb_reference[owner]
         difference = emb_input - emb_reference
         alphas, weights = gauss_legendre(steps)
         path = emb_reference[:, None] + alphas[None, :, None, None] * difference[:, None]  # (pairs, steps, width, dim)
         batch = path.flatten(0, 1).requires_grad_(True)
-        logits = forward.from_embeddings(batch, mask[owner].repeat_interleave(steps, 0), encoded.full_width)
+        logits = classifier.logits_from_embeddings(batch, input_ids[owner].repeat_interleave(steps, 0),
+                                                   mask[owner].repeat_interleave(steps, 0), encoded.full_width)
         chosen = logits[torch.arange(len(batch)), targets.repeat_interleave(steps)].sum()
         (gradients,) = torch.autograd.grad(chosen, batch)
     mean_gradient = (gradients.view(*path.shape) * weights[None, :, None, None]).sum(1)
@@ -187,13 +186,5 @@ def class_words(classifier: Classifier, test: pl.DataFrame, cache_dir: Path, per
     if path.is_file():
         return top_class_words(pl.read_parquet(path), per_class)
     words = all_class_words(classifier, test, progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".parquet", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            words.write_parquet(out)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, words.write_parquet)
     return top_class_words(words, per_class)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from nace_app.errors import NaceAppError
-from nace_app.inference import FastForward
+from nace_app.inference import FastForward, pad
 from nace_app.metrics import confidence_index, top_k_indices
 from nace_app.modelio import LoadedModel
 from nace_app.nomenclature import load_nomenclature
@@ -173,6 +173,30 @@ class Classifier:
     def predict(self, texts: list[str], top_k: int = 5, chunk_size: int = DEFAULT_CHUNK,
                 progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
         return self.predict_top_k(texts, top_k, chunk_size, progress).predictions()
+
+    # --- what explanations need: the embedding layer's output, and logits from a replacement of it -------------
+
+    def explanation_inputs(self, ids: list[list[int]], full_width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ids and mask as the logits below expect them: cut to the longest where the cut path is exact."""
+        return pad(ids, max(len(seq) for seq in ids) if self.forward.can_cut else full_width, pad_id)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The token embedding layer's output (before the RMS normalisation every model applies)."""
+        return self.model.token_embedder.embedding_layer(input_ids)
+
+    def logits_from_embeddings(self, embeddings: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,
+                               full_width: int) -> torch.Tensor:
+        """Logits with the embedding layer's output replaced by `embeddings` (rows of `input_ids`' shape)."""
+        if self.forward.can_cut:
+            return self.forward.from_embeddings(embeddings, mask, full_width)
+        layer = self.model.token_embedder.embedding_layer
+        handle = layer.register_forward_hook(lambda module, args, output: embeddings)
+        rows = embeddings.shape[0]
+        try:  # architectures the cut path does not know: the library's forward, with the layer's output swapped
+            return self.model(input_ids.expand(rows, -1) if len(input_ids) == 1 else input_ids, mask,
+                              torch.empty((rows, 0)))
+        finally:
+            handle.remove()
 
     def unknown_token_share(self, text: str) -> float:
         """Share of the text's words (or WordPiece tokens) that the model has no entry for."""

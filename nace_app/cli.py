@@ -172,21 +172,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nace_app.jobs import run_logged_training
     from nace_app.opening import open_data
+    from nace_app.runs import run_logged_training
     from nace_app.training import TrainingSettings
 
     settings = _settings(args)
     data = open_data(settings)
     _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
-    training = TrainingSettings(sample_size=args.sample, epochs=args.epochs, seed=args.seed,
-                                embedding_dim=args.embedding_dim, tokenizer=args.tokenizer,
-                                vocab_size=args.vocab_size, ngram_min=args.ngram_min, ngram_max=args.ngram_max,
-                                buckets=args.buckets, min_count=args.min_count, token_dropout=args.token_dropout,
-                                output_dim=args.output_dim, attention=args.attention,
-                                learning_rate=args.learning_rate, batch_size=args.batch_size, patience=args.patience,
-                                label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
-                                include_headings=args.include_headings, half_precision=args.half_precision)
+    training = TrainingSettings(**{name: getattr(args, name) for name in TRAINING_FLAGS})
     workdir = settings.cache_dir / "runs" / time.strftime("cli-%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else workdir / "model"
 
@@ -220,6 +213,51 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+TRAINING_FLAGS = {  # TrainingSettings field: (flag, help); types and defaults come from the dataclass
+    "sample_size": ("--sample", "stratified sample of N train rows (default: all of them)"),
+    "epochs": ("--epochs", None),
+    "seed": ("--seed", None),
+    "embedding_dim": ("--embedding-dim", None),
+    "tokenizer": ("--tokenizer", "wordpiece sub-words, or fastText-style character n-grams plus words"),
+    "vocab_size": ("--vocab-size", "WordPiece vocabulary size"),
+    "ngram_min": ("--ngram-min", "shortest character n-gram"),
+    "ngram_max": ("--ngram-max", "longest character n-gram"),
+    "buckets": ("--buckets", "hash buckets for character n-grams"),
+    "min_count": ("--min-count", "n-gram tokenizer: keep words seen this often"),
+    "token_dropout": ("--token-dropout", "share of tokens hidden at random in training"),
+    "output_dim": ("--output-dim", "token window (default: whole texts without attention, derived with it)"),
+    "attention": ("--attention", "self-attention over the tokens (reads a fixed window)"),
+    "attention_layers": ("--attention-layers", None),
+    "attention_heads": ("--attention-heads", None),
+    "learning_rate": ("--learning-rate", None),
+    "batch_size": ("--batch-size", None),
+    "patience": ("--patience", "epochs without progress before early stopping"),
+    "label_smoothing": ("--label-smoothing", None),
+    "weight_decay": ("--weight-decay", None),
+    "include_headings": ("--include-headings", "add each class's official NACE heading as an extra training row"),
+    "half_precision": ("--half-precision", "store float16 weights (half the size)"),
+}
+CLI_DEFAULTS = {"sample_size": None}  # the command line trains on the whole train split unless told otherwise
+
+
+def _add_training_settings(parser: argparse.ArgumentParser) -> None:
+    from dataclasses import MISSING, fields
+
+    from nace_app.tokenization import TOKENIZER_KINDS
+    from nace_app.training import TrainingSettings
+
+    for field in fields(TrainingSettings):
+        flag, help_text = TRAINING_FLAGS[field.name]
+        default = CLI_DEFAULTS.get(field.name, field.default if field.default is not MISSING else None)
+        if isinstance(default, bool):
+            parser.add_argument(flag, dest=field.name, action="store_true", help=help_text)
+        elif field.name == "tokenizer":
+            parser.add_argument(flag, dest=field.name, choices=TOKENIZER_KINDS, default=default, help=help_text)
+        else:
+            kind = float if isinstance(field.default, float) else int
+            parser.add_argument(flag, dest=field.name, type=kind, default=default, help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nace-app", description="Code activity descriptions into NACE Rev 2.1.")
     parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
@@ -246,32 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = verbs.add_parser("train", help="train a model on the train split")
     train.add_argument("--data")
-    train.add_argument("--sample", type=int, default=None, help="stratified sample of N train rows")
-    train.add_argument("--epochs", type=int, default=2)
+    _add_training_settings(train)
     train.add_argument("--out", help="folder for the model (default: a run folder in the cache)")
-    train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--embedding-dim", type=int, default=64)
-    train.add_argument("--tokenizer", choices=("wordpiece", "ngram"), default="wordpiece",
-                       help="WordPiece sub-words, or fastText-style character n-grams plus words")
-    train.add_argument("--vocab-size", type=int, default=4000, help="WordPiece vocabulary size")
-    train.add_argument("--ngram-min", type=int, default=3, help="shortest character n-gram")
-    train.add_argument("--ngram-max", type=int, default=6, help="longest character n-gram")
-    train.add_argument("--buckets", type=int, default=50_000, help="hash buckets for character n-grams")
-    train.add_argument("--min-count", type=int, default=1, help="n-gram tokenizer: keep words seen this often")
-    train.add_argument("--token-dropout", type=float, default=0.0, help="share of tokens hidden at random in training")
-    train.add_argument("--output-dim", type=int, default=None)
-    train.add_argument("--attention", action="store_true")
-    train.add_argument("--learning-rate", type=float, default=0.004)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--patience", type=int, default=3)
-    train.add_argument("--label-smoothing", type=float, default=0.0)
-    train.add_argument("--weight-decay", type=float, default=0.0)
-    train.add_argument("--include-headings", action="store_true",
-                       help="add each class's official NACE heading as an extra training row")
     train.add_argument("--train-on-validation", action="store_true",
                        help="add the validation split to the training rows (needs --stop-on); the test split stays untouched")
     train.add_argument("--stop-on", help="labelled file or folder of CSVs to stop early on, instead of the validation split")
-    train.add_argument("--half-precision", action="store_true", help="store float16 weights (half the size)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=cmd_train)
     return parser

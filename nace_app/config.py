@@ -206,29 +206,17 @@ def export_credentials(values: dict[str, str]) -> None:
             os.environ.setdefault(key, values[key])
 
 
-def _positive_number(values: dict[str, str], key: str, default: float) -> float:
+def _positive(values: dict[str, str], key: str, default: float, kind: type, expected: str) -> float:
+    """`values[key]` as a finite number above 0 (of `kind`, int or float), or `default` when unset."""
     raw = values.get(key)
     if raw is None:
         return default
     try:
-        number = float(raw.strip())
+        number = kind(raw.strip())
     except ValueError:
         number = math.nan
     if not math.isfinite(number) or number <= 0:
-        raise NaceAppError(f"{key} must be a number of seconds greater than 0 (such as 5 or 2.5), not {raw!r}")
-    return number
-
-
-def _positive_integer(values: dict[str, str], key: str, default: int, what: str) -> int:
-    raw = values.get(key)
-    if raw is None:
-        return default
-    try:
-        number = int(raw.strip())
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise NaceAppError(f"{key} must be a whole number of {what}, 1 or more (such as {default}), not {raw!r}")
+        raise NaceAppError(f"{key} must be {expected} (such as {default}), not {raw!r}")
     return number
 
 
@@ -275,10 +263,12 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
     """Read and check every variable; a value that cannot be used is a one-line `NaceAppError`."""
     values = gather_environment(dotenv_path)
     export_credentials(values)
-    connect_timeout = _positive_number(values, "NACE_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT)
-    max_training_runs = _positive_integer(values, "NACE_MAX_TRAINING_RUNS", DEFAULT_MAX_TRAINING_RUNS,
-                                          "training runs at once")
-    max_download_mb = _positive_integer(values, "NACE_MAX_DOWNLOAD_MB", DEFAULT_MAX_DOWNLOAD_MB, "megabytes")
+    connect_timeout = _positive(values, "NACE_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, float,
+                                "a number of seconds greater than 0")
+    max_training_runs = int(_positive(values, "NACE_MAX_TRAINING_RUNS", DEFAULT_MAX_TRAINING_RUNS, int,
+                                      "a whole number of training runs at once, 1 or more"))
+    max_download_mb = int(_positive(values, "NACE_MAX_DOWNLOAD_MB", DEFAULT_MAX_DOWNLOAD_MB, int,
+                                    "a whole number of megabytes, 1 or more"))
     configured = Path(values["NACE_CACHE_DIR"]).expanduser() if "NACE_CACHE_DIR" in values else _default_cache_dir()
     cache_dir, cache_notice = usable_cache_dir(configured, "NACE_CACHE_DIR" in values)
     return Settings(

@@ -84,19 +84,6 @@ def words_of(text: str, offsets: list[tuple[int, int]], word_ids: list[int | Non
     return [WordScore(text[s:e], s, e, scores[w]) for w, (s, e) in sorted(spans.items())]
 
 
-class _EmbeddingOverride:
-    """Forward hook that swaps the embedding layer's output, for architectures the cut path does not know."""
-
-    def __init__(self, layer: torch.nn.Module, replacement: torch.Tensor):
-        self.handle = layer.register_forward_hook(lambda module, args, output: replacement)
-
-    def __enter__(self) -> _EmbeddingOverride:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.remove()
-
-
 def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) -> list[Explanation]:
     """Explain each code in `codes` for `text`, all in one batched pass per step count."""
     unknown = [c for c in codes if c not in classifier.label_index]
@@ -106,26 +93,19 @@ def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) ->
         return []
     encoded = classifier.encode([text], with_offsets=True)
     ids = encoded.ids[0]
-    forward = classifier.forward
-    embedder = classifier.model.token_embedder
-    width = len(ids) if forward.can_cut else encoded.full_width
-    input_ids, mask = pad([ids], width, encoded.pad_id)
+    input_ids, mask = classifier.explanation_inputs([ids], encoded.full_width, encoded.pad_id)
     reference_ids = torch.full_like(input_ids, encoded.pad_id)
     targets = torch.tensor([classifier.label_index[c] for c in codes])
     k = len(codes)
 
     def logits_of(embeddings: torch.Tensor) -> torch.Tensor:
-        rows = embeddings.shape[0]
-        row_mask = mask.expand(rows, -1)
-        if forward.can_cut:
-            return forward.from_embeddings(embeddings, row_mask, encoded.full_width)
-        with _EmbeddingOverride(embedder.embedding_layer, embeddings):
-            return classifier.model(input_ids.expand(rows, -1), row_mask, torch.empty((rows, 0)))
+        return classifier.logits_from_embeddings(embeddings, input_ids, mask.expand(embeddings.shape[0], -1),
+                                                 encoded.full_width)
 
     with classifier.lock, torch.inference_mode(False), torch.enable_grad():
         with torch.no_grad():
-            emb_input = embedder.embedding_layer(input_ids)
-            emb_reference = embedder.embedding_layer(reference_ids)
+            emb_input = classifier.embed(input_ids)
+            emb_reference = classifier.embed(reference_ids)
             end_logits = logits_of(torch.cat([emb_input, emb_reference]))
             probabilities = torch.softmax(end_logits[0].double(), dim=0)
         logit_delta = (end_logits[0, targets] - end_logits[1, targets]).double()

@@ -110,6 +110,11 @@ class FastForward:
 
     def from_embeddings(self, embeddings: torch.Tensor, mask: torch.Tensor, full_width: int) -> torch.Tensor:
         """Logits from the embedding layer's output for the first `width` columns of a `full_width` input."""
+        sentence = self.sentence_from_embeddings(embeddings, mask, full_width)
+        return self.model.classification_head(_norm(sentence)).squeeze(-1)
+
+    def sentence_from_embeddings(self, embeddings: torch.Tensor, mask: torch.Tensor, full_width: int) -> torch.Tensor:
+        """The pooled sentence embedding the head reads (before its normalisation), on the cut path."""
         model = self.model
         x = _norm(embeddings)
         if self.self_attention:
@@ -120,8 +125,16 @@ class FastForward:
             x = x + block.attn.c_proj(y.transpose(1, 2).contiguous().view(batch, width, -1))
             x = x + block.mlp(_norm(x))
             x = _norm(x)
-        sentence = model.sentence_embedder(x, mask)["sentence_embedding"]
-        return model.classification_head(_norm(sentence)).squeeze(-1)
+        return model.sentence_embedder(x, mask)["sentence_embedding"]
+
+    def sentences(self, ids: list[list[int]], full_width: int, pad_id: int) -> torch.Tensor:
+        """Sentence embeddings of tokenized texts, equal to the library's on inputs padded to `full_width`."""
+        if self.can_cut:
+            input_ids, mask = pad(ids, max(len(seq) for seq in ids), pad_id)
+            return self.sentence_from_embeddings(self.model.token_embedder.embedding_layer(input_ids), mask, full_width)
+        input_ids, mask = pad(ids, full_width, pad_id)
+        tokens = self.model.token_embedder(input_ids, mask)["token_embeddings"]
+        return self.model.sentence_embedder(tokens, mask)["sentence_embedding"]
 
     # --- entry points --------------------------------------------------------------------------------------------
 

@@ -9,8 +9,6 @@ partial sort.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,32 +17,12 @@ import numpy as np
 import polars as pl
 import torch
 
+from nace_app.cachefiles import write_atomically
 from nace_app.classifier import DEFAULT_CHUNK, Classifier
 from nace_app.data import fingerprint
 from nace_app.errors import NaceAppError
-from nace_app.inference import _norm, pad
 
 logger = logging.getLogger(__name__)
-
-
-def _sentence_vectors(classifier: Classifier, ids: list[list[int]], full_width: int, pad_id: int) -> torch.Tensor:
-    """`FastForward.from_embeddings` up to the head, cut exactly as there; the library's own modules otherwise."""
-    model, forward = classifier.model, classifier.forward
-    if not forward.can_cut:
-        input_ids, mask = pad(ids, full_width, pad_id)
-        tokens = model.token_embedder(input_ids, mask)["token_embeddings"]
-        return model.sentence_embedder(tokens, mask)["sentence_embedding"]
-    input_ids, mask = pad(ids, max(len(seq) for seq in ids), pad_id)
-    x = _norm(model.token_embedder.embedding_layer(input_ids))
-    if forward.self_attention:
-        block = model.token_embedder.transformer.h[0]
-        batch, width, _ = x.shape
-        q, k, v = forward._qkv(x, forward._rotary(width))
-        y = forward._attend(q, k, v, *forward.padding_kv(full_width), width, block.attn)
-        x = x + block.attn.c_proj(y.transpose(1, 2).contiguous().view(batch, width, -1))
-        x = x + block.mlp(_norm(x))
-        x = _norm(x)
-    return model.sentence_embedder(x, mask)["sentence_embedding"]
 
 
 def sentence_embeddings(classifier: Classifier, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
@@ -62,7 +40,7 @@ def sentence_embeddings(classifier: Classifier, texts: list[str], chunk_size: in
     with torch.inference_mode():
         for start in range(0, len(texts), chunk_size):
             rows = order[start : start + chunk_size]
-            vectors = _sentence_vectors(classifier, [encoded.ids[i] for i in rows], encoded.full_width, encoded.pad_id)
+            vectors = classifier.forward.sentences([encoded.ids[i] for i in rows], encoded.full_width, encoded.pad_id)
             out[rows] = torch.nn.functional.normalize(vectors, dim=-1).numpy()
             if progress is not None:
                 progress(min(start + chunk_size, len(texts)), len(texts))
@@ -75,19 +53,6 @@ class Neighbour:
     code: str
     heading: str
     similarity: float
-
-
-def _save_atomically(path: Path, matrix: np.ndarray) -> None:
-    """Write next to `path`, then rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, matrix)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass(frozen=True)
@@ -121,7 +86,7 @@ class NeighbourIndex:
             except (OSError, ValueError) as exc:  # a damaged cache file is recomputed, not fatal
                 logger.warning("ignoring the unreadable neighbour cache %s: %s", path, exc)
         embeddings = sentence_embeddings(classifier, texts, progress=progress)
-        _save_atomically(path, embeddings)
+        write_atomically(path, lambda out: np.save(out, embeddings, allow_pickle=False))
         return cls(classifier, texts, codes, headings, embeddings, path, False)
 
     def nearest(self, text: str, k: int = 5) -> list[Neighbour]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from nace_app.cachefiles import write_atomically
 from nace_app.classifier import Classifier
 
 
@@ -24,9 +23,5 @@ def cached_probabilities(classifier: Classifier, texts: list[str], data_fingerpr
         except (OSError, ValueError):
             pass  # a damaged cache file is recomputed below
     probabilities = classifier.predict_proba(texts, progress=progress).astype(np.float32)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, suffix=".npy.partial")
-    with os.fdopen(handle, "wb") as out:
-        np.save(out, probabilities, allow_pickle=False)
-    os.replace(tmp, path)
+    write_atomically(path, lambda out: np.save(out, probabilities, allow_pickle=False))
     return probabilities

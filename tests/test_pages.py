@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 
@@ -32,6 +33,19 @@ def app(embedded) -> AppTest:
     at.run()
     assert not at.exception
     return at
+
+
+@contextlib.contextmanager
+def fresh_app():
+    """A first session on a new server: the shared caches emptied before and after."""
+    st.cache_resource.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=180)
+        at.run()
+        assert not at.exception, at.exception
+        yield at
+    finally:
+        st.cache_resource.clear()
 
 
 def code(at: AppTest, text: str) -> AppTest:
@@ -230,14 +244,9 @@ def test_sidebar_names_the_sources_and_offers_the_model_picker(app):
 
 
 def test_fallback_banner_when_the_default_remote_is_unreachable():
-    st.cache_resource.clear()
-    try:
-        at = AppTest.from_file(APP, default_timeout=180)
-        at.run()
+    with fresh_app() as at:
         assert any("Offline demo" in w.value for w in at.sidebar.warning)
         assert any("model source" in c.value and "unavailable" in c.value for c in at.sidebar.caption)
-    finally:
-        st.cache_resource.clear()
 
 
 # --- Review -------------------------------------------------------------------------------------------------------
@@ -371,15 +380,10 @@ def test_review_warns_about_codes_the_model_does_not_know(embedded, monkeypatch,
     path = tmp_path / "odd.parquet"
     odd.write_parquet(path)
     monkeypatch.setenv("NACE_DATA_URI", str(path))
-    st.cache_resource.clear()
-    try:
-        at = AppTest.from_file(APP, default_timeout=180)
-        at.run()
+    with fresh_app() as at:
         at.switch_page("app_pages/review.py").run()
         assert not at.exception
         assert any("codes the model does not know" in w.value and "10.79" in w.value for w in at.warning)
-    finally:
-        st.cache_resource.clear()
 
 
 # --- Train --------------------------------------------------------------------------------------------------------
@@ -424,10 +428,7 @@ def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, ti
     data = DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
     settings = TrainingSettings(sample_size=None, epochs=1, batch_size=16, embedding_dim=16, vocab_size=300)
     _, run = run_logged_training(data, settings, load_settings(), tmp_path / "work")
-    st.cache_resource.clear()
-    try:
-        at = AppTest.from_file(APP, default_timeout=180)
-        at.run()
+    with fresh_app() as at:
         at.selectbox(key=widget_key("model_uri")).set_value("runs:").run()
         at.text_input(key=widget_key("mlflow_run_id")).input(run.run_id).run()
         assert not at.exception
@@ -435,8 +436,6 @@ def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, ti
         at.text_input(key=widget_key("mlflow_run_id")).input("no-such-run").run()
         errors = [e.value for e in at.sidebar.error]
         assert len(errors) == 1 and "unavailable" in errors[0]
-    finally:
-        st.cache_resource.clear()
 
 
 def test_csv_download_opens_in_a_spreadsheet_with_its_separator_and_accents(app):
