@@ -30,13 +30,18 @@ def browser():
         chromium.close()
 
 
+def new_window(browser, width: int = 1400, timeout: int = 120_000):
+    """A page in its own browser context: a separate Streamlit session, as another participant's window."""
+    window = browser.new_context(viewport={"width": width, "height": 1000}).new_page()
+    window.set_default_timeout(timeout)
+    return window
+
+
 @pytest.fixture
 def page(browser, server):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    yield page
-    context.close()
+    window = new_window(browser)
+    yield window
+    window.context.close()
 
 
 def wait_idle(page) -> None:
@@ -147,9 +152,7 @@ def test_batch_coding_returns_every_line_with_its_text(page, server, tmp_path):
 def test_two_queued_runs_in_two_windows_both_finish_in_order(browser, server):
     pages = []
     for _ in range(2):
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        window = context.new_page()
-        window.set_default_timeout(300_000)
+        window = new_window(browser, timeout=300_000)
         window.goto(f"{server}/train")
         wait_idle(window)
         rows = window.get_by_label("Subsample of the train split (rows)")
@@ -168,9 +171,7 @@ def test_two_queued_runs_in_two_windows_both_finish_in_order(browser, server):
 
 
 def test_at_800_px_the_sidebar_folds_and_figures_and_buttons_are_not_cut(browser, server):
-    context = browser.new_context(viewport={"width": 800, "height": 1000})
-    narrow = context.new_page()
-    narrow.set_default_timeout(120_000)
+    narrow = new_window(browser, width=800)
     narrow.goto(f"{server}/review")
     wait_idle(narrow)
     narrow.wait_for_function("document.querySelector(\"[data-testid='stSidebar']\").getBoundingClientRect().right < 40")
@@ -180,7 +181,7 @@ def test_at_800_px_the_sidebar_folds_and_figures_and_buttons_are_not_cut(browser
         .filter(e => { const t = e.querySelector('p, div') || e; return t.scrollWidth > t.clientWidth + 1; })
         .map(e => e.innerText)""")
     assert cut == []
-    context.close()
+    narrow.context.close()
 
 
 def test_clicking_a_confusion_square_shows_that_cell(page, server):

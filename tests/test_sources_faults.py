@@ -35,7 +35,23 @@ def cached_files(settings, kind: str) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
-class FileServer:
+class _LocalServer:
+    """A threaded HTTP server on 127.0.0.1 (`self.server`), stopped on leaving; `released` frees held requests."""
+
+    server: http.server.ThreadingHTTPServer
+    released: threading.Event
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FileServer(_LocalServer):
     """One file over HTTP whose successive GETs follow a script, then `then`:
 
     `ok`; `cut` (the full Content-Length announced, half the body sent, connection closed); `stall` (half the body,
@@ -110,17 +126,9 @@ class FileServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}/data.parquet"
 
-    def __enter__(self) -> FileServer:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
-class S3Proxy:
+class S3Proxy(_LocalServer):
     """A proxy in front of the local S3 that damages GETs of chosen keys, as a broken network path would:
 
     `truncate` (half the body with a matching short Content-Length and no checksum headers), `corrupt` (one byte
@@ -205,14 +213,6 @@ class S3Proxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.server.server_port}"
 
-    def __enter__(self) -> S3Proxy:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class SilentServer:
