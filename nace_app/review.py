@@ -157,8 +157,9 @@ def cell_examples(table: pl.DataFrame, level: str, true_group: str, predicted_gr
 def training_overlap_note(training: dict, data_fingerprint: str) -> tuple[bool, str]:
     """(safe, message): whether the model's training split is known to be disjoint from this test split."""
     if training.get("data_fingerprint") == data_fingerprint:
-        return True, ("This model was trained here on the train split of this very data: the test split below "
-                      "was never seen in training.")
+        rows = "train and validation splits" if training.get("early_stopping_on") == "an independent set" else "train split"
+        return True, (f"This model was trained here on the {rows} of this very data: the test split below was "
+                      "never seen in training.")
     if training:
         return False, ("This model was trained on other data: its training rows may overlap this test split, "
                        "so the figures may be optimistic.")
