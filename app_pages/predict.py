@@ -18,9 +18,7 @@ if "predict_link_read" not in st.session_state:  # a shared link sets the first 
                             top_k=shared.top_k, wanted_code=shared.code, wanted_rival=shared.rival,
                             explain_view=shared.view)
     if shared.model:
-        uri = next((u for u in ui.model_options() if u == shared.model or u.endswith("/" + shared.model[8:])
-                    and shared.model.startswith("trained:")), shared.model if shared.model.startswith("runs:/")
-                   else None)
+        uri = ui.model_uri_for_link(shared.model)
         if uri is None:
             st.session_state.link_notice = (f"The link was made with the model “{shared.model}”, which this server "
                                             "does not have: the codes below come from the default model.")

@@ -132,6 +132,18 @@ def model_options() -> dict[str, str]:
     return options
 
 
+def model_uri_for_link(model: str) -> str | None:
+    """The picker's URI for a link's model ("embedded", "runs:/<id>/model", "trained:<run id>"), None if absent."""
+    if model.startswith("runs:/"):
+        return model
+    if model == EMBEDDED and default_workspace().model_source.is_embedded:
+        return ""  # the default already is the embedded model
+    if model.startswith("trained:"):
+        run_id = model.removeprefix("trained:")
+        return next((run.uri for run in trained_runs() if run.run_id == run_id), None)
+    return model if model in model_options() else None
+
+
 def chosen_model_uri() -> str:
     uri = st.session_state.get(MODEL_KEY, "")
     if uri == "runs:":

@@ -417,6 +417,10 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     fresh = AppTest.from_file(APP, default_timeout=180)  # a reload: a new session on the same server
     fresh.run()
     assert any(running.job_id in label for label in fresh.sidebar.selectbox(key=widget_key("model_uri")).options)
+    linked = AppTest.from_file(APP, default_timeout=180)  # a link made on the trained model opens on it
+    linked.query_params.update({"text": "bakery", "model": f"trained:{running.job_id}"})
+    linked.run()
+    assert linked.session_state["model_uri"] == str(running.result.model_dir) and not linked.info
 
 
 def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, tiny_frame, tmp_path):
