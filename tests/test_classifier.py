@@ -71,13 +71,17 @@ def test_own_format_round_trip_is_identical_and_never_unpickles(loaded, tmp_path
     assert reloaded.labels == loaded.labels
 
 
-def test_half_precision_weights_keep_the_top_five_codes(loaded, tmp_path, tiny_frame):
+def test_half_precision_weights_halve_the_file_and_barely_move_probabilities(loaded, tmp_path, tiny_frame):
     texts = tiny_frame["label"].to_list()[:60]
     full = Classifier(loaded)
     half = Classifier(load_model(save_model(loaded.ttc, loaded.labels, tmp_path / "half", half_precision=True)))
     assert (tmp_path / "half" / "model.safetensors").stat().st_size < 0.6 * sum(
         t.numel() * 4 for t in loaded.ttc.pytorch_model.state_dict().values())
-    assert np.array_equal(full.top_k(full.predict_proba(texts), 5)[0], half.top_k(half.predict_proba(texts), 5)[0])
+    before, after = full.predict_proba(texts), half.predict_proba(texts)
+    assert np.abs(before - after).max() < 5e-3
+    ordered = np.sort(before, axis=1)
+    clear = ordered[:, -1] - ordered[:, -2] > 2e-3  # only near-ties may swap the best code
+    assert clear.any() and np.array_equal(before.argmax(1)[clear], after.argmax(1)[clear])
 
 
 def test_unsupported_architecture_falls_back_to_the_plain_forward(tiny_frame, tmp_path):
