@@ -130,14 +130,19 @@ class Classifier:
     def logits(self, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """float32 logits (N, classes), computed in chunks of similar length."""
+        return self.by_length_chunks(texts, self.num_classes, self.forward.logits, chunk_size, progress)
+
+    def by_length_chunks(self, texts: list[str], width: int,
+                         compute: Callable[[list[list[int]], int, int], torch.Tensor], chunk_size: int = DEFAULT_CHUNK,
+                         progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """`compute(ids, full_width, pad_id)` over texts sorted by length, in chunks; rows back in input order."""
         encoded = self.encode(texts)
         order = np.argsort([len(seq) for seq in encoded.ids], kind="stable")
-        out = np.empty((len(texts), self.num_classes), dtype=np.float32)
+        out = np.empty((len(texts), width), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(texts), chunk_size):
                 rows = order[start : start + chunk_size]
-                chunk = [encoded.ids[i] for i in rows]
-                out[rows] = self.forward.logits(chunk, encoded.full_width, encoded.pad_id).numpy()
+                out[rows] = compute([encoded.ids[i] for i in rows], encoded.full_width, encoded.pad_id).numpy()
                 if progress is not None:
                     progress(min(start + chunk_size, len(texts)), len(texts))
         return out

@@ -32,19 +32,13 @@ def sentence_embeddings(classifier: Classifier, texts: list[str], chunk_size: in
         raise NaceAppError("similar examples need one sentence embedding per text; a label-attention model has one "
                            "per class")
     dim = classifier.model.classification_head.input_dim
-    out = np.empty((len(texts), dim), dtype=np.float32)
     if not texts:
-        return out
-    encoded = classifier.encode(texts)
-    order = np.argsort([len(seq) for seq in encoded.ids], kind="stable")
-    with torch.inference_mode():
-        for start in range(0, len(texts), chunk_size):
-            rows = order[start : start + chunk_size]
-            vectors = classifier.forward.sentences([encoded.ids[i] for i in rows], encoded.full_width, encoded.pad_id)
-            out[rows] = torch.nn.functional.normalize(vectors, dim=-1).numpy()
-            if progress is not None:
-                progress(min(start + chunk_size, len(texts)), len(texts))
-    return out
+        return np.empty((0, dim), dtype=np.float32)
+
+    def unit_sentences(ids: list[list[int]], full_width: int, pad_id: int) -> torch.Tensor:
+        return torch.nn.functional.normalize(classifier.forward.sentences(ids, full_width, pad_id), dim=-1)
+
+    return classifier.by_length_chunks(texts, dim, unit_sentences, chunk_size, progress)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_health(url: str, timeout: float) -> bool:
+    """Whether `url`'s `/_stcore/health` answered `ok` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
 class AppServer:
     """`streamlit run app.py` with extra environment; `url`, `peak_mb()` and `stop()`."""
 
@@ -40,15 +52,9 @@ class AppServer:
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
              "--server.port", str(self.port), "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
-                    return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"streamlit did not start within {timeout:.0f} s; see {log_path}")
+        if not wait_for_health(self.url, timeout):
+            self.stop()
+            raise RuntimeError(f"streamlit did not start within {timeout:.0f} s; see {log_path}")
 
     def peak_mb(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():

@@ -8,15 +8,14 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+
+from nace_app.serving import free_port, wait_for_health
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -93,12 +92,6 @@ def test_image_is_python_311_slim_runs_as_a_user_and_takes_address_and_port_from
     assert "whl/cpu" in build and "--frozen" in build  # CPU torch; everything else exactly as locked
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH")
 def test_entry_command_with_the_images_environment_answers_the_health_check(tmp_path):
     """The image's CMD and HEALTHCHECK, run here with its ENV; only the port, address and folders are local."""
@@ -110,14 +103,7 @@ def test_entry_command_with_the_images_environment_answers_the_health_check(tmp_
     with (tmp_path / "streamlit.log").open("w") as log:
         server = subprocess.Popen(exec_form(command), cwd=REPO, env=environment, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
-                    break
-            except OSError:
-                time.sleep(0.3)
-        else:
+        if not wait_for_health(f"http://127.0.0.1:{port}", 120):
             pytest.fail(f"no health answer within 120 s: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
         check = subprocess.run(healthcheck_command(), env=environment, capture_output=True, text=True, timeout=30)
         assert check.returncode == 0, check.stderr
