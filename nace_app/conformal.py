@@ -117,6 +117,18 @@ def calibrate(probabilities: np.ndarray, true_index: np.ndarray, coverage: float
     return ConformalCalibrator(quantile, coverage, n, randomized)
 
 
+def true_indices(labels: list[str], codes: list[str]) -> np.ndarray:
+    """Each code's class index in the model's labels, -1 for codes the model does not know."""
+    index = {code: i for i, code in enumerate(labels)}
+    return np.array([index.get(code, -1) for code in codes], dtype=np.int64)
+
+
+def calibrate_classifier(classifier: Any, calibration: pl.DataFrame, coverage: float) -> ConformalCalibrator:
+    """Calibrated on labelled rows (code, label) the model did not train on: the validation split."""
+    probabilities = classifier.predict_proba(calibration["label"].to_list())
+    return calibrate(probabilities, true_indices(classifier.labels, calibration["code"].to_list()), coverage)
+
+
 @dataclass(frozen=True)
 class CoverageReport:
     """How the sets did on labelled rows: coverage next to the level asked for, their sizes, per group."""
