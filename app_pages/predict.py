@@ -1,6 +1,4 @@
-"""Predict: top-k NACE codes for a description, why each code, and batch coding of a file."""
-
-import html
+"""Predict: top-k NACE codes for a description, why each code, similar labelled rows, corrections, batch coding."""
 
 import streamlit as st
 
@@ -138,7 +136,7 @@ with single:
             st.warning("Most of this text is unknown to the model (other alphabets, emoji, symbols or rare words): "
                        "the codes below are little more than a guess.", icon=":material/help:")
         if read_until is not None:
-            st.info(f"This model reads a fixed window: it saw only “{html.escape(text[:read_until])}…”. The rest "
+            st.info(f"This model reads a fixed window: it saw only “{ui.literal(text[:read_until])}…”. The rest "
                     "(struck through below) changes nothing.", icon=":material/content_cut:")
         best_ten = Prediction(text, ui.top_candidates(classifier, text))
         candidates = best_ten.candidates[:top_k]
@@ -146,7 +144,7 @@ with single:
         selected = predicting.explained_code(codes, st.session_state.get("selected_code"),
                                              st.session_state.get("wanted_code"))
         st.session_state.selected_code = selected
-        st.caption(f"Codes for: “{html.escape(text[:120])}{'…' if len(text) > 120 else ''}” · model "
+        st.caption(f"Codes for: “{ui.literal(text[:120])}{'…' if len(text) > 120 else ''}” · model "
                    f"`{current.source.shown_uri}`")
 
         left, right = st.columns([5, 7], gap="medium")
@@ -154,6 +152,11 @@ with single:
             st.subheader("Candidates")
             decision = predicting.verdict(best_ten, score_name, threshold)
             (st.success if decision.automatic else st.warning)(decision.sentence)
+            try:
+                st.markdown(predicting.set_sentence(ui.prediction_set(classifier, current.data, text, ui.coverage_level()),
+                                                    ui.coverage_level()))
+            except NaceAppError as exc:
+                st.caption(f"No prediction set: {ui.literal(str(exc))}")
             for rank, candidate in enumerate(candidates, start=1):
                 with st.container(border=True):
                     st.markdown(f"**{rank}. `{candidate.code}`** {candidate.heading}")
@@ -170,6 +173,19 @@ with single:
                                         label_visibility="collapsed") or shown_views[0]
             {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
              "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
+        st.subheader("Similar labelled examples")
+        try:
+            similar = ui.similar_examples(classifier, current.data, text)
+        except NaceAppError as exc:
+            st.caption(ui.literal(str(exc)))
+        else:
+            st.caption("The training rows this model sees as closest to the description (cosine of its sentence "
+                       "embeddings): the evidence to check a code against.")
+            st.dataframe([{"description": n.text, "code": n.code, "heading": n.heading, "similarity": n.similarity}
+                          for n in similar], hide_index=True, width="stretch", column_config={
+                             "similarity": st.column_config.NumberColumn("Similarity", format="%.2f")})
+        with st.expander("Confirm or correct the code", icon=":material/rate_review:"):
+            ui.correction_form(text, codes[0], classifier, default_code=selected, key=f"predict_{abs(hash((text, selected)))}")
         model_link = (None if current.is_default else "embedded" if current.source.is_embedded
                       else f"trained:{current.trained.run_id}" if current.trained else
                       current.source.uri if current.source.uri.startswith("runs:/") else None)
@@ -185,7 +201,7 @@ with batch_tab:
         try:
             read = batch.read_upload(upload.name, upload.getvalue())
         except NaceAppError as exc:
-            st.error(html.escape(str(exc)))
+            st.error(ui.literal(str(exc)))
             st.stop()
         frame = read.frame
         column = st.selectbox("Text column", frame.columns, index=frame.columns.index(batch.guess_text_column(frame)),
@@ -200,7 +216,7 @@ with batch_tab:
                                          progress=lambda done, total: bar.progress(
                                              done / total, text=f"Coded {done:,} of {total:,}"))
             except NaceAppError as exc:
-                st.error(html.escape(str(exc)))
+                st.error(ui.literal(str(exc)))
                 st.stop()
             st.session_state.batch_result = (request, coded)
         result = st.session_state.get("batch_result")

@@ -1,10 +1,10 @@
-"""Review: test-split figures at every NACE level, calibration, automation threshold, errors and their explanations."""
-
-import html
+"""Review: test-split figures at every NACE level, calibration, automation rules, prediction sets, errors with their
+explanations and similar examples, and reviewers' corrections."""
 
 import streamlit as st
 
 from nace_app import explain, figures, metrics, review, ui
+from nace_app.errors import NaceAppError
 from nace_app.highlight import highlighted_text_html
 from nace_app.nomenclature import LEVELS
 
@@ -56,15 +56,57 @@ def show_automation() -> None:
     chosen = metrics.automation_at(score, correct, threshold)
     st.caption(f"Automatic when the **{score_name}** reaches **{threshold:.2f}**: change both in the sidebar; the "
                "Predict page uses the same rule.")
-    automation_columns = st.columns(2)
+    show_automation_cards(chosen, table.height)
+    st.plotly_chart(figures.automation_curve(metrics.automation_curve(score, correct), chosen), width="stretch")
+    level = ui.coverage_level()
+    st.markdown(f"**Or automate the descriptions whose {level:.0%} prediction set holds one code** (coverage in the "
+                "sidebar)")
+    try:
+        report = ui.coverage_report(classifier, data, level)
+    except NaceAppError as exc:
+        st.caption(ui.literal(str(exc)))
+        return
+    st.caption(f"On the {report.rows:,} test rows not used to calibrate the sets.")
+    show_automation_cards(review.set_of_one_automation(report), report.rows)
+
+
+def show_automation_cards(chosen: dict[str, float], rows: int) -> None:
+    automation_columns = st.columns(4)
     automation_columns[0].metric("Coded automatically", f"{chosen['automated_share']:.1%}",
-                                 help=f"{chosen['automated_count']:,} of {table.height:,} test rows")
+                                 help=f"{chosen['automated_count']:,} of {rows:,} test rows")
     automation_columns[1].metric("Accuracy of automatic codes",
                                  "–" if chosen["automated_count"] == 0 else f"{chosen['automated_accuracy']:.1%}")
-    automation_columns = st.columns(2)
-    automation_columns[0].metric("Confident errors let through", f"{chosen['confident_errors']:,}")
-    automation_columns[1].metric("Left for manual review", f"{chosen['manual_count']:,}")
-    st.plotly_chart(figures.automation_curve(metrics.automation_curve(score, correct), chosen), width="stretch")
+    automation_columns[2].metric("Confident errors let through", f"{chosen['confident_errors']:,}")
+    automation_columns[3].metric("Left for manual review", f"{chosen['manual_count']:,}")
+
+
+def show_prediction_sets() -> None:
+    level = ui.coverage_level()
+    try:
+        report = ui.coverage_report(classifier, data, level)
+    except NaceAppError as exc:
+        st.info(ui.literal(str(exc)))
+        return
+    st.caption(f"{ui.calibration_plan(classifier, data).note} Method: {report.method} (split conformal prediction). "
+               "Change the level in the sidebar.")
+    columns = st.columns(4)
+    columns[0].metric("Coverage asked for", f"{report.level:.0%}")
+    columns[1].metric("Coverage on the test rows", f"{report.coverage:.1%}",
+                      help=f"Share of {report.rows:,} held-out test rows whose true code is in their set. The "
+                           "guarantee is on average over texts like the calibration rows.")
+    columns[2].metric("Mean set size", f"{report.mean_set_size:.1f} codes", help=f"median {report.median_set_size:.0f}")
+    columns[3].metric("Sets of one code", f"{report.singleton_share:.1%}",
+                      help=f"their accuracy: {report.singleton_accuracy:.1%}")
+    if report.unknown_rows:
+        st.caption(f"{report.unknown_rows:,} rows have codes the model does not know: no set can hold them, they are "
+                   "left out.")
+    st.plotly_chart(figures.set_sizes(report.set_sizes, report.level), width="stretch")
+    st.markdown("**By section**")
+    st.dataframe(report.by_group, hide_index=True, width="stretch", column_config={
+        "group": "Section", "rows": "Test rows",
+        "coverage": st.column_config.NumberColumn("Coverage", format="%.3f"),
+        "mean_set_size": st.column_config.NumberColumn("Mean set size", format="%.1f"),
+        "singleton_share": st.column_config.NumberColumn("Sets of one", format="%.2f")})
 
 
 def show_calibration() -> None:
@@ -87,12 +129,49 @@ def show_per_class() -> None:
     shown = review.search_classes(class_table, query, section, table)
     st.caption(f"{shown.height:,} of {class_table.height:,} classes (in the test split or predicted) · click a column "
                "header to sort · empty precision: never predicted")
-    st.dataframe(shown, width="stretch", hide_index=True, height=420, column_config={
+    event = st.dataframe(shown, width="stretch", hide_index=True, height=420, on_select="rerun",
+                         selection_mode="single-row", key=f"class_table_{hash((query, section))}", column_config={
         "code": "Code", "heading": "Heading", "section": "Section", "support": "Test rows",
         "precision": st.column_config.NumberColumn("Precision", format="%.2f"),
         "recall": st.column_config.NumberColumn("Recall", format="%.2f"),
         "f1": st.column_config.NumberColumn("F1", format="%.2f"),
         "most_confused_with": "Most confused with", "confused_count": "Times"})
+    picked = event.selection.rows if event and event.selection else []
+    if picked:
+        st.session_state.words_class = shown["code"][picked[0]]
+    show_class_words(st.session_state.get("words_class"))
+
+
+def show_class_words(code: str | None) -> None:
+    words = ui.class_words_table(classifier, data)
+    if words is None:
+        st.caption("Click a class to see the words that drive it and the words that pull its rows to a wrong code. "
+                   f"This explains all {test.height:,} test rows once (integrated gradients), then is kept on disk.")
+        if st.button("Compute the words of every class", icon=":material/insights:"):
+            bar = st.progress(0.0, text="Explaining the test rows…")
+            ui.compute_class_words(classifier, data, lambda done, total: bar.progress(
+                done / total, text=f"Explained {done:,} of {total:,} test rows"))
+            st.rerun()
+        return
+    if code is None:
+        st.caption("Click a class in the table to see the words that drive it.")
+        return
+    toward, away = review.words_of_class(words, code)
+    st.markdown(f"**Words of `{code}`** · {ui.literal(nomenclature.heading(code))}")
+    columns = st.columns(2)
+    with columns[0]:
+        st.caption("Words that drive it (mean attribution over its test rows)")
+        st.dataframe(toward, hide_index=True, width="stretch", column_config={
+            "rank": None, "word": "Word", "rows": "Rows with it",
+            "mean_score": st.column_config.NumberColumn("Mean score", format="%+.3f")})
+    with columns[1]:
+        st.caption("Words that pull its rows to a wrong code (in its misclassified rows)")
+        if away.height == 0:
+            st.caption("None: its test rows are all coded right.")
+        else:
+            st.dataframe(away, hide_index=True, width="stretch", column_config={
+                "rank": None, "word": "Word", "wrong_code": "Toward", "rows": "Rows",
+                "mean_score": st.column_config.NumberColumn("Mean pull", format="%+.3f")})
 
 
 def show_confusions() -> None:
@@ -117,7 +196,7 @@ def show_confusions() -> None:
     st.session_state[f"cell_{level}"] = cell
     examples = review.cell_examples(table, level, cell[0], cell[1], nomenclature)
     st.markdown(f"**{examples.height:,} test rows** true `{cell[0]}` → predicted `{cell[1]}` "
-                f"({html.escape(nomenclature.heading(cell[0]))} → {html.escape(nomenclature.heading(cell[1]))})")
+                f"({ui.literal(nomenclature.heading(cell[0]))} → {ui.literal(nomenclature.heading(cell[1]))})")
     st.dataframe(examples.select("text", "true_code", "predicted_code", "probability").head(200),
                  width="stretch", hide_index=True, column_config={
                      "text": "Description", "true_code": "True", "predicted_code": "Predicted",
@@ -199,12 +278,63 @@ def show_misclassifications() -> None:
         st.markdown(f"**Why `{predicted}` rather than `{true}`**")
         st.html(highlighted_text_html(row["text"], explain.contrast(predicted_explanation, true_explanation),
                                       f"{predicted} over {true}"))
+    show_similar_and_correction(row)
 
 
-views = st.tabs(["Automation", "Calibration", "Per class", "Confusions", "Errors"], key="review_view",
-                on_change="rerun")  # only the open tab is computed
-for view, show in zip(views, (show_automation, show_calibration, show_per_class, show_confusions,
-                              show_misclassifications), strict=True):
+def show_similar_and_correction(row: dict) -> None:
+    st.markdown("**Similar training rows**")
+    try:
+        similar = ui.similar_examples(classifier, data, row["text"])
+    except NaceAppError as exc:
+        st.caption(ui.literal(str(exc)))
+    else:
+        st.dataframe([{"description": n.text, "code": n.code, "heading": n.heading, "similarity": n.similarity}
+                      for n in similar], hide_index=True, width="stretch",
+                     column_config={"similarity": st.column_config.NumberColumn("Similarity", format="%.2f")})
+    ui.correction_form(row["text"], row["predicted_code"], classifier, default_code=row["true_code"],
+                       key=f"review_{row['row']}")
+
+
+def show_corrections() -> None:
+    try:
+        store = ui.correction_store()
+    except NaceAppError as exc:
+        st.error(ui.literal(str(exc)))
+        return
+    st.caption("Codes confirmed or corrected by reviewers on this server (Predict page and the error browser), kept "
+               f"in `{store.path}`. The Train page can add them to the training rows.")
+    filter_columns = st.columns(2)
+    with filter_columns[0]:
+        words = ui.kept(st.text_input, "Text or comment contains", key="corrections_search", default="")
+    with filter_columns[1]:
+        code = ui.kept(st.text_input, "Code starts with", key="corrections_code", default="")
+    corrections = store.frame(words, code)
+    if corrections.height == 0:
+        st.info("No corrections yet: confirm or correct a code on the Predict page or under **Errors**."
+                if not (words or code) else "No corrections match these filters.")
+        return
+    st.dataframe(corrections, hide_index=True, width="stretch", column_config={
+        "id": st.column_config.NumberColumn("#", width="small"), "created_at": "When (UTC)", "text": "Description",
+        "proposed_code": "Model's code", "corrected_code": "Right code", "model_name": "Model",
+        "model_fingerprint": None, "comment": "Comment"})
+    actions = st.columns([2, 1, 2], vertical_alignment="bottom")
+    actions[0].download_button("Download all corrections (CSV)", store.to_csv_bytes(), "corrections.csv",
+                               mime="text/csv", width="stretch")
+    undo_id = actions[1].selectbox("Correction", corrections["id"].to_list(), key="undo_id",
+                                   format_func=lambda i: f"#{i}")
+    if actions[2].button("Undo this correction", icon=":material/undo:", width="stretch"):
+        try:
+            store.undo(int(undo_id))
+        except NaceAppError as exc:
+            st.error(ui.literal(str(exc)))
+        else:
+            st.rerun()
+
+
+views = st.tabs(["Automation", "Prediction sets", "Calibration", "Per class", "Confusions", "Errors", "Corrections"],
+               key="review_view", on_change="rerun")  # only the open tab is computed
+for view, show in zip(views, (show_automation, show_prediction_sets, show_calibration, show_per_class,
+                              show_confusions, show_misclassifications, show_corrections), strict=True):
     with view:
         if view.open:
             show()

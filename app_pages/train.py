@@ -1,10 +1,10 @@
-"""Train: a small run on a subsample, live curves, a stop button, MLflow tracking, and a model usable at once."""
-
-import html
+"""Train: a small run on a subsample, live curves, a stop button, MLflow tracking, and a model usable at once;
+optionally with the reviewers' corrections added to the training rows."""
 
 import streamlit as st
 
-from nace_app import figures, ui
+from nace_app import evaluation, figures, ui
+from nace_app.errors import NaceAppError
 from nace_app.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, TrainingJob, probe_lines
 from nace_app.predicting import EXAMPLES
 from nace_app.runs import model_zip as zipped
@@ -53,6 +53,18 @@ with third:
 probes = ui.kept(st.text_area, "Probe descriptions (one per line): their top-3 codes are recomputed after every epoch",
                  key="train_probes", default="\n".join(EXAMPLES[:3]), height=90)
 
+try:
+    corrections = ui.correction_store().training_rows()
+except NaceAppError as exc:
+    corrections = None
+    st.caption(f"Corrections unavailable: {ui.literal(str(exc))}")
+with_corrections = corrections is not None and corrections.height > 0 and ui.kept(
+    st.toggle, f"Train with the corrections ({corrections.height:,} "
+               f"description{'s' if corrections.height > 1 else ''}, Review › Corrections)",
+    key="train_with_corrections", default=False,
+    help="Adds each corrected description, with its right code, to the training rows (the latest correction of a "
+         "text counts). Corrected test descriptions are then left out of the before/after figures.")
+
 settings_error = None
 try:
     settings = TrainingSettings(sample_size=int(sample_size), epochs=epochs, batch_size=batch_size,
@@ -62,7 +74,7 @@ try:
 except ValueError as exc:  # NaceAppError: the settings explain themselves
     settings, settings_error = None, str(exc)
 if settings_error:
-    st.error(html.escape(settings_error))
+    st.error(ui.literal(settings_error))
 else:
     st.caption(f"Estimated duration: about {estimate_seconds(settings, train_rows):.0f} s on 2 CPU cores.")
 start = st.button("Start training", type="primary", disabled=running or settings is None,
@@ -70,7 +82,8 @@ start = st.button("Start training", type="primary", disabled=running or settings
 
 if start and settings is not None:
     job = registry.add(TrainingJob(data, settings, current.settings, ui.training_queue(),
-                                   probe_texts=probe_lines(probes)).start())
+                                   probe_texts=probe_lines(probes),
+                                   extra_rows=corrections if with_corrections else None).start())
     st.session_state.training_job_id = job.job_id
     st.query_params["job"] = job.job_id
     st.rerun()
@@ -106,8 +119,24 @@ def live_view(job: TrainingJob) -> None:
 
 live_view(job)
 
+
+def show_correction_effect(corrections, model_dir: str) -> None:
+    """Before/after on the same test split, without the corrected descriptions (the new model trained on them)."""
+    test, left_out = evaluation.without_texts(data.splits.test, corrections["label"].to_list())
+    before, after = ui.default_workspace().classifier, ui.opened_classifier(model_dir)
+    st.markdown(f"**With the {corrections.height:,} corrections: before and after**")
+    if left_out:
+        st.caption(f"{left_out:,} corrected descriptions are in the test split: both models are measured without "
+                   "them, since this run trained on them.")
+    st.dataframe(evaluation.comparison_rows({
+        "default model · test": ui.evaluation_on(before, test), "this run · test": ui.evaluation_on(after, test),
+        "default model · the corrections": ui.evaluation_on(before, corrections),
+        "this run · the corrections (trained on)": ui.evaluation_on(after, corrections)}),
+        hide_index=True, width="stretch", column_config={k: st.column_config.NumberColumn(format="%.3f")
+                                                         for k in ("top-1", "top-5", "macro-F1", "ECE")})
+
 if job.state == FAILED:
-    st.error(f"The run failed: {html.escape(job.error or '')}")
+    st.error(f"The run failed: {ui.literal(job.error or '')}")
 elif job.state == STOPPED and job.result is None:
     st.warning(job.error or "The run was stopped before it produced a model.")
 elif job.result is not None:
@@ -119,11 +148,13 @@ elif job.result is not None:
     st.dataframe(results_table(result, default), hide_index=True, width="stretch",
                  column_config={k: st.column_config.NumberColumn(format="%.3f")
                                 for k in ("top-1", "top-5", "macro-F1", "ECE", "section", "division")})
+    if job.extra_rows is not None:
+        show_correction_effect(job.extra_rows, str(result.model_dir))
     run = job.run
     if run is not None and run.failure is None:
         st.caption(f"MLflow run `{run.run_id}` · {run.link}")
     elif run is not None:
-        st.warning(f"Training finished, but {html.escape(run.failure or '')}. The model is still usable here.")
+        st.warning(f"Training finished, but {ui.literal(run.failure or '')}. The model is still usable here.")
     weaker = much_weaker(result, default)
     if weaker:
         st.warning(f"This model is much weaker than the default on the same test split (top-1 "

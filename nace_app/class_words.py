@@ -175,6 +175,11 @@ def top_class_words(words: pl.DataFrame, per_class: int = 10) -> pl.DataFrame:
             .sort("code", "kind", "rank"))
 
 
+def cache_path(classifier: Classifier, test: pl.DataFrame, cache_dir: Path) -> Path:
+    """Where `class_words` keeps the table of (model, test data): a page shows it at once when this file exists."""
+    return cache_dir / "class_words" / f"{classifier.fingerprint}-{fingerprint(test)}.parquet"
+
+
 def class_words(classifier: Classifier, test: pl.DataFrame, cache_dir: Path, per_class: int = 10,
                 progress: Callable[[int, int], None] | None = None) -> pl.DataFrame:
     """Columns code, kind ('toward' | 'pulls_away'), rank, word, mean_score, rows, class_rows, wrong_code.
@@ -182,7 +187,7 @@ def class_words(classifier: Classifier, test: pl.DataFrame, cache_dir: Path, per
     Computed once per (model, test data) and cached under `cache_dir`; `progress(done, total)` is called only
     when the rows are explained, not on a cache hit.
     """
-    path = cache_dir / "class_words" / f"{classifier.fingerprint}-{fingerprint(test)}.parquet"
+    path = cache_path(classifier, test, cache_dir)
     if path.is_file():
         return top_class_words(pl.read_parquet(path), per_class)
     words = all_class_words(classifier, test, progress)

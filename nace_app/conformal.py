@@ -35,9 +35,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from nace_app.data import Splits
 from nace_app.errors import NaceAppError
 
 MIN_LEVEL, MAX_LEVEL = 0.80, 0.99
+CALIBRATION_SEED = 42
 
 
 @dataclass(frozen=True)
@@ -124,9 +126,36 @@ def true_indices(labels: list[str], codes: list[str]) -> np.ndarray:
 
 
 def calibrate_classifier(classifier: Any, calibration: pl.DataFrame, coverage: float) -> ConformalCalibrator:
-    """Calibrated on labelled rows (code, label) the model did not train on: the validation split."""
+    """Calibrated on labelled rows (code, label) the model did not train on (see `calibration_plan`)."""
     probabilities = classifier.predict_proba(calibration["label"].to_list())
     return calibrate(probabilities, true_indices(classifier.labels, calibration["code"].to_list()), coverage)
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """Which labelled rows calibrate the sets and which ones measure their coverage: never the same rows."""
+
+    calibration: pl.DataFrame
+    held_out: pl.DataFrame
+    note: str
+
+
+def calibration_plan(training: dict[str, Any], splits: Splits) -> CalibrationPlan:
+    """The validation split, unless the model trained on it: then one half of the test split, measured on the other.
+
+    Calibrating on rows the model has learned gives too small sets (its scores there are too good), so a model
+    trained here on train + validation (the embedded one) is calibrated on a fixed half of the test split.
+    """
+    trained_on_validation = (training.get("data_fingerprint") == splits.data_fingerprint
+                             and training.get("early_stopping_on") == "an independent set")
+    if not trained_on_validation:
+        return CalibrationPlan(splits.validation, splits.test,
+                               f"Calibrated on the {splits.validation.height:,} rows of the validation split.")
+    shuffled = splits.test.sample(fraction=1.0, shuffle=True, seed=CALIBRATION_SEED)
+    half = shuffled.height // 2
+    return CalibrationPlan(shuffled.head(half), shuffled.tail(shuffled.height - half),
+                           f"This model trained on the validation split: the sets are calibrated on {half:,} rows of "
+                           f"the test split (a fixed half) and measured on the other {shuffled.height - half:,}.")
 
 
 @dataclass(frozen=True)

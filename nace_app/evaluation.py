@@ -58,3 +58,16 @@ def evaluate_classifier(classifier, frame: pl.DataFrame) -> Evaluation:
     """A classifier on a labelled frame (columns code, label)."""
     probabilities = classifier.predict_proba(frame["label"].to_list())
     return evaluate(frame["code"].to_list(), probabilities, classifier.labels, classifier.nomenclature)
+
+
+def without_texts(frame: pl.DataFrame, texts: list[str]) -> tuple[pl.DataFrame, int]:
+    """`frame` without the rows whose text is in `texts`, and how many rows that removed."""
+    kept = frame.filter(~pl.col("label").is_in(texts))
+    return kept, frame.height - kept.height
+
+
+def comparison_rows(evaluations: dict[str, Evaluation]) -> list[dict[str, Any]]:
+    """One table row per (model, split) name: the figures the Train page sets side by side."""
+    return [{"model / split": name, "rows": e.n, "top-1": e.top1_accuracy, "top-5": e.top5_accuracy,
+             "macro-F1": e.macro_f1, "ECE": e.ece, "section": e.accuracy_by_level.get("section"),
+             "division": e.accuracy_by_level.get("division")} for name, e in evaluations.items()]

@@ -125,3 +125,14 @@ def training_curves(steps: list[tuple[int, float]], epochs: list[dict[str, float
     accuracy.update_xaxes(title="epoch", range=[0.5, max(len(epochs), 1) + 0.5])
     accuracy.update_yaxes(tickformat=".0%", range=[0, 1])
     return _layout(loss, "Loss"), _layout(accuracy, "Accuracy")
+
+
+def set_sizes(sizes: pl.DataFrame, level: float) -> go.Figure:
+    """How many codes the prediction sets hold (columns size, rows): a bar per size, sizes over 20 grouped."""
+    capped = sizes.with_columns(pl.when(pl.col("size") > 20).then(pl.lit("21+")).otherwise(pl.col("size").cast(pl.String))
+                                .alias("label")).group_by("label", maintain_order=True).agg(pl.col("rows").sum())
+    figure = go.Figure(go.Bar(x=capped["label"].to_list(), y=capped["rows"].to_list(), marker_color=TOWARD,
+                              hovertemplate="%{y:,} rows with %{x} codes<extra></extra>"))
+    figure.update_xaxes(title="codes in the set", type="category")
+    figure.update_yaxes(title="rows")
+    return _layout(figure, f"Prediction-set sizes at {level:.0%} coverage")

@@ -81,3 +81,15 @@ def nace_path(nomenclature: Nomenclature, code: str) -> str:
 def points(value: float) -> str:
     """A difference of two probabilities, in percentage points."""
     return f"{value * 100:+.1f} points"
+
+
+SET_CODES_SHOWN = 8
+
+
+def set_sentence(codes: list[str], level: float) -> str:
+    """The prediction set as the candidates card says it: the codes, and what a set of one means."""
+    shown = ", ".join(f"`{code}`" for code in codes[:SET_CODES_SHOWN])
+    more = f" and {len(codes) - SET_CODES_SHOWN} more" if len(codes) > SET_CODES_SHOWN else ""
+    verdict = (" · a set of one code: safe to code automatically" if len(codes) == 1
+               else f" · {len(codes)} codes: a reviewer should choose")
+    return f"With {level:.0%} coverage: {shown}{more}{verdict}"

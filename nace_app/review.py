@@ -8,6 +8,8 @@ import numpy as np
 import polars as pl
 
 from nace_app import metrics
+from nace_app.class_words import PULLS_AWAY, TOWARD
+from nace_app.conformal import CoverageReport
 from nace_app.nomenclature import Nomenclature
 
 SCORE_COLUMNS = {metrics.TOP1_PROBABILITY: "probability", metrics.CONFIDENCE_INDEX: "confidence_index"}
@@ -165,3 +167,20 @@ def training_overlap_note(training: dict, data_fingerprint: str) -> tuple[bool, 
                        "so the figures may be optimistic.")
     return False, ("This model's training split is unknown (as for the published pretrained model): it may "
                    "overlap this test split, so the figures may be optimistic.")
+
+
+def set_of_one_automation(report: CoverageReport) -> dict[str, float]:
+    """"Code automatically when the set holds one code", in the keys of `metrics.automation_at` for the same cards."""
+    automated = round(report.singleton_share * report.rows)
+    errors = round(automated * (1 - report.singleton_accuracy)) if automated else 0
+    return {"automated_share": report.singleton_share, "automated_count": automated,
+            "automated_accuracy": report.singleton_accuracy if automated else float("nan"),
+            "confident_errors": errors, "manual_count": report.rows - automated}
+
+
+def words_of_class(words: pl.DataFrame, code: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(words that drive the class, words that pull its rows to a wrong code) from `class_words.class_words`."""
+    rows = words.filter(pl.col("code") == code)
+    toward = rows.filter(pl.col("kind") == TOWARD).select("rank", "word", "mean_score", "rows")
+    away = rows.filter(pl.col("kind") == PULLS_AWAY).select("rank", "word", "wrong_code", "rows", "mean_score")
+    return toward, away

@@ -6,7 +6,8 @@ session state are involved. (`config` also reads Streamlit secrets, without impo
 
 from __future__ import annotations
 
-import html
+import re
+import string
 import threading
 import time
 from collections.abc import Callable
@@ -14,13 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import polars as pl
 import streamlit as st
 
-from nace_app import explain, figures
+from nace_app import class_words, conformal, explain, figures
 from nace_app.classifier import Candidate, Classifier
 from nace_app.config import EMBEDDED, Settings, load_settings
+from nace_app.corrections import CorrectionStore
+from nace_app.data import fingerprint
 from nace_app.errors import NaceAppError
 from nace_app.metrics import AUTOMATION_SCORES
+from nace_app.neighbours import Neighbour, NeighbourIndex
+from nace_app.nomenclature import load_nomenclature
 from nace_app.opening import DataSet, OpenedModel, Workspace, open_model, open_workspace
 from nace_app.prediction_cache import cached_probabilities
 from nace_app.runs import TrainedRun, list_trained_runs
@@ -30,10 +36,26 @@ MODEL_KEY = "model_uri"
 RUN_ID_KEY = "mlflow_run_id"
 THRESHOLD_KEY = "automation_threshold"
 SCORE_KEY = "automation_score"
+COVERAGE_KEY = "coverage_level"
 DEFAULT_THRESHOLD = 0.5
+DEFAULT_COVERAGE = 0.90
 FAILURE_MEMORY_SECONDS = 30.0
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]+")
 BY_FINGERPRINT = {Classifier: lambda classifier: classifier.fingerprint,
-                  DataSet: lambda data: data.fingerprint}
+                  DataSet: lambda data: data.fingerprint,
+                  pl.DataFrame: fingerprint}
+_MARKDOWN_SPECIALS = str.maketrans({c: "\\" + c for c in string.punctuation})
+
+
+_AUTOLINKS = re.compile(r"(?<=:)(?=//)|(?<=www)(?=\.)|(?<=@)", re.IGNORECASE)
+
+
+def literal(text: str) -> str:
+    """User text inside Streamlit markdown (errors, captions): shown as typed, never as a link, image or markup.
+
+    Backslashes escape the markup; a zero-width space stops GitHub-style autolinks (http://, www., e-mail).
+    """
+    return _AUTOLINKS.sub("\u200b", text).translate(_MARKDOWN_SPECIALS)
 
 
 # --- widget state ---------------------------------------------------------------------------------------------------
@@ -81,6 +103,11 @@ def _opened(uri: str) -> OpenedModel:
     return open_model(uri, workspace.settings, allow_pickle=False, data=workspace.data)
 
 
+def opened_classifier(uri: str) -> Classifier:
+    """A model of the picker (a run trained here, by its folder) without selecting it."""
+    return _opened(uri).classifier
+
+
 _failures: dict[str, tuple[float, str]] = {}
 _failures_lock = threading.Lock()
 
@@ -112,7 +139,7 @@ class Active:
 
 
 def fail(exc: NaceAppError) -> None:
-    st.error(f"Cannot load: {html.escape(str(exc))}", icon=":material/error:")
+    st.error(f"Cannot load: {literal(str(exc))}", icon=":material/error:")
     st.stop()
 
 
@@ -148,7 +175,7 @@ def chosen_model_uri() -> str:
     uri = st.session_state.get(MODEL_KEY, "")
     if uri == "runs:":
         run_id = str(st.session_state.get(RUN_ID_KEY, "")).strip()
-        return f"runs:/{run_id}/model" if run_id else ""
+        return f"runs:/{run_id.replace('/', '%2F')}/model" if run_id else ""
     return uri
 
 
@@ -159,9 +186,11 @@ def _resolve_active() -> Active:
     if not uri:
         return default
     try:
+        if uri.startswith("runs:/") and not _RUN_ID.fullmatch(uri.split("/")[1]):
+            raise NaceAppError(f"an MLflow run id has only letters, digits, - and _, got {uri.split('/')[1]!r}")
         opened = _open_remembering_failures(uri)
     except NaceAppError as exc:
-        st.sidebar.error(html.escape(str(exc)), icon=":material/error:")
+        st.sidebar.error(literal(str(exc)), icon=":material/error:")
         return default
     trained = next((run for run in trained_runs() if run.uri == uri), None)
     return Active(opened.classifier, opened.source, workspace.data, workspace.settings, False, trained)
@@ -202,19 +231,22 @@ def sidebar() -> None:
                        "and data are in use.", icon=":material/cloud_off:")
             with st.expander("Why"):
                 for reason in reasons:
-                    st.caption(html.escape(reason))
+                    st.caption(literal(reason))
         elif current.is_default and workspace.model_source.is_embedded:
             st.info("Running on the embedded demo model and data.", icon=":material/info:")
         st.caption(f"**Model:** `{current.source.shown_uri}` · {current.classifier.num_classes} classes")
         st.caption(f"**Data:** `{current.data.source.shown_uri}` · {current.data.frame.height:,} rows")
         if workspace.settings.cache_notice:
-            st.caption(html.escape(workspace.settings.cache_notice))
+            st.caption(literal(workspace.settings.cache_notice))
         st.divider()
         kept(st.radio, "Automate on", AUTOMATION_SCORES, key=SCORE_KEY, default=AUTOMATION_SCORES[0],
              horizontal=True, help="The score compared with the threshold, on the Predict and Review pages alike.")
         kept(st.slider, "Automation threshold", 0.0, 1.0, key=THRESHOLD_KEY, default=DEFAULT_THRESHOLD, step=0.01,
              help="A description whose score reaches this value is coded automatically; below it goes to manual "
                   "review.")
+        kept(st.slider, "Prediction-set coverage (%)", 80, 99, key=COVERAGE_KEY, default=round(DEFAULT_COVERAGE * 100),
+             help="Each description gets the set of codes that holds the right one this often (split conformal "
+                  "prediction, APS). A set of one code is safe to code automatically.")
 
 
 _COLLAPSE_ON_NARROW_SCREENS = """<script>
@@ -317,3 +349,124 @@ def label_attention_figure(classifier: Classifier, text: str, code: str):
     words = explain.label_attention(classifier, text, [code])[code]
     return figures.signed_bars([w.word for w in words], [w.score for w in words],
                                f"Label attention of {code} over the words", "attention")
+
+
+# --- prediction sets, similar examples, corrections, per-class words --------------------------------------------
+
+
+def coverage_level() -> float:
+    """The sidebar's level as a fraction (the slider shows whole percents)."""
+    return st.session_state.get(COVERAGE_KEY, round(DEFAULT_COVERAGE * 100)) / 100
+
+
+def _split_probabilities(classifier: Classifier, data: DataSet, frame: pl.DataFrame) -> np.ndarray:
+    """Probabilities of a part of the data, through the disk cache (keyed by the part's own fingerprint)."""
+    return cached_probabilities(classifier, frame["label"].to_list(), f"{data.fingerprint}-{fingerprint(frame)}",
+                                default_workspace().settings.cache_dir)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, hash_funcs=BY_FINGERPRINT)
+def calibration_plan(classifier: Classifier, data: DataSet) -> conformal.CalibrationPlan:
+    return conformal.calibration_plan(classifier.loaded.training, data.splits)
+
+
+@st.cache_resource(show_spinner="Calibrating the prediction sets…", max_entries=32, hash_funcs=BY_FINGERPRINT)
+def calibrator(classifier: Classifier, data: DataSet, level: float) -> conformal.ConformalCalibrator:
+    calibration = calibration_plan(classifier, data).calibration
+    return conformal.calibrate(_split_probabilities(classifier, data, calibration),
+                               conformal.true_indices(classifier.labels, calibration["code"].to_list()), level)
+
+
+@st.cache_resource(show_spinner="Measuring the prediction sets…", max_entries=32, hash_funcs=BY_FINGERPRINT)
+def coverage_report(classifier: Classifier, data: DataSet, level: float) -> conformal.CoverageReport:
+    """The sets' coverage on the held-out rows of the plan, by NACE section."""
+    held_out = calibration_plan(classifier, data).held_out
+    codes = held_out["code"].to_list()
+    return conformal.coverage_report(calibrator(classifier, data, level), _split_probabilities(classifier, data, held_out),
+                                     conformal.true_indices(classifier.labels, codes),
+                                     [classifier.nomenclature.section_of(code) for code in codes])
+
+
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
+def prediction_set(classifier: Classifier, data: DataSet, text: str, level: float) -> list[str]:
+    """The codes of `text`'s set at `level`, most probable first."""
+    indices = calibrator(classifier, data, level).sets(classifier.predict_proba([text]))[0]
+    return [classifier.labels[i] for i in indices]
+
+
+@st.cache_resource(show_spinner="Embedding the training rows for similar examples (once per model)…", max_entries=4,
+                   hash_funcs=BY_FINGERPRINT)
+def neighbour_index(classifier: Classifier, data: DataSet) -> NeighbourIndex:
+    return NeighbourIndex.build(classifier, data.splits.train, default_workspace().settings.cache_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
+def similar_examples(classifier: Classifier, data: DataSet, text: str, k: int = 5) -> list[Neighbour]:
+    return neighbour_index(classifier, data).nearest(text, k)
+
+
+@st.cache_resource
+def correction_store() -> CorrectionStore:
+    """One SQLite file per server under the cache folder; the store holds only its path, so sharing it is safe."""
+    return CorrectionStore(default_workspace().settings.cache_dir)
+
+
+def class_choices() -> dict[str, str]:
+    """Every NACE class, labelled so that the picker's search finds it by code or by words of its heading."""
+    nomenclature = load_nomenclature()
+    return {code: f"{code} · {nomenclature.heading(code)}" for code in nomenclature.codes("class")}
+
+
+def correction_form(text: str, proposed_code: str, classifier: Classifier, default_code: str, key: str) -> None:
+    """Confirm the model's code or record the right one, for `text`; the store keeps who-proposed-what."""
+    choices = class_choices()
+    with st.form(f"correction_{key}", border=True):
+        st.markdown("**Correct the code**")
+        columns = st.columns([3, 2])
+        corrected = columns[0].selectbox("Right code (type a code or words of its heading)", list(choices),
+                                         index=list(choices).index(default_code) if default_code in choices else None,
+                                         format_func=choices.get, key=f"corrected_{key}",
+                                         placeholder="Search by code or heading")
+        comment = columns[1].text_input("Comment (optional)", key=f"comment_{key}")
+        buttons = st.columns(2)
+        confirm = buttons[0].form_submit_button(f"Confirm {proposed_code}", width="stretch")
+        save = buttons[1].form_submit_button("Save the right code", type="primary", width="stretch")
+    if not (confirm or save):
+        return
+    if save and not corrected:
+        st.error("Pick the right code first.")
+        return
+    try:
+        saved = correction_store().add(text, proposed_code, proposed_code if confirm else corrected,
+                                       classifier.name, classifier.fingerprint, comment)
+    except NaceAppError as exc:
+        st.error(literal(str(exc)))
+        return
+    what = f"confirmed {saved.corrected_code}" if saved.is_confirmation else \
+        f"{saved.proposed_code} corrected to {saved.corrected_code}"
+    st.success(f"Saved #{saved.id}: {what}. Review › Corrections lists it (with an undo); Train can learn from it.",
+               icon=":material/check:")
+
+
+def class_words_table(classifier: Classifier, data: DataSet) -> pl.DataFrame | None:
+    """The per-class words when already computed for (model, test data), else None: computing takes a minute."""
+    if not class_words.cache_path(classifier, data.splits.test, default_workspace().settings.cache_dir).is_file():
+        return None
+    return _class_words(classifier, data)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4, hash_funcs=BY_FINGERPRINT)
+def _class_words(classifier: Classifier, data: DataSet) -> pl.DataFrame:
+    return class_words.class_words(classifier, data.splits.test, default_workspace().settings.cache_dir)
+
+
+def compute_class_words(classifier: Classifier, data: DataSet, progress: Callable[[int, int], None]) -> None:
+    """Explain every test row once and keep the table on disk (the button's work; not shared while it runs)."""
+    class_words.class_words(classifier, data.splits.test, default_workspace().settings.cache_dir, progress=progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=BY_FINGERPRINT)
+def evaluation_on(classifier: Classifier, frame: pl.DataFrame):
+    from nace_app.evaluation import evaluate_classifier
+
+    return evaluate_classifier(classifier, frame)

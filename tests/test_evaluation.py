@@ -21,3 +21,23 @@ def test_figures_by_hand_with_a_code_the_model_does_not_know():
 def test_an_empty_split_gives_nan_not_an_error():
     result = evaluate([], np.zeros((0, 2)), ["a", "b"], load_nomenclature())
     assert result.n == 0 and np.isnan(result.top1_accuracy)
+
+
+def test_corrected_texts_are_left_out_of_a_split_and_counted():
+    import polars as pl
+
+    from nace_app.evaluation import without_texts
+
+    split = pl.DataFrame({"code": ["10.71", "47.24", "10.71"], "label": ["bakery", "cake shop", "bakery"]})
+    kept, removed = without_texts(split, ["bakery", "not in the split"])
+    assert kept["label"].to_list() == ["cake shop"] and removed == 2
+
+
+def test_comparison_rows_keep_the_order_and_the_figures_of_each_evaluation():
+    from nace_app.evaluation import comparison_rows
+
+    labels = ["10.71", "47.24"]
+    first = evaluate(["10.71"], np.array([[0.9, 0.1]]), labels, load_nomenclature())
+    second = evaluate(["47.24", "10.71"], np.array([[0.9, 0.1], [0.9, 0.1]]), labels, load_nomenclature())
+    rows = comparison_rows({"before": first, "after": second})
+    assert [(r["model / split"], r["rows"], r["top-1"]) for r in rows] == [("before", 1, 1.0), ("after", 2, 0.5)]

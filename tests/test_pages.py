@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 
 import numpy as np
 import polars as pl
@@ -13,6 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from nace_app.config import load_settings
+from nace_app.neighbours import NeighbourIndex
 from nace_app.opening import open_workspace
 from nace_app.ui import widget_key
 from tests.conftest import REPO
@@ -231,9 +233,57 @@ def test_changing_the_text_column_hides_the_old_codes(app):
     assert not app.get("download_button") and any("press **Code the file** again" in c.value for c in app.caption)
 
 
-def test_batch_upload_errors_are_messages(app):
-    upload(app, "empty.csv", b"")
-    assert any("empty" in e.value for e in app.error) and not app.exception
+def as_read(markdown: str) -> str:
+    """What a reader sees of escaped markdown: backslash escapes and zero-width spaces removed."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u200b", "")
+
+
+def upload_file(name: str, content: bytes):
+    return lambda at: upload(at, name, content)
+
+
+def type_run_id(run_id: str):
+    def action(at: AppTest) -> None:
+        at.selectbox(key=widget_key("model_uri")).set_value("runs:").run()
+        at.text_input(key=widget_key("mlflow_run_id")).input(run_id).run()
+    return action
+
+
+def with_environment(name: str, value: str):
+    def action(at: AppTest) -> None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(name, value)
+            st.cache_resource.clear()
+            try:
+                at.run()
+            finally:
+                st.cache_resource.clear()
+    return action
+
+
+BAD_PAGE_INPUT = [  # (what the user does, where the one message appears, what it says, markup that must not render)
+    (upload_file("empty.csv", b""), "main", "empty", None),
+    (upload_file("binary.txt", b"\x00\x01\x02PK\x03\x04"), "main", "binary", None),
+    (upload_file("big.csv", b"x" * (20 * 1024 * 1024 + 1)), "main", "the limit is 20 MB", None),
+    (upload_file("header.csv", b"a,b\n"), "main", "has a header but no rows", None),
+    (upload_file("[x](http://evil.example) ![i](http://evil.example/i.png).txt", b"\n \n"), "main", "has no text",
+     "](http"),
+    (type_run_id("[click](http://evil.example)"), "sidebar", "an MLflow run id has only letters", "](http"),
+    (type_run_id("![img](http://evil.example/i.png)"), "sidebar", "an MLflow run id has only letters", "!["),
+    (type_run_id("0123abcd"), "sidebar", "unavailable", None),
+    (with_environment("NACE_CONNECT_TIMEOUT", "soon"), "main", "NACE_CONNECT_TIMEOUT", None),
+    (with_environment("NACE_MAX_TRAINING_RUNS", "-1"), "main", "NACE_MAX_TRAINING_RUNS", None),
+]
+
+
+@pytest.mark.parametrize(("action", "where", "says", "markup"), BAD_PAGE_INPUT)
+def test_bad_input_on_a_page_is_one_escaped_message(app, action, where, says, markup):
+    action(app)
+    assert not app.exception, app.exception
+    errors = [e.value for e in (app.sidebar.error if where == "sidebar" else app.main.error)]
+    assert len(errors) == 1 and says in as_read(errors[0]), errors
+    if markup is not None:
+        assert markup not in errors[0] and "\\]\\(http" in errors[0]  # brackets escaped: shown, not rendered
 
 
 def test_sidebar_names_the_sources_and_offers_the_model_picker(app):
@@ -273,7 +323,8 @@ def independent():
     labels = np.array(classifier.labels)
     predicted = labels[probabilities.argmax(1)]
     truth = np.array(test["code"].to_list())
-    return {"test": test, "probabilities": probabilities, "predicted": predicted, "truth": truth, "labels": labels}
+    return {"test": test, "probabilities": probabilities, "predicted": predicted, "truth": truth, "labels": labels,
+            "workspace": workspace}
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -452,3 +503,149 @@ def test_csv_download_opens_in_a_spreadsheet_with_its_separator_and_accents(app)
     assert raw.startswith(b"\xef\xbb\xbf") and ";" in raw.decode("utf-8-sig").splitlines()[0]
     back = pl.read_csv(io.BytesIO(raw[3:]), separator=";", infer_schema=False)
     assert back["description"][0] == "boulangerie pâtisserie" and "." in back["code_1"][0]
+
+
+# --- Prediction sets, similar examples, corrections ------------------------------------------------------------
+
+
+def correction_box(at: AppTest):
+    return next(s for s in at.selectbox if s.label.startswith("Right code"))
+
+
+def submit(at: AppTest, label: str) -> AppTest:
+    next(b for b in at.button if b.label == label).click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture(scope="module")
+def prediction_sets(independent):
+    """Coverage on the plan's held-out rows and the sets of CROISSANTS, computed without the pages' code."""
+    from nace_app import conformal
+
+    classifier, splits = independent["workspace"].classifier, independent["workspace"].data.splits
+    plan = conformal.calibration_plan(classifier.loaded.training, splits)
+    held_out = classifier.predict_proba(plan.held_out["label"].to_list())
+    truth = conformal.true_indices(classifier.labels, plan.held_out["code"].to_list())
+    figures = {}
+    for level in (0.90, 0.99):
+        calibrator = conformal.calibrate_classifier(classifier, plan.calibration, level)
+        croissants = calibrator.sets(classifier.predict_proba([CROISSANTS]))[0]
+        figures[level] = (float(calibrator.contains(held_out, truth).mean()), [classifier.labels[i] for i in croissants])
+    return figures
+
+
+def test_the_prediction_set_follows_the_sidebar_coverage(app, prediction_sets):
+    code(app, CROISSANTS)
+    for level in (90, 99):
+        app.slider(key=widget_key("coverage_level")).set_value(level).run()
+        _, expected = prediction_sets[level / 100]
+        line = next(m.value for m in app.markdown if m.value.startswith(f"With {level}% coverage:"))
+        assert all(f"`{code}`" in line for code in expected[:8])
+        assert ("a set of one code" in line) if len(expected) == 1 else (f"{len(expected)} codes" in line)
+
+
+def test_review_reports_coverage_on_rows_the_sets_were_not_calibrated_on(review, prediction_sets):
+    open_tab(review, "Prediction sets")
+    coverage, _ = prediction_sets[0.90]
+    assert metric(review, "Coverage asked for") == "90%"
+    assert metric(review, "Coverage on the test rows") == f"{coverage:.1%}"
+    assert any("calibrated on 3,039 rows of the test split" in c.value for c in review.caption)  # the embedded model
+    by_section = next(d.value for d in review.dataframe if "singleton_share" in d.value.columns)
+    assert set(by_section["group"]) <= set("ABCDEFGHIJKLMNOPQRSTUV") and by_section["rows"].sum() == 3039
+    titles = json.dumps([s["layout"].get("title") for s in chart_specs(review)])
+    assert "Prediction-set sizes at 90% coverage" in titles
+
+
+def test_similar_examples_are_the_nearest_training_rows(app):
+    from nace_app import ui
+
+    code(app, CROISSANTS)
+    shown = next(d.value for d in app.dataframe if "similarity" in d.value.columns)
+    workspace = ui.default_workspace()  # the server's own: its embeddings are on disk already
+    index = NeighbourIndex.build(workspace.classifier, workspace.data.splits.train, workspace.settings.cache_dir)
+    assert index.loaded_from_cache
+    assert list(shown["description"]) == [n.text for n in index.nearest(CROISSANTS, 5)]
+    assert list(shown["code"])[0] == "10.71"
+
+
+def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedded):
+    from nace_app.corrections import CorrectionStore
+
+    with fresh_app() as at:
+        code(at, CROISSANTS)
+        correction_box(at).set_value("47.24")
+        at.text_input(key=next(t.key for t in at.text_input if t.label == "Comment (optional)")).input("a shop")
+        submit(at, "Save the right code")
+        assert any("10.71 corrected to 47.24" in s.value for s in at.success)
+        store = CorrectionStore(load_settings().cache_dir)
+        (saved,) = store.list()
+        assert (saved.text, saved.proposed_code, saved.corrected_code, saved.comment) == (CROISSANTS, "10.71", "47.24",
+                                                                                         "a shop")
+        at.switch_page("app_pages/review.py").run()
+        open_tab(at, "Corrections")
+        listed = next(d.value for d in at.dataframe if "corrected_code" in d.value.columns)
+        assert list(listed["corrected_code"]) == ["47.24"]
+        download = next(b for b in at.get("download_button") if "corrections" in b.proto.label)
+        assert download.proto.label == "Download all corrections (CSV)"
+        at.text_input(key=widget_key("corrections_search")).input("no such words").run()
+        assert any("No corrections match" in i.value for i in at.info)
+        at.text_input(key=widget_key("corrections_search")).input("").run()
+        submit(at, "Undo this correction")
+        assert store.list() == [] and any("No corrections yet" in i.value for i in at.info)
+
+
+def test_an_error_is_confirmed_from_the_error_browser_with_its_predicted_code(review):
+    from nace_app import ui
+
+    open_tab(review, "Errors")
+    row = review.session_state["review_row"]
+    assert any("similarity" in d.value.columns for d in review.dataframe)
+    predicted = next(m.value for m in review.markdown if m.value.startswith(f"**Row #{row}**")).split("predicted `")[1][:5]
+    submit(review, f"Confirm {predicted}")
+    newest = ui.correction_store().list()[0]
+    assert newest.is_confirmation and newest.corrected_code == predicted
+    assert newest.text == next(t.value for t in review.text if t.value)  # the row's description, as shown
+
+
+def test_per_class_words_are_computed_once_then_shown_for_the_clicked_class(embedded, monkeypatch, tmp_path,
+                                                                           demo_frame):
+    small = demo_frame.filter(pl.col("code").is_in(["10.71", "47.24", "49.32", "56.11"]))
+    path = tmp_path / "small.parquet"
+    small.write_parquet(path)
+    monkeypatch.setenv("NACE_DATA_URI", str(path))
+    with fresh_app() as at:
+        at.switch_page("app_pages/review.py").run()
+        open_tab(at, "Per class")
+        submit(at, "Compute the words of every class")
+        at.session_state["words_class"] = "10.71"  # as a click on its row does
+        at.run()
+        assert any(m.value.startswith("**Words of `10.71`**") for m in at.markdown)
+        toward = next(d.value for d in at.dataframe if list(d.value.columns)[:2] == ["rank", "word"])
+        assert len(toward) > 0 and (toward["mean_score"] > 0).all()
+
+
+def test_training_with_the_corrections_compares_both_models_without_the_corrected_test_rows(embedded):
+    from nace_app.corrections import CorrectionStore
+    from nace_app.ui import job_registry
+
+    with fresh_app() as at:
+        test = open_workspace(load_settings()).data.splits.test
+        corrected = test["label"][0]
+        CorrectionStore(load_settings().cache_dir).add(corrected, "99.00", test["code"][0], "embedded", "f")
+        at.switch_page("app_pages/train.py").run()
+        at.toggle(key=widget_key("train_with_corrections")).set_value(True).run()
+        at.number_input(key=widget_key("train_sample")).set_value(700).run()
+        at.slider(key=widget_key("train_epochs")).set_value(1).run()
+        submit(at, "Start training")
+        job = job_registry().get(at.session_state["training_job_id"])
+        assert job.extra_rows is not None and job.extra_rows["label"].to_list() == [corrected]
+        job.join(timeout=300)
+        at.run()
+        assert job.state == "done", job.error
+        assert job.result.test.n == test.height  # the run's own figures still cover the whole split
+        assert any("1 corrected descriptions are in the test split" in c.value for c in at.caption)
+        table = next(d.value for d in at.dataframe if "model / split" in d.value.columns)
+        rows = dict(zip(table["model / split"], table["rows"], strict=True))
+        assert rows == {"default model · test": test.height - 1, "this run · test": test.height - 1,
+                        "default model · the corrections": 1, "this run · the corrections (trained on)": 1}

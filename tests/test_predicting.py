@@ -33,3 +33,11 @@ def test_path_and_points():
     assert nace_path(load_nomenclature(), "10.71").startswith("C ")
     assert nace_path(load_nomenclature(), "99.99") == "unknown code"
     assert points(-0.387) == "-38.7 points"
+
+
+def test_the_prediction_set_sentence_names_its_codes_and_what_a_set_of_one_means():
+    from nace_app.predicting import set_sentence
+
+    assert set_sentence(["10.71"], 0.9) == "With 90% coverage: `10.71` · a set of one code: safe to code automatically"
+    many = set_sentence([f"{i:02d}.11" for i in range(1, 12)], 0.95)
+    assert many.startswith("With 95% coverage: `01.11`, `02.11`") and "`08.11` and 3 more · 11 codes" in many

@@ -71,3 +71,26 @@ def test_the_default_confusion_cell_is_the_largest_off_diagonal_one():
     matrix = np.array([[50, 3, 0], [7, 40, 1], [0, 0, 9]])
     assert review.largest_confusion(["A", "B", "C"], matrix) == ("B", "A")
     assert review.largest_confusion(["A"], np.array([[5]])) is None
+
+
+def test_set_of_one_automation_counts_what_the_threshold_cards_count():
+    import polars as pl_
+
+    from nace_app.conformal import CoverageReport
+
+    report = CoverageReport(level=0.9, method="APS", calibration_rows=100, rows=200, unknown_rows=0, coverage=0.9,
+                            mean_set_size=2.0, median_set_size=1.0, singleton_share=0.6, singleton_accuracy=0.95,
+                            set_sizes=pl_.DataFrame({"size": [1], "rows": [120]}), by_group=None)
+    assert review.set_of_one_automation(report) == {"automated_share": 0.6, "automated_count": 120,
+                                                    "automated_accuracy": 0.95, "confident_errors": 6,
+                                                    "manual_count": 80}
+
+
+def test_the_words_of_a_class_split_into_drivers_and_pulls_toward_wrong_codes():
+    words = pl.DataFrame({"code": ["10.71", "10.71", "10.71", "47.24"], "kind": ["toward", "toward", "pulls_away", "toward"],
+                          "rank": [1, 2, 1, 1], "word": ["bakery", "bread", "shop", "shop"],
+                          "mean_score": [2.0, 1.0, 0.5, 3.0], "rows": [5, 3, 2, 4], "class_rows": [6, 6, 2, 4],
+                          "wrong_code": [None, None, "47.24", None]})
+    toward, away = review.words_of_class(words, "10.71")
+    assert toward["word"].to_list() == ["bakery", "bread"]
+    assert away.select("word", "wrong_code").rows() == [("shop", "47.24")]
