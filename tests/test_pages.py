@@ -276,8 +276,14 @@ BAD_PAGE_INPUT = [  # (what the user does, where the one message appears, what i
 ]
 
 
-@pytest.mark.parametrize(("action", "where", "says", "markup"), BAD_PAGE_INPUT)
-def test_bad_input_on_a_page_is_one_escaped_message(app, action, where, says, markup):
+PAGES = ("app_pages/predict.py", "app_pages/review.py", "app_pages/train.py")
+BAD_INPUT_ON_EVERY_PAGE = [(page, *case) for case in BAD_PAGE_INPUT for page in PAGES
+                           if case[1] == "sidebar" or "NACE_" in case[2] or page == PAGES[0]]  # uploads: Predict only
+
+
+@pytest.mark.parametrize(("page", "action", "where", "says", "markup"), BAD_INPUT_ON_EVERY_PAGE)
+def test_bad_input_on_a_page_is_one_escaped_message(app, page, action, where, says, markup):
+    app.switch_page(page).run()
     action(app)
     assert not app.exception, app.exception
     errors = [e.value for e in (app.sidebar.error if where == "sidebar" else app.main.error)]
