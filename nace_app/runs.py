@@ -23,7 +23,11 @@ RESULT_FILE = "result.json"
 def run_logged_training(data, training: TrainingSettings, settings: Settings, workdir: Path, progress=None,
                         should_stop=None, probe=None, run_name: str = "training", model_dir: Path | None = None,
                         extra_rows=None, stopping_frame=None) -> tuple[TrainingResult, RunLogger]:
-    """Train and log everything to MLflow: parameters, per-epoch metrics, the split, both model formats."""
+    """Train and log everything to MLflow: parameters, per-epoch metrics, the split, both model formats.
+
+    Logging only queues records (see `tracking`): a slow or dead MLflow costs training nothing, and this returns at
+    most `tracking.FLUSH_SECONDS` after MLflow stops answering, with `run.failure` saying what was not sent.
+    """
     run = RunLogger(settings, run_name)
     run.log_params({**training.to_dict(), "data_uri": data.source.uri, "data_rows": data.frame.height})
 

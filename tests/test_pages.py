@@ -651,7 +651,8 @@ def test_training_with_the_corrections_compares_both_models_without_the_correcte
         assert job.state == "done", job.error
         assert job.result.test.n == test.height  # the run's own figures still cover the whole split
         assert any("1 corrected descriptions are in the test split" in c.value for c in at.caption)
-        table = next(d.value for d in at.dataframe if "model / split" in d.value.columns)
+        tables = [d.value for d in at.dataframe if "model / split" in d.value.columns]
+        table = next(t for t in tables if "default model · the corrections" in list(t["model / split"]))
         rows = dict(zip(table["model / split"], table["rows"], strict=True))
         assert rows == {"default model · test": test.height - 1, "this run · test": test.height - 1,
                         "default model · the corrections": 1, "this run · the corrections (trained on)": 1}

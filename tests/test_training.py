@@ -14,7 +14,6 @@ from nace_app.runs import run_logged_training
 from nace_app.sources import ResolvedSource
 from nace_app.tracking import tracking_uri
 from nace_app.training import TrainingSettings, train_model
-from tests.conftest import closed_port_endpoint
 
 SMALL = TrainingSettings(sample_size=None, epochs=2, batch_size=16, embedding_dim=16, vocab_size=400, patience=2)
 
@@ -83,25 +82,6 @@ def test_local_mlflow_artifacts_go_to_the_cache_folder_not_the_working_folder(ti
     assert run.failure is None
     assert not (tmp_path / "mlruns").exists()  # the tests run in tmp_path
     assert any((settings.cache_dir / "mlartifacts").rglob("model.safetensors"))
-
-
-def test_tracking_failure_mid_run_does_not_stop_training(tiny_data, tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
-        raise ConnectionError("tracking server went away")
-
-    monkeypatch.setattr(MlflowClient, "log_metric", broken)
-    result, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work")
-    assert run.failure is not None and "went away" in run.failure
-    assert result.model_dir.is_dir()
-
-
-def test_unreachable_tracking_server_is_reported_not_fatal(tiny_data, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", closed_port_endpoint())
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    result, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work")
-    assert run.failure is not None
-    assert result.model_dir.is_dir()
 
 
 def test_jobs_queue_when_the_server_is_busy_and_leave_the_shared_model_untouched(tiny_data):
