@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nace_app.config import Settings
-from nace_app.evaluation import Evaluation
+from nace_app.evaluation import Evaluation, comparison_rows
 from nace_app.modelio import is_own_format
 from nace_app.tracking import RunLogger
 from nace_app.training import ProgressEvent, TrainingResult, TrainingSettings, train_model
@@ -95,14 +95,8 @@ def list_trained_runs(cache_dir: Path) -> list[TrainedRun]:
 
 def results_table(result: TrainingResult, default: Evaluation) -> list[dict[str, Any]]:
     """This run on validation and test next to the default model on the same test split."""
-    rows = []
-    for name, evaluation in (("this run · validation", result.validation), ("this run · test", result.test),
-                             ("default model · test", default)):
-        rows.append({"model / split": name, "rows": evaluation.n, "top-1": evaluation.top1_accuracy,
-                     "top-5": evaluation.top5_accuracy, "macro-F1": evaluation.macro_f1, "ECE": evaluation.ece,
-                     "section": evaluation.accuracy_by_level.get("section"),
-                     "division": evaluation.accuracy_by_level.get("division")})
-    return rows
+    return comparison_rows({"this run · validation": result.validation, "this run · test": result.test,
+                            "default model · test": default})
 
 
 def much_weaker(result: TrainingResult, default: Evaluation, margin: float = 0.10) -> bool:
