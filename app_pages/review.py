@@ -58,13 +58,10 @@ def show_automation() -> None:
                "Predict page uses the same rule.")
     show_automation_cards(chosen, table.height)
     st.plotly_chart(figures.automation_curve(metrics.automation_curve(score, correct), chosen), width="stretch")
-    level = ui.coverage_level()
-    st.markdown(f"**Or automate the descriptions whose {level:.0%} prediction set holds one code** (coverage in the "
-                "sidebar)")
-    try:
-        report = ui.coverage_report(classifier, data, level)
-    except NaceAppError as exc:
-        st.caption(ui.literal(str(exc)))
+    st.markdown(f"**Or automate the descriptions whose {ui.coverage_level():.0%} prediction set holds one code** "
+                "(coverage in the sidebar)")
+    report = coverage_or_reason()
+    if report is None:
         return
     st.caption(f"On the {report.rows:,} test rows not used to calibrate the sets.")
     show_automation_cards(review.set_of_one_automation(report), report.rows)
@@ -80,12 +77,18 @@ def show_automation_cards(chosen: dict[str, float], rows: int) -> None:
     automation_columns[3].metric("Left for manual review", f"{chosen['manual_count']:,}")
 
 
-def show_prediction_sets() -> None:
-    level = ui.coverage_level()
+def coverage_or_reason():
+    """The prediction sets' report at the sidebar's level, or None once the page has said why there is none."""
     try:
-        report = ui.coverage_report(classifier, data, level)
+        return ui.coverage_report(classifier, data, ui.coverage_level())
     except NaceAppError as exc:
         st.info(ui.literal(str(exc)))
+        return None
+
+
+def show_prediction_sets() -> None:
+    report = coverage_or_reason()
+    if report is None:
         return
     st.caption(f"{ui.calibration_plan(classifier, data).note} Method: {report.method} (split conformal prediction). "
                "Change the level in the sidebar.")
@@ -303,11 +306,9 @@ def show_corrections() -> None:
         return
     st.caption("Codes confirmed or corrected by reviewers on this server (Predict page and the error browser), kept "
                f"in `{store.path}`. The Train page can add them to the training rows.")
-    filter_columns = st.columns(2)
-    with filter_columns[0]:
-        words = ui.kept(st.text_input, "Text or comment contains", key="corrections_search", default="")
-    with filter_columns[1]:
-        code = ui.kept(st.text_input, "Code starts with", key="corrections_code", default="")
+    search, code_start = st.columns(2)
+    words = ui.kept(search.text_input, "Text or comment contains", key="corrections_search", default="")
+    code = ui.kept(code_start.text_input, "Code starts with", key="corrections_code", default="")
     corrections = store.frame(words, code)
     if corrections.height == 0:
         st.info("No corrections yet: confirm or correct a code on the Predict page or under **Errors**."

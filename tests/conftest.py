@@ -25,6 +25,20 @@ def closed_port_endpoint() -> str:
     return f"http://127.0.0.1:{free_port()}"
 
 
+def assert_fell_back_to_embedded(source, because: str) -> None:
+    """The resolved source is the embedded copy, and its fallback reason tells the user `because`."""
+    assert source.is_embedded
+    assert because in source.fallback_reason
+
+
+def run_concurrently(workers: list, timeout: float | None = None) -> None:
+    """Start every thread (or process) at once, then wait for each to end."""
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout)
+
+
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch, tmp_path):
     """No developer .env, no real network: default remotes are unreachable, the cache is private to the test."""
@@ -51,8 +65,8 @@ def tiny_frame(demo_frame) -> pl.DataFrame:
     return demo_frame.filter(pl.col("code").is_in(CLASSES_IN_TINY_DATA))
 
 
-def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool, with_encoder: bool,
-                         ngram: bool = False) -> Path:
+def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool = False, with_encoder: bool = True,
+                         ngram: bool = False, label_attention_heads: int | None = None) -> Path:
     """Train and `save()` with torchTextClassifiers itself, as the published training script does."""
     import torch
     from sklearn.preprocessing import LabelEncoder
@@ -75,6 +89,7 @@ def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool, wit
         embedding_dim=96 if attention else 32,
         num_classes=len(encoder.classes_),
         attention_config=AttentionConfig(n_layers=1, n_head=4, n_kv_head=4, sequence_len=125) if attention else None,
+        n_heads_label_attention=label_attention_heads,
     )
     value_encoder = ValueEncoder(encoder) if with_encoder else None
     ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=config, value_encoder=value_encoder)
@@ -89,23 +104,26 @@ def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool, wit
     return folder / "saved"
 
 
-@pytest.fixture(scope="session")
-def bag_model_dir(tiny_frame, tmp_path_factory) -> Path:
-    """The notebook's plain embedding bag, saved with its value encoder."""
-    return _train_library_model(tiny_frame, tmp_path_factory.mktemp("bag"), attention=False, with_encoder=True)
+def library_model_fixture(name: str, description: str, **architecture):
+    """A session fixture `name`: the folder of a model of `architecture` trained on the tiny frame by the library."""
+
+    def model_dir(tiny_frame, tmp_path_factory) -> Path:
+        return _train_library_model(tiny_frame, tmp_path_factory.mktemp(name), **architecture)
+
+    model_dir.__doc__ = description
+    return pytest.fixture(scope="session", name=name)(model_dir)
 
 
-@pytest.fixture(scope="session")
-def ngram_model_dir(tiny_frame, tmp_path_factory) -> Path:
-    """fastText-style: the library's NGramTokenizer (character 3-6-grams in 2,000 buckets) and mean pooling."""
-    return _train_library_model(tiny_frame, tmp_path_factory.mktemp("ngram"), attention=False, with_encoder=True,
-                                ngram=True)
-
-
-@pytest.fixture(scope="session")
-def attention_model_dir(tiny_frame, tmp_path_factory) -> Path:
-    """The pretrained configuration (embedding 96, one layer of 4 heads, output_dim 125), without value encoder."""
-    return _train_library_model(tiny_frame, tmp_path_factory.mktemp("attention"), attention=True, with_encoder=False)
+bag_model_dir = library_model_fixture("bag_model_dir", "The notebook's plain embedding bag, saved with its value encoder.")
+ngram_model_dir = library_model_fixture(
+    "ngram_model_dir", "fastText-style: the library's NGramTokenizer (character 3-6-grams in 2,000 buckets) and mean pooling.",
+    ngram=True)
+attention_model_dir = library_model_fixture(
+    "attention_model_dir", "The pretrained configuration (embedding 96, one layer of 4 heads, output_dim 125), without value "
+    "encoder.", attention=True, with_encoder=False)
+label_attention_model_dir = library_model_fixture(
+    "label_attention_model_dir", "Label attention (4 heads over 32 dimensions): one sentence embedding per class.",
+    label_attention_heads=4)
 
 
 @pytest.fixture(scope="session")

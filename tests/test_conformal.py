@@ -22,6 +22,13 @@ def dirichlet_rows(rng: np.random.Generator, rows: int) -> tuple[np.ndarray, np.
     return probabilities, np.minimum(labels, CLASSES - 1)
 
 
+def calibrated_on_fresh_rows(seed: int, calibration_rows: int, level: float, new_rows: int, randomized: bool = False):
+    """A calibrator on `calibration_rows` Dirichlet rows, and `new_rows` more (probabilities, labels) from the same draw."""
+    rng = np.random.default_rng(seed)
+    calibrator = calibrate(*dirichlet_rows(rng, calibration_rows), level, randomized=randomized)
+    return calibrator, *dirichlet_rows(rng, new_rows)
+
+
 def mean_coverage_over_trials(level: float, randomized: bool, trials: int, n: int, per_trial: int):
     """Coverage averaged over independent calibrations (the guarantee is marginal over them), with its std."""
     rng = np.random.default_rng(7)
@@ -45,9 +52,7 @@ def test_coverage_on_held_out_rows_lies_within_the_finite_sample_bound(level, ra
 
 
 def test_default_sets_always_hold_the_top_code():
-    rng = np.random.default_rng(1)
-    calibrator = calibrate(*dirichlet_rows(rng, 500), 0.8)
-    probabilities = dirichlet_rows(rng, 5000)[0]
+    calibrator, probabilities, _ = calibrated_on_fresh_rows(1, 500, 0.8, 5000)
     assert all(chosen[0] == row.argmax() for chosen, row in zip(calibrator.sets(probabilities), probabilities, strict=True))
 
 
@@ -74,9 +79,7 @@ def test_sets_are_nested_as_the_coverage_level_grows(randomized):
 
 @pytest.mark.parametrize("randomized", [False, True])
 def test_sets_are_the_most_probable_codes_first_and_match_set_sizes(randomized):
-    rng = np.random.default_rng(4)
-    calibrator = calibrate(*dirichlet_rows(rng, 1000), 0.9, randomized=randomized)
-    probabilities = dirichlet_rows(rng, 300)[0]
+    calibrator, probabilities, _ = calibrated_on_fresh_rows(4, 1000, 0.9, 300, randomized=randomized)
     sets = calibrator.sets(probabilities)
     assert [len(s) for s in sets] == calibrator.set_sizes(probabilities).tolist()
     for row, chosen in zip(probabilities, sets, strict=True):
@@ -85,9 +88,7 @@ def test_sets_are_the_most_probable_codes_first_and_match_set_sizes(randomized):
 
 
 def test_a_row_gets_the_same_randomized_set_alone_or_in_a_batch():
-    rng = np.random.default_rng(5)
-    calibrator = calibrate(*dirichlet_rows(rng, 1000), 0.9, randomized=True)
-    probabilities = dirichlet_rows(rng, 50)[0]
+    calibrator, probabilities, _ = calibrated_on_fresh_rows(5, 1000, 0.9, 50, randomized=True)
     batch = calibrator.sets(probabilities)
     assert all(np.array_equal(calibrator.sets(probabilities[i : i + 1])[0], batch[i]) for i in range(50))
 
@@ -119,9 +120,7 @@ def test_too_few_calibration_rows_are_refused_with_the_number_needed():
 
 
 def test_report_gives_sizes_singletons_and_groups_consistently():
-    rng = np.random.default_rng(10)
-    calibrator = calibrate(*dirichlet_rows(rng, 1000), 0.8)
-    probabilities, labels = dirichlet_rows(rng, 3000)
+    calibrator, probabilities, labels = calibrated_on_fresh_rows(10, 1000, 0.8, 3000)
     groups = ["A" if i % 3 else "B" for i in range(3000)]
     report = coverage_report(calibrator, probabilities, labels, groups)
     sizes = calibrator.set_sizes(probabilities)

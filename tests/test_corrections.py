@@ -10,6 +10,7 @@ import pytest
 
 from nace_app.corrections import CorrectionStore
 from nace_app.errors import NaceAppError
+from tests.conftest import run_concurrently
 
 ROWS_PER_WRITER = 200
 
@@ -100,21 +101,14 @@ def test_a_folder_that_cannot_hold_the_database_is_a_user_error(tmp_path):
 
 
 def test_two_threads_writing_at_once_lose_nothing(tmp_path):
-    threads = [threading.Thread(target=add_rows, args=(tmp_path, name)) for name in ("left", "right")]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently([threading.Thread(target=add_rows, args=(tmp_path, name)) for name in ("left", "right")])
     assert_every_row_kept(CorrectionStore(tmp_path), ("left", "right"))
 
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path):
     context = multiprocessing.get_context("spawn")  # a fork of a process that runs torch threads is unsafe
     processes = [context.Process(target=add_rows, args=(tmp_path, name)) for name in ("first", "second")]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
+    run_concurrently(processes, timeout=120)
     assert [p.exitcode for p in processes] == [0, 0]
     assert_every_row_kept(CorrectionStore(tmp_path), ("first", "second"))
 

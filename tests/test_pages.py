@@ -431,15 +431,22 @@ def test_calibration_tab_draws_the_reliability_diagram_and_the_threshold(review)
     assert histogram["layout"]["barmode"] == "group" and histogram["layout"]["shapes"][0]["x0"] == 0.5
 
 
-def test_review_warns_about_codes_the_model_does_not_know(embedded, monkeypatch, tmp_path, demo_frame):
-    odd = demo_frame.with_columns(pl.when(pl.col("code") == "10.71").then(pl.lit("10.79")).otherwise(pl.col("code"))
-                                  .alias("code"))
-    path = tmp_path / "odd.parquet"
-    odd.write_parquet(path)
+@contextlib.contextmanager
+def review_of(frame: pl.DataFrame, monkeypatch, folder):
+    """The Review page of a new server whose data is `frame`."""
+    path = folder / "data.parquet"
+    frame.write_parquet(path)
     monkeypatch.setenv("NACE_DATA_URI", str(path))
     with fresh_app() as at:
         at.switch_page("app_pages/review.py").run()
-        assert not at.exception
+        assert not at.exception, at.exception
+        yield at
+
+
+def test_review_warns_about_codes_the_model_does_not_know(embedded, monkeypatch, tmp_path, demo_frame):
+    odd = demo_frame.with_columns(pl.when(pl.col("code") == "10.71").then(pl.lit("10.79")).otherwise(pl.col("code"))
+                                  .alias("code"))
+    with review_of(odd, monkeypatch, tmp_path) as at:
         assert any("codes the model does not know" in w.value and "10.79" in w.value for w in at.warning)
 
 
@@ -617,11 +624,7 @@ def test_an_error_is_confirmed_from_the_error_browser_with_its_predicted_code(re
 def test_per_class_words_are_computed_once_then_shown_for_the_clicked_class(embedded, monkeypatch, tmp_path,
                                                                            demo_frame):
     small = demo_frame.filter(pl.col("code").is_in(["10.71", "47.24", "49.32", "56.11"]))
-    path = tmp_path / "small.parquet"
-    small.write_parquet(path)
-    monkeypatch.setenv("NACE_DATA_URI", str(path))
-    with fresh_app() as at:
-        at.switch_page("app_pages/review.py").run()
+    with review_of(small, monkeypatch, tmp_path) as at:
         open_tab(at, "Per class")
         submit(at, "Compute the words of every class")
         at.session_state["words_class"] = "10.71"  # as a click on its row does

@@ -14,7 +14,7 @@ from nace_app.errors import NaceAppError
 from nace_app.evaluation import evaluate_classifier
 from nace_app.opening import open_workspace
 from nace_app.sources import resolve_data, resolve_model
-from tests.conftest import MODEL_PREFIX, make_public_bucket, upload_folder
+from tests.conftest import MODEL_PREFIX, assert_fell_back_to_embedded, make_public_bucket, upload_folder
 
 
 def library_top5(model_dir, texts):
@@ -71,9 +71,7 @@ def test_model_without_value_encoder_is_refused_when_class_count_differs(sspclou
 
 def test_default_model_falls_back_to_embedded_when_endpoint_unreachable():
     settings = load_settings()
-    source = resolve_model(settings)
-    assert source.is_embedded
-    assert "unavailable" in source.fallback_reason
+    assert_fell_back_to_embedded(resolve_model(settings), because="unavailable")
     assert settings.s3_endpoint.startswith("http://127.0.0.1")
     data = resolve_data(settings)
     assert data.is_embedded and data.fallback_reason

@@ -24,7 +24,7 @@ import pytest
 from nace_app.config import load_settings
 from nace_app.errors import NaceAppError
 from nace_app.sources import embedded_model_dir, resolve, resolve_data, resolve_model
-from tests.conftest import DATA_KEY, closed_port_endpoint
+from tests.conftest import DATA_KEY, assert_fell_back_to_embedded, closed_port_endpoint
 
 CHECKSUM_HEADERS = ("x-amz-checksum", "content-md5")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
@@ -35,23 +35,57 @@ def cached_files(settings, kind: str) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
-class _LocalServer:
-    """A threaded HTTP server on 127.0.0.1 (`self.server`), stopped on leaving; `released` frees held requests."""
+class _QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
-    server: http.server.ThreadingHTTPServer
-    released: threading.Event
+
+class _LocalServer:
+    """Listens on 127.0.0.1 (`port`), serving in a daemon thread from entering to leaving; `released` is set on leaving."""
+
+    port: int
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def serve(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """What leaving takes besides setting `released`."""
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.serve, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.released.set()
+        self.close()
+
+
+class _HTTPServer(_LocalServer):
+    """A threaded HTTP server (`self.server`) whose held requests wait for `released`."""
+
+    def __init__(self, handler: type[_QuietHandler]):
+        super().__init__()
+        self._lock = threading.Lock()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_port
+
+    def serve(self) -> None:
+        self.server.serve_forever()
+
+    def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
 
 
-class FileServer(_LocalServer):
+class FileServer(_HTTPServer):
     """One file over HTTP whose successive GETs follow a script, then `then`:
 
     `ok`; `cut` (the full Content-Length announced, half the body sent, connection closed); `stall` (half the body,
@@ -63,11 +97,9 @@ class FileServer(_LocalServer):
         self.payload, self.script, self.then, self.etag = payload, list(script), then, etag
         self.credentials, self.trickle_seconds = credentials, trickle_seconds
         self.gets = 0
-        self.released = threading.Event()
-        self._lock = threading.Lock()
         owner = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(_QuietHandler):
             def _authorised(self) -> bool:
                 if owner.credentials is None:
                     return True
@@ -111,24 +143,16 @@ class FileServer(_LocalServer):
                         time.sleep(owner.trickle_seconds / 20)
                 self.close_connection = True
 
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        super().__init__(Handler)
+        self.url = f"{self.endpoint}/data.parquet"
 
     def next_behaviour(self) -> str:
         with self._lock:
             self.gets += 1
             return self.script.pop(0) if self.script else self.then
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/data.parquet"
 
-
-
-class S3Proxy(_LocalServer):
+class S3Proxy(_HTTPServer):
     """A proxy in front of the local S3 that damages GETs of chosen keys, as a broken network path would:
 
     `truncate` (half the body with a matching short Content-Length and no checksum headers), `corrupt` (one byte
@@ -140,11 +164,9 @@ class S3Proxy(_LocalServer):
         self.faults: dict[str, list[str]] = {}
         self.always: dict[str, str] = {}
         self.gets: Counter[str] = Counter()
-        self.released = threading.Event()
-        self._lock = threading.Lock()
         owner = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(_QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def _forward(self) -> None:
@@ -188,11 +210,7 @@ class S3Proxy(_LocalServer):
 
             do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward  # noqa: N815 (http.server's naming)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        super().__init__(Handler)
 
     def damage(self, key: str, *behaviours: str, always: str | None = None) -> None:
         """Damage the next GETs of `key` (a bucket/key path) with `behaviours`, or every one with `always`."""
@@ -209,28 +227,24 @@ class S3Proxy(_LocalServer):
                 return queued.pop(0)
             return self.always.get(path, "ok")
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
 
-
-
-class SilentServer:
+class SilentServer(_LocalServer):
     """Accepts TCP connections and never answers (an overloaded S3 behind a load balancer); stops by itself."""
 
     def __init__(self, lifetime: float = 90.0):
+        super().__init__()
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
         self.socket.listen(64)
         self.socket.settimeout(0.2)
+        self.port = self.socket.getsockname()[1]
         self.deadline = time.monotonic() + lifetime
-        self.stopped = threading.Event()
         self.accepted = 0
 
-    def _serve(self) -> None:
+    def serve(self) -> None:
         held = []
         try:
-            while not self.stopped.is_set() and time.monotonic() < self.deadline:
+            while not self.released.is_set() and time.monotonic() < self.deadline:
                 try:
                     connection, _ = self.socket.accept()
                 except TimeoutError:
@@ -241,17 +255,6 @@ class SilentServer:
             for connection in held:
                 connection.close()
             self.socket.close()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-
-    def __enter__(self) -> SilentServer:
-        threading.Thread(target=self._serve, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopped.set()
 
 
 def within(seconds: float, action):
@@ -325,44 +328,33 @@ def test_etag_that_is_not_an_md5_of_the_content_is_accepted_when_two_downloads_a
         assert server.gets == 2
 
 
-def test_s3_data_truncated_once_on_the_wire_is_fetched_again(sspcloud_layout, s3_server, monkeypatch, tiny_parquet):
+@pytest.fixture()
+def s3_proxy(sspcloud_layout, s3_server, monkeypatch):
+    """An `S3Proxy` in front of the SSP Cloud layout, set as the S3 endpoint for the test."""
     with S3Proxy(s3_server) as proxy:
-        proxy.damage(f"projet-formation/{DATA_KEY}", "truncate")
         monkeypatch.setenv("NACE_S3_ENDPOINT", proxy.endpoint)
-        source = resolve_data(load_settings())  # the default data source
-        assert not source.is_embedded and source.fallback_reason is None
-        assert source.local_path.read_bytes() == tiny_parquet.read_bytes()
-        assert proxy.gets[f"/projet-formation/{DATA_KEY}"] == 2
+        yield proxy
 
 
-def test_s3_data_corrupted_once_with_the_right_size_is_caught_by_its_etag(sspcloud_layout, s3_server, monkeypatch,
-                                                                          tiny_parquet):
-    with S3Proxy(s3_server) as proxy:
-        proxy.damage(f"projet-formation/{DATA_KEY}", "corrupt")
-        monkeypatch.setenv("NACE_S3_ENDPOINT", proxy.endpoint)
-        source = resolve_data(load_settings())
-        assert source.local_path.read_bytes() == tiny_parquet.read_bytes()
-        assert proxy.gets[f"/projet-formation/{DATA_KEY}"] == 2
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"], ids=["truncated", "corrupted with the right size, caught by its etag"])
+def test_s3_data_damaged_once_on_the_wire_is_fetched_again(s3_proxy, tiny_parquet, damage):
+    s3_proxy.damage(f"projet-formation/{DATA_KEY}", damage)
+    source = resolve_data(load_settings())  # the default data source
+    assert not source.is_embedded and source.fallback_reason is None
+    assert source.local_path.read_bytes() == tiny_parquet.read_bytes()
+    assert s3_proxy.gets[f"/projet-formation/{DATA_KEY}"] == 2
 
 
-def test_default_data_truncated_on_every_get_falls_back_to_embedded_with_the_reason(sspcloud_layout, s3_server,
-                                                                                    monkeypatch):
-    with S3Proxy(s3_server) as proxy:
-        proxy.damage(f"projet-formation/{DATA_KEY}", always="truncate")
-        monkeypatch.setenv("NACE_S3_ENDPOINT", proxy.endpoint)
-        settings = load_settings()
-        source = resolve_data(settings)
-    assert source.is_embedded
-    assert "bytes, twice in a row" in source.fallback_reason
+def test_default_data_truncated_on_every_get_falls_back_to_embedded_with_the_reason(s3_proxy):
+    s3_proxy.damage(f"projet-formation/{DATA_KEY}", always="truncate")
+    settings = load_settings()
+    assert_fell_back_to_embedded(resolve_data(settings), because="bytes, twice in a row")
     assert cached_files(settings, "data") == []
 
 
-def test_s3_model_checkpoint_truncated_once_on_the_wire_is_fetched_again(sspcloud_layout, s3_server, monkeypatch,
-                                                                         attention_model_dir):
-    with S3Proxy(s3_server) as proxy:
-        proxy.damage("projet-funathon/diffusion/mlflow-artifacts/model_checkpoint.ckpt", "truncate")
-        monkeypatch.setenv("NACE_S3_ENDPOINT", proxy.endpoint)
-        source = resolve_model(load_settings())
+def test_s3_model_checkpoint_truncated_once_on_the_wire_is_fetched_again(s3_proxy, attention_model_dir):
+    s3_proxy.damage("projet-funathon/diffusion/mlflow-artifacts/model_checkpoint.ckpt", "truncate")
+    source = resolve_model(load_settings())
     assert not source.is_embedded
     for name in ("metadata.pkl", "tokenizer.pkl", "model_checkpoint.ckpt"):
         assert (source.local_path / name).read_bytes() == (attention_model_dir / name).read_bytes()
@@ -371,38 +363,37 @@ def test_s3_model_checkpoint_truncated_once_on_the_wire_is_fetched_again(sspclou
 # --- Fault 2: a slow but connectable remote cannot delay the fallback ---------------------------------------------
 
 
-def test_default_sources_fall_back_within_the_bound_when_s3_accepts_connections_but_never_answers(monkeypatch):
+@pytest.fixture()
+def silent_s3(monkeypatch):
+    """A `SilentServer` as the S3 endpoint, with a 1 s connect timeout (3 s without an answer)."""
     monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1")
     with SilentServer() as silent:
         monkeypatch.setenv("NACE_S3_ENDPOINT", silent.endpoint)
-        settings = load_settings()
-        model, data = within(60, lambda: (resolve_model(settings), resolve_data(settings)))
-        assert silent.accepted >= 1
-    assert model.is_embedded and data.is_embedded
-    assert "no answer within 3 s" in model.fallback_reason
-    assert "no answer within 3 s" in data.fallback_reason
+        yield silent
+
+
+def test_default_sources_fall_back_within_the_bound_when_s3_accepts_connections_but_never_answers(silent_s3):
+    settings = load_settings()
+    model, data = within(60, lambda: (resolve_model(settings), resolve_data(settings)))
+    assert silent_s3.accepted >= 1
+    assert_fell_back_to_embedded(model, because="no answer within 3 s")
+    assert_fell_back_to_embedded(data, because="no answer within 3 s")
     assert "not asked again" in data.fallback_reason  # the data does not wait for the same silent endpoint
 
 
-def test_explicit_source_on_an_s3_that_never_answers_is_a_one_line_error(monkeypatch):
-    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1")
-    with SilentServer() as silent:
-        monkeypatch.setenv("NACE_S3_ENDPOINT", silent.endpoint)
-        monkeypatch.setenv("NACE_DATA_URI", f"s3://projet-formation/{DATA_KEY}")
-        with pytest.raises(NaceAppError, match="no answer within 3 s") as caught:
-            within(60, lambda: resolve_data(load_settings()))
+def test_explicit_source_on_an_s3_that_never_answers_is_a_one_line_error(silent_s3, monkeypatch):
+    monkeypatch.setenv("NACE_DATA_URI", f"s3://projet-formation/{DATA_KEY}")
+    with pytest.raises(NaceAppError, match="no answer within 3 s") as caught:
+        within(60, lambda: resolve_data(load_settings()))
     assert "\n" not in str(caught.value)
 
 
-def test_s3_download_that_stalls_midway_falls_back_and_says_it_stalled(sspcloud_layout, s3_server, monkeypatch):
+def test_s3_download_that_stalls_midway_falls_back_and_says_it_stalled(s3_proxy, monkeypatch):
     monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1.5")
-    with S3Proxy(s3_server) as proxy:
-        proxy.damage(f"projet-formation/{DATA_KEY}", always="stall")
-        monkeypatch.setenv("NACE_S3_ENDPOINT", proxy.endpoint)
-        settings = load_settings()
-        source = within(60, lambda: resolve_data(settings))
-    assert source.is_embedded
-    assert "download stalled: nothing received for 4.5 s" in source.fallback_reason
+    s3_proxy.damage(f"projet-formation/{DATA_KEY}", always="stall")
+    settings = load_settings()
+    source = within(60, lambda: resolve_data(settings))
+    assert_fell_back_to_embedded(source, because="download stalled: nothing received for 4.5 s")
 
 
 def test_http_download_that_stalls_midway_is_an_error_saying_it_stalled(parquet_bytes, monkeypatch):
@@ -455,23 +446,25 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
 
+def assert_refused_and_nothing_cached(uri: str, refusal: str, allow_pickle: bool = True):
+    """Resolving the run's model (an explicit URI) raises `refusal` and leaves the model cache empty; returns the settings."""
+    settings = load_settings()
+    with pytest.raises(NaceAppError, match=refusal):
+        resolve("model", uri, True, settings, allow_pickle=allow_pickle)
+    assert cached_files(settings, "models") == []
+    return settings
+
+
 def test_mlflow_run_over_the_download_limit_is_refused_before_downloading(mlflow_store, monkeypatch):
     uri = logged_run(mlflow_store, folder_bytes(embedded_model_dir()), monkeypatch)  # about 3.4 MB
     monkeypatch.setenv("NACE_MAX_DOWNLOAD_MB", "1")
-    monkeypatch.setenv("NACE_MODEL_URI", uri)
-    settings = load_settings()
-    with pytest.raises(NaceAppError, match=r"over the 1 MB download limit \(NACE_MAX_DOWNLOAD_MB\)"):
-        resolve_model(settings)
-    assert cached_files(settings, "models") == []
+    assert_refused_and_nothing_cached(uri, r"over the 1 MB download limit \(NACE_MAX_DOWNLOAD_MB\)")
 
 
 def test_pickled_mlflow_run_is_refused_before_downloading_when_pickles_are_not_allowed(mlflow_store, monkeypatch,
                                                                                        bag_model_dir):
     uri = logged_run(mlflow_store, folder_bytes(bag_model_dir), monkeypatch)
-    settings = load_settings()
-    with pytest.raises(NaceAppError, match="pickled format"):
-        resolve("model", uri, True, settings, allow_pickle=False)
-    assert cached_files(settings, "models") == []
+    settings = assert_refused_and_nothing_cached(uri, "pickled format", allow_pickle=False)
     allowed = resolve("model", uri, True, settings)  # the command line may read pickles from configured sources
     assert (allowed.local_path / "metadata.pkl").read_bytes() == (bag_model_dir / "metadata.pkl").read_bytes()
     with pytest.raises(NaceAppError, match="pickled format"):  # nor from the cache, once it holds them
@@ -480,20 +473,14 @@ def test_pickled_mlflow_run_is_refused_before_downloading_when_pickles_are_not_a
 
 def test_mlflow_run_with_an_incomplete_model_folder_is_refused_and_nothing_is_downloaded(mlflow_store, monkeypatch):
     uri = logged_run(mlflow_store, {"config.json": b"{}", "notes.txt": b"x" * 100_000}, monkeypatch)
-    settings = load_settings()
-    with pytest.raises(NaceAppError, match="holds no complete saved model"):
-        resolve("model", uri, True, settings)
-    assert cached_files(settings, "models") == []
+    assert_refused_and_nothing_cached(uri, "holds no complete saved model")
 
 
 def test_mlflow_run_with_damaged_weights_is_refused_and_its_download_deleted(mlflow_store, monkeypatch):
     files = folder_bytes(embedded_model_dir())
     files["model.safetensors"] = files["model.safetensors"][:100_000]
     uri = logged_run(mlflow_store, files, monkeypatch)
-    settings = load_settings()
-    with pytest.raises(NaceAppError, match=r"model.safetensors: safetensors file has 100,000 bytes, its header says"):
-        resolve("model", uri, True, settings)
-    assert cached_files(settings, "models") == []
+    assert_refused_and_nothing_cached(uri, r"model.safetensors: safetensors file has 100,000 bytes, its header says")
 
 
 def test_mlflow_run_downloads_only_the_model_files(mlflow_store, monkeypatch):
