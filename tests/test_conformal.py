@@ -154,3 +154,21 @@ def test_sets_on_the_tiny_real_model_start_with_its_top_code(bag_model_dir, tiny
     assert report.rows == splits.test.height
     assert report.coverage == pytest.approx(np.mean([t in s for t, s in zip(truth, sets, strict=True)]))
     assert set(report.by_group["group"].to_list()) == set(sections)
+
+
+def test_sets_are_calibrated_on_validation_unless_the_model_trained_on_it(tiny_frame):
+    from nace_app.conformal import calibration_plan
+
+    splits = split(tiny_frame)
+    for training in ({}, {"data_fingerprint": splits.data_fingerprint, "early_stopping_on": "validation split"},
+                     {"data_fingerprint": "other data", "early_stopping_on": "an independent set"}):
+        plan = calibration_plan(training, splits)
+        assert plan.calibration.equals(splits.validation) and plan.held_out.equals(splits.test)
+    plan = calibration_plan({"data_fingerprint": splits.data_fingerprint, "early_stopping_on": "an independent set"},
+                            splits)
+    calibration, held_out = set(plan.calibration["label"].to_list()), set(plan.held_out["label"].to_list())
+    assert not calibration & held_out and calibration | held_out == set(splits.test["label"].to_list())
+    assert plan.calibration.height + plan.held_out.height == splits.test.height
+    assert abs(plan.calibration.height - plan.held_out.height) <= 1 and "trained on the validation split" in plan.note
+    assert calibration_plan({"data_fingerprint": splits.data_fingerprint, "early_stopping_on": "an independent set"},
+                            splits).calibration.equals(plan.calibration)  # a fixed half, run after run
