@@ -124,10 +124,11 @@ def show_correction_effect(corrections, model_dir: str) -> None:
     """Before/after on the same test split, without the corrected descriptions (the new model trained on them)."""
     test, left_out = evaluation.without_texts(data.splits.test, corrections["label"].to_list())
     before, after = ui.default_workspace().classifier, ui.opened_classifier(model_dir)
-    st.markdown(f"**With the {corrections.height:,} corrections: before and after**")
+    plural = corrections.height > 1
+    st.markdown(f"**With the {corrections.height:,} correction{'s' if plural else ''}: before and after**")
     if left_out:
-        st.caption(f"{left_out:,} corrected descriptions are in the test split: both models are measured without "
-                   "them, since this run trained on them.")
+        st.caption(f"{left_out:,} corrected description{'s are' if left_out > 1 else ' is'} in the test split: both "
+                   "models are measured without them, since this run trained on them.")
     st.dataframe(evaluation.comparison_rows({
         "default model · test": ui.evaluation_on(before, test), "this run · test": ui.evaluation_on(after, test),
         "default model · the corrections": ui.evaluation_on(before, corrections),

@@ -197,3 +197,26 @@ def test_clicking_a_confusion_square_shows_that_cell(page, server):
         "before => [...document.querySelectorAll('p')].some(p => p.innerText.includes('→ predicted') "
         "&& p.innerText !== before)", arg=before)
     assert page.locator("p").filter(has_text="→ predicted").first.inner_text() != before
+
+
+def test_an_error_corrected_in_review_trains_the_next_model(page, server):
+    page.goto(f"{server}/review")
+    wait_idle(page)
+    page.get_by_role("tab", name="Errors").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Save the right code").click()  # the picker starts on the test row's true code
+    page.get_by_text("Saved #1:").wait_for()
+    page.get_by_role("tab", name="Corrections").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Download all corrections (CSV)").wait_for()
+    page.get_by_role("link", name="Train").click()
+    page.get_by_text("Train with the corrections (1 description,").click()
+    wait_idle(page)
+    page.get_by_label("Subsample of the train split (rows)").fill("700")
+    page.get_by_label("Subsample of the train split (rows)").press("Enter")
+    wait_idle(page)
+    page.locator("[data-testid='stSlider']").filter(has_text="Epochs").get_by_role("slider").press("Home")  # 1 epoch
+    wait_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("With the 1 correction: before and after").wait_for(timeout=300_000)
+    assert page.get_by_text("1 corrected description is in the test split").is_visible()

@@ -653,7 +653,7 @@ def test_training_with_the_corrections_compares_both_models_without_the_correcte
         at.run()
         assert job.state == "done", job.error
         assert job.result.test.n == test.height  # the run's own figures still cover the whole split
-        assert any("1 corrected descriptions are in the test split" in c.value for c in at.caption)
+        assert any("1 corrected description is in the test split" in c.value for c in at.caption)
         tables = [d.value for d in at.dataframe if "model / split" in d.value.columns]
         table = next(t for t in tables if "default model · the corrections" in list(t["model / split"]))
         rows = dict(zip(table["model / split"], table["rows"], strict=True))
