@@ -1,4 +1,4 @@
-"""`nace-app`: info, predict, evaluate, train. User errors print one line and exit with code 2."""
+"""`nace-app`: info, predict, evaluate, explain-classes, train. User errors print one line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -6,14 +6,22 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from nace_app.config import redact_uri
-from nace_app.errors import NaceAppError
+from nace_app.errors import NaceAppError, first_line
 from nace_app.logs import configure_logging
 
 EXIT_USAGE = 2
+EXPLAIN_ROWS = 64  # rows explained between two progress reports
+STREAM_ROWS = 5_000  # rows coded at a time: about 80 MB of probabilities and logits
+UNKNOWN_NOTE = "unknown to the model (other alphabets, emoji, symbols or rare words)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,70 +87,141 @@ def cmd_info(args: argparse.Namespace) -> int:
 # --- predict --------------------------------------------------------------------------------------------------------
 
 
-def _read_texts(args: argparse.Namespace) -> list[str]:
-    from nace_app.data import read_table, texts_column
+CONTROL_CATEGORIES = {"Cc", "Zl", "Zp"}  # control characters, and line and paragraph separators
+BIDI_CONTROLS = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def visible(text: str) -> str:
+    """Control characters escaped (\\x1b, \\r, \\u202e): input text must not drive the terminal or split a line."""
+    import unicodedata
+
+    return "".join(char.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(char) in CONTROL_CATEGORIES or char in BIDI_CONTROLS else char
+                   for char in text)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The TEXT arguments, then the --input file's rows: `chunks()` in order, `total` rows in all."""
+
+    texts: list[str]
+    source: Any  # a data.TextSource, or None
+
+    @property
+    def total(self) -> int:
+        return len(self.texts) + (self.source.total if self.source is not None else 0)
+
+    def chunks(self, rows: int) -> Iterator[list[str]]:
+        for start in range(0, len(self.texts), rows):
+            yield self.texts[start:start + rows]
+        if self.source is not None:
+            yield from self.source.chunks(rows)
+
+
+@contextmanager
+def _open_inputs(args: argparse.Namespace) -> Iterator[_Inputs]:
+    from nace_app.data import open_texts
 
     texts = list(args.text or [])
-    if args.input:
-        path = Path(args.input)
-        if not path.is_file():
-            raise NaceAppError(f"input file {path} does not exist")
-        frame = read_table(path)
-        column = "text" if path.suffix.lower() == ".txt" else args.text_column
-        texts += texts_column(frame, column)
-    if not texts or not any(t.strip() for t in texts):
-        raise NaceAppError("no text to code: give TEXT arguments or --input")
-    return texts
+    if not args.input:
+        if not any(t.strip() for t in texts):
+            raise NaceAppError("no text to code: give TEXT arguments or --input")
+        yield _Inputs(texts, None)
+        return
+    path = Path(args.input)
+    with open_texts(path, "text" if path.suffix.lower() == ".txt" else args.text_column) as source:
+        yield _Inputs(texts, source)
 
 
-def _write_rows(rows: list[dict[str, Any]], top: Any, output: Path) -> None:
-    suffix = output.suffix.lower()
-    if suffix == ".jsonl":
-        output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    elif suffix == ".csv":
-        top.frame().write_csv(output)
-    else:
-        top.frame().write_parquet(output)
+@dataclass
+class _Report:
+    """What stderr says as chunks pass: 'coded 40,000 of 200,000 rows' (when `verb` is set), and the mostly
+    unknown texts, one warning per TEXT argument, or for a file one count at the end (`close`)."""
+
+    total: int
+    verb: str | None
+    from_file: bool
+    done: int = 0
+    unknown: int = 0
+
+    def follow(self, chunks: Iterable[Any]) -> Iterator[Any]:
+        for chunk in chunks:
+            self.done += len(chunk.texts)
+            if self.verb:
+                print(f"{self.verb} {self.done:,} of {self.total:,} rows", file=sys.stderr, flush=True)
+            self.unknown += int(chunk.mostly_unknown.sum())
+            if not self.from_file:
+                for text in np.asarray(chunk.top.texts, dtype=object)[chunk.mostly_unknown]:
+                    print(f"nace-app: warning: most of {text[:80]!r} is {UNKNOWN_NOTE}: its codes are little more than "
+                          "a guess", file=sys.stderr)
+            yield chunk
+
+    def close(self) -> None:
+        if self.from_file and self.unknown:
+            print(f"nace-app: warning: {self.unknown:,} of {self.total:,} texts are mostly {UNKNOWN_NOTE}: their codes "
+                  "are little more than a guess", file=sys.stderr)
+
+
+def _calibrated(classifier: Any, data: Any, coverage: float) -> tuple[Any, Any]:
+    """The sets' calibrator and the plan saying which rows calibrate them and which measure them."""
+    from nace_app.conformal import calibrate_classifier, calibration_plan
+
+    plan = calibration_plan(classifier.loaded.training, data.splits)
+    return calibrate_classifier(classifier, plan.calibration, coverage), plan
+
+
+def _print_rows(rows: list[dict[str, Any]], coverage: float | None) -> None:
+    for row in rows:
+        print(visible(row["text"]))
+        if not row["predictions"]:
+            print("  (not coded: empty)")
+        if "read_until" in row:
+            print(f"  (the model read only: {row['text'][:row['read_until']]!r})")
+        for c in row["predictions"]:
+            print(f"  {c['code']:<6} {c['probability']:7.2%}  {c['heading']}")
+        if row["predictions"] and "prediction_set" in row:
+            print(f"  with {coverage:.0%} coverage: {', '.join(row['prediction_set'])}")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nace_app.opening import open_model
+    from nace_app.batch import OUTPUT_TYPES, code_chunk, write_coded
+    from nace_app.opening import open_data, open_model
 
-    texts = _read_texts(args)
-    if args.output and Path(args.output).suffix.lower() not in (".jsonl", ".csv", ".parquet"):
-        raise NaceAppError(f"unsupported output type {Path(args.output).suffix!r}: use .jsonl, .csv or .parquet")
-    opened = open_model(None, _settings(args))
-    _say_fallbacks([opened.source.fallback_reason] if opened.source.fallback_reason else [])
-    classifier = opened.classifier
-    classifier.check_top_k(args.top_k)
-    top = classifier.predict_top_k(texts, top_k=args.top_k)
-    rows = top.rows()
-    if classifier.tokenizer.output_dim is not None:  # a fixed window: say where reading stopped
-        from nace_app.tokenization import read_until
-
-        for row in rows:
-            stop = read_until(classifier.tokenizer, row["text"])
-            if stop is not None:
-                row["read_until"] = stop
-    if args.explain:
-        from nace_app.explain import integrated_gradients
-
-        for row in rows:
-            explanations = integrated_gradients(classifier, row["text"], [p["code"] for p in row["predictions"]])
-            for item, explanation in zip(row["predictions"], explanations, strict=True):
-                item.update(explanation.to_dict())
-    if args.output:
-        _write_rows(rows, top, Path(args.output))
-    elif args.json:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
-    else:
-        for row in rows:
-            print(row["text"])
-            if "read_until" in row:
-                print(f"  (the model read only: {row['text'][:row['read_until']]!r})")
-            for c in row["predictions"]:
-                print(f"  {c['code']:<6} {c['probability']:7.2%}  {c['heading']}")
+    output = Path(args.output) if args.output else None
+    if args.chunk_rows is not None and args.chunk_rows < 1:
+        raise NaceAppError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
+    if output is not None and output.suffix.lower() not in OUTPUT_TYPES:
+        raise NaceAppError(f"unsupported output type {output.suffix!r}: use .jsonl, .csv or .parquet")
+    with _open_inputs(args) as inputs:
+        settings = _settings(args)
+        opened = open_model(None, settings)
+        _say_fallbacks([opened.source.fallback_reason] if opened.source.fallback_reason else [])
+        classifier = opened.classifier
+        classifier.check_top_k(args.top_k)
+        calibrator = None
+        if args.coverage is not None:
+            data = opened.data or open_data(settings)
+            _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
+            calibrator, _ = _calibrated(classifier, data, args.coverage)
+        rows_per_chunk = args.chunk_rows or (EXPLAIN_ROWS if args.explain else STREAM_ROWS)
+        shows_progress = inputs.source is not None or args.explain
+        report = _Report(inputs.total, ("coded and explained" if args.explain else "coded") if shows_progress else None,
+                         from_file=inputs.source is not None)
+        chunks = report.follow(code_chunk(classifier, texts, args.top_k, calibrator, args.explain)
+                               for texts in inputs.chunks(rows_per_chunk))
+        if output is not None:
+            try:
+                write_coded(chunks, output)
+            except OSError as exc:  # strerror alone: the message would name the temporary file
+                raise NaceAppError(f"cannot write {output}: {exc.strerror or first_line(exc)}") from exc
+        else:
+            for chunk in chunks:
+                if args.json:
+                    for row in chunk.rows():
+                        print(json.dumps(row, ensure_ascii=False))
+                else:
+                    _print_rows(chunk.rows(), args.coverage)
+        report.close()
     return 0
 
 
@@ -157,14 +236,64 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = workspace.data
     _say_fallbacks(workspace.fallbacks())
     evaluation = evaluate_classifier(workspace.classifier, data.splits.test)
+    report = plan = None
+    if args.coverage is not None:
+        from nace_app.conformal import coverage_report, true_indices
+
+        calibrator, plan = _calibrated(workspace.classifier, data, args.coverage)
+        codes = plan.held_out["code"].to_list()
+        report = coverage_report(calibrator, workspace.classifier.predict_proba(plan.held_out["label"].to_list()),
+                                 true_indices(workspace.classifier.labels, codes),
+                                 [workspace.classifier.nomenclature.section_of(code) for code in codes])
     if args.json:
-        _emit({"model": workspace.model_source.shown_uri, "data": data.source.shown_uri, "split": "test", **evaluation.to_dict()})
+        conformal = {"conformal": {**report.to_dict(), "note": plan.note,
+                                   "by_section": report.by_group.to_dicts()}} if report is not None else {}
+        _emit({"model": workspace.model_source.shown_uri, "data": data.source.shown_uri, "split": "test",
+               **evaluation.to_dict(), **conformal})
         return 0
     print(f"model {workspace.model_source.shown_uri}  data {data.source.shown_uri}  test rows {evaluation.n}")
     print(f"top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
           f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}")
     for level, value in evaluation.accuracy_by_level.items():
         print(f"  {level:<9} {value:.4f}")
+    if report is not None:
+        print(f"prediction sets at {report.level:.0%} ({report.method}): coverage {report.coverage:.4f}, mean size "
+              f"{report.mean_set_size:.2f}, median {report.median_set_size:g}, one-code sets {report.singleton_share:.1%} "
+              f"(n={report.rows})")
+        print(f"  {plan.note}")
+        for group in report.by_group.iter_rows(named=True):
+            print(f"  section {group['group']:<2} coverage {group['coverage']:.4f}  mean size {group['mean_set_size']:6.2f}"
+                  f"  (n={group['rows']})")
+    return 0
+
+
+# --- explain-classes ------------------------------------------------------------------------------------------------
+
+
+def cmd_explain_classes(args: argparse.Namespace) -> int:
+    from nace_app.cachefiles import write_atomically
+    from nace_app.class_words import class_words
+    from nace_app.opening import open_workspace
+
+    output = Path(args.output)
+    if output.suffix.lower() not in (".parquet", ".csv"):
+        raise NaceAppError(f"unsupported output type {output.suffix!r}: use .parquet or .csv")
+    if args.per_class < 1:
+        raise NaceAppError(f"--per-class must be at least 1, got {args.per_class}")
+    settings = _settings(args)
+    workspace = open_workspace(settings)
+    test = workspace.data.splits.test
+    _say_fallbacks(workspace.fallbacks())
+
+    def progress(done: int, total: int) -> None:
+        print(f"explained {done:,} of {total:,} test rows", file=sys.stderr, flush=True)
+
+    words = class_words(workspace.classifier, test, settings.cache_dir, args.per_class, progress=progress)
+    try:
+        write_atomically(output, words.write_parquet if output.suffix.lower() == ".parquet" else words.write_csv)
+    except OSError as exc:
+        raise NaceAppError(f"cannot write {output}: {exc.strerror or first_line(exc)}") from exc
+    print(f"{words.height:,} words of {words['code'].n_unique():,} classes written to {output}", file=sys.stderr)
     return 0
 
 
@@ -210,6 +339,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"{name:<10} top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
                   f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}  (n={evaluation.n})")
         print(f"mlflow run {run.run_id} in {redact_uri(run.uri)}" if run.failure is None else run.failure)
+    if run.failure is not None and run.run_id is not None:  # this process's exit would end the logger's retries
+        from nace_app.tracking import FINAL_STATUS_SECONDS
+
+        print(f"nace-app: waiting up to {FINAL_STATUS_SECONDS:.0f} s for MLflow to record the end of run {run.run_id}",
+              file=sys.stderr)
+        run.close(FINAL_STATUS_SECONDS)
     return 0
 
 
@@ -269,7 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
         verb.add_argument("--model")
         verb.add_argument("--data")
         verb.add_argument("--json", action="store_true")
+        if name == "evaluate":
+            verb.add_argument("--coverage", type=float, help="also measure prediction sets at this level (0.80 to 0.99)")
         verb.set_defaults(run=run)
+
+    words = verbs.add_parser("explain-classes", help="per-class words that carry each class, or pull its rows away")
+    words.add_argument("--output", required=True, help=".parquet or .csv")
+    words.add_argument("--per-class", type=int, default=10, help="words per class and kind")
+    words.add_argument("--model")
+    words.add_argument("--data")
+    words.set_defaults(run=cmd_explain_classes)
 
     predict = verbs.add_parser("predict", help="top-k codes for texts")
     predict.add_argument("text", nargs="*")
@@ -278,6 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", help=".jsonl, .csv or .parquet")
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--explain", action="store_true", help="add integrated-gradients word attributions")
+    predict.add_argument("--coverage", type=float, help="add the prediction set holding the true code with this "
+                         "probability (0.80 to 0.99), calibrated on the validation split")
+    predict.add_argument("--chunk-rows", type=int, help="rows read, coded and written at a time (default: "
+                         f"{STREAM_ROWS:,}, {EXPLAIN_ROWS} with --explain); memory grows with it")
     predict.add_argument("--model")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(run=cmd_predict)
@@ -300,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except NaceAppError as exc:
-        print(f"nace-app: error: {exc}", file=sys.stderr)
+        print(f"nace-app: error: {visible(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
 

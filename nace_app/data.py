@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,14 +58,52 @@ def sniff_separator(text: str) -> str:
         return ","
 
 
+def looks_binary(sample: bytes) -> bool:
+    """A NUL byte, or a third of control bytes, in the first 8 KB: an image, an archive, a spreadsheet.
+
+    A few escape sequences in a short text are still text (they are shown escaped).
+    """
+    head = sample[:8192]
+    if b"\x00" in head:
+        return True
+    controls = sum(b < 0x20 and b not in b"\t\n\r\f\v" for b in head) + head.count(0x7F)
+    return len(head) >= 512 and controls / len(head) > 0.3
+
+
+def csv_error_line(lines: Iterable[str], separator: str) -> int | None:
+    """The line where the first malformed record starts (bad quoting, more fields than the header), if any.
+
+    Polars says what is wrong but not where: this second, slower reading is only done once a read has failed.
+    """
+    reader = csv.reader(lines, delimiter=separator, strict=True)
+    start, width = 1, None
+    try:
+        for row in reader:
+            if width is None:
+                width = len(row)
+            elif len(row) > width:
+                return start
+            start = reader.line_num + 1
+    except csv.Error:
+        return start
+    return None
+
+
+def _csv_error(name: str, exc: pl.exceptions.PolarsError, lines: Iterable[str], separator: str) -> NaceAppError:
+    line = csv_error_line(lines, separator)
+    where = f" at line {line}" if line is not None else ""
+    return NaceAppError(f"cannot read {name}{where}: {first_line(exc)}")
+
+
 def read_csv_bytes(raw: bytes) -> pl.DataFrame:
     text = decode_text(raw)
     if not text.strip():
         raise NaceAppError("the file is empty")
+    separator = sniff_separator(text)
     try:
-        return pl.read_csv(io.StringIO(text), separator=sniff_separator(text), infer_schema=False)
+        return pl.read_csv(io.StringIO(text), separator=separator, infer_schema=False)
     except pl.exceptions.PolarsError as exc:
-        raise NaceAppError(f"cannot read the CSV file: {first_line(exc)}") from exc
+        raise _csv_error("the CSV file", exc, io.StringIO(text, newline=""), separator) from exc
 
 
 def read_table(path: Path) -> pl.DataFrame:
@@ -144,7 +186,153 @@ def stratified_sample(frame: pl.DataFrame, size: int, seed: int = SPLIT_SEED) ->
     return sample
 
 
+TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum, pl.Null)  # Null: a column with no value at all
+INPUT_TYPES = (".txt", ".csv", ".tsv", ".parquet")
+
+
+def check_text_column(schema: pl.Schema, column: str) -> None:
+    """The column exists and holds text: numbers, lists or bytes would be coded as their printed form."""
+    if column not in schema:
+        raise NaceAppError(f"no column {column!r} in the input (columns: {', '.join(schema)})")
+    if schema[column] not in TEXT_TYPES:
+        raise NaceAppError(f"column {column!r} holds {schema[column]} values, not text")
+
+
 def texts_column(frame: pl.DataFrame, column: str) -> list[str]:
-    if column not in frame.columns:
-        raise NaceAppError(f"no column {column!r} in the input (columns: {', '.join(frame.columns)})")
-    return ["" if v is None else str(v) for v in frame[column].to_list()]
+    check_text_column(frame.schema, column)
+    return ["" if v is None else v for v in frame[column].cast(pl.String).to_list()]
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """An input file's texts, read in chunks in file order; a missing value or blank line reads as ''.
+
+    `total` rows in all, `filled` of them not blank. From `open_texts`, valid only inside its `with` block.
+    """
+
+    name: str
+    total: int
+    filled: int
+    scan: pl.LazyFrame | None  # .csv and .parquet: the text column alone, as `text`
+    lines: Path | None = None  # .txt: one text per line
+    encoding: str = "utf-8-sig"
+
+    def chunks(self, rows: int) -> Iterator[list[str]]:
+        """Lists of about `rows` texts (exactly `rows` for a .txt), in file order."""
+        if self.scan is not None:
+            try:
+                for batch in self.scan.collect_batches(chunk_size=rows):
+                    yield ["" if v is None else v for v in batch["text"].to_list()]
+            except pl.exceptions.PolarsError as exc:  # damage past what was checked when it was opened
+                raise NaceAppError(f"cannot read {self.name}: {first_line(exc)}") from exc
+            return
+        chunk: list[str] = []
+        with self.lines.open(encoding=self.encoding) as lines:
+            for line in lines:
+                chunk.append(line.strip())
+                if len(chunk) == rows:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+
+def _encoding_of(path: Path) -> str:
+    """utf-8-sig when the whole file decodes as UTF-8, else latin-1 (as `decode_text`), read 1 MB at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as raw:
+            while block := raw.read(1 << 20):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8-sig"
+
+
+def _check_csv(path: Path, encoding: str, separator: str) -> None:
+    """Polars' scan skips over extra fields and says nothing: the strict csv module finds them, with their line."""
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # one description may be long
+    with path.open(encoding=encoding, newline="") as lines:
+        line = csv_error_line(lines, separator)
+    if line is not None:
+        raise NaceAppError(f"cannot read {path.name}: line {line} is malformed (a stray quote, or more fields than "
+                           "the header)")
+
+
+def _count(name: str, scan: pl.LazyFrame) -> tuple[int, int]:
+    text = pl.col("text").cast(pl.String)
+    try:
+        counts = scan.select(pl.len(), (text.str.strip_chars() != "").sum()).collect().row(0)
+    except pl.exceptions.PolarsError as exc:
+        raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
+    return int(counts[0]), int(counts[1] or 0)
+
+
+@contextmanager
+def open_texts(path: Path, column: str) -> Iterator[TextSource]:
+    """A .txt (one text per line, blank lines kept as rows), .csv/.tsv or .parquet input, checked before any coding.
+
+    A latin-1 CSV is read through a UTF-8 copy in a temporary folder, removed on leaving the block.
+    """
+    name = path.name
+    if path.is_dir():
+        raise NaceAppError(f"{path} is a directory: give one .txt, .csv or .parquet file")
+    if not path.is_file():
+        raise NaceAppError(f"input file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_TYPES:
+        raise NaceAppError(f"unsupported input type {path.suffix!r}: use .txt, .csv or .parquet")
+    if suffix == ".parquet":
+        scan = pl.scan_parquet(path)
+        try:
+            schema = scan.collect_schema()
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
+        check_text_column(schema, column)
+        yield _source(name, scan.select(text=pl.col(column).cast(pl.String)), f"{name} has no rows")
+        return
+    try:
+        with path.open("rb") as raw:
+            sample = raw.read(1 << 16)
+    except OSError as exc:
+        raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
+    if not sample or (suffix != ".txt" and not sample.strip()):  # a .txt of blank lines has rows, but no text
+        raise NaceAppError(f"{name} is empty")
+    if looks_binary(sample):
+        raise NaceAppError(f"{name} looks like a binary file, not text")
+    encoding = _encoding_of(path)
+    if suffix == ".txt":
+        with path.open(encoding=encoding) as lines:
+            total = filled = 0
+            for line in lines:
+                total, filled = total + 1, filled + bool(line.strip())
+        if not filled:
+            raise NaceAppError(f"{name} has no text: every line is blank")
+        yield TextSource(name, total, filled, None, path, encoding)
+        return
+    separator = sniff_separator(decode_text(sample))
+    _check_csv(path, encoding, separator)
+    with tempfile.TemporaryDirectory(prefix="nace-input-") as folder:
+        if encoding == "latin-1":  # polars reads UTF-8 only
+            utf8 = Path(folder) / name
+            with path.open(encoding=encoding, newline="") as source, utf8.open("w", encoding="utf-8", newline="") as copy:
+                while block := source.read(1 << 20):
+                    copy.write(block)
+            path = utf8
+        scan = pl.scan_csv(path, separator=separator, infer_schema=False)
+        try:
+            schema = scan.collect_schema()
+        except pl.exceptions.PolarsError as exc:
+            raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
+        check_text_column(schema, column)
+        yield _source(name, scan.select(text=pl.col(column)), f"{name} has a header but no rows")
+
+
+def _source(name: str, scan: pl.LazyFrame, no_rows: str) -> TextSource:
+    total, filled = _count(name, scan)
+    if total == 0:
+        raise NaceAppError(no_rows)
+    if not filled:
+        raise NaceAppError(f"{name} has no text: the text column is empty in every row")
+    return TextSource(name, total, filled, scan)

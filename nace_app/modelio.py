@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,16 +148,31 @@ def _labels_from_value_encoder(encoder: Any) -> list[str] | None:
     return None
 
 
+def _damaged_library_files(path: Path) -> list[str]:
+    """'tokenizer.pkl: pickle stream does not end (truncated)' for each file of a `save()` folder cut short.
+
+    Checked before unpickling: a cut checkpoint makes torch fail with a bare '[Errno 22] Invalid argument'.
+    """
+    from nace_app.sources import load_check_problem
+
+    problems = ((p.name, load_check_problem(p)) for p in sorted(path.iterdir()) if p.suffix in (".pkl", ".ckpt"))
+    return [f"{name}: {problem}" for name, problem in problems if problem]
+
+
 def _load_library(path: Path, dataset_codes: Callable[[], list[str]] | None) -> LoadedModel:
     from torchTextClassifiers import torchTextClassifiers
 
     missing = [n for n in ("metadata.pkl", "tokenizer.pkl", "model_checkpoint.ckpt") if not (path / n).is_file()]
     if missing:
         raise NaceAppError(f"{path} is not a torchTextClassifiers model folder (missing {', '.join(missing)})")
+    damaged = _damaged_library_files(path)
+    if damaged:
+        raise NaceAppError(f"cannot load the model in {path}: a file is truncated or damaged ({'; '.join(damaged)})")
     try:
         ttc = torchTextClassifiers.load(path, device="cpu")
-    except Exception as exc:  # truncated or corrupted pickles and checkpoints
-        raise NaceAppError(f"cannot load the model in {path}: {first_line(exc)}") from exc
+    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, RuntimeError) as exc:
+        # what pickle and torch.load raise on a damaged file that passed the checks above (torch: RuntimeError)
+        raise NaceAppError(f"cannot load the model in {path}: a file is truncated or damaged ({first_line(exc)})") from exc
     if not hasattr(ttc, "lightning_module"):
         raise NaceAppError(f"cannot load the model in {path}: the checkpoint was not restored")
     labels = _labels_from_value_encoder(ttc.value_encoder) if ttc.value_encoder is not None else None

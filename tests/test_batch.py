@@ -1,12 +1,14 @@
 """Batch coding: every input row comes back in order with its columns, and the files open right in a spreadsheet."""
 
 import io
+import json
 
 import polars as pl
 import pytest
 
-from nace_app.batch import NOT_CODED, code_frame, read_upload, to_csv_bytes, to_xlsx_bytes
+from nace_app.batch import NOT_CODED, code_chunk, code_frame, read_upload, to_csv_bytes, to_xlsx_bytes, write_coded
 from nace_app.classifier import Classifier
+from nace_app.conformal import calibrate_classifier
 from nace_app.errors import NaceAppError
 from nace_app.modelio import load_model
 
@@ -31,6 +33,7 @@ def test_a_txt_upload_keeps_its_blank_lines_as_rows():
     ("big.csv", b"x" * (20 * 1024 * 1024 + 1), "20 MB"),
     ("blank.txt", b"\n \n", "no text"),
     ("binary.txt", b"\x00\x01\x02PK\x03\x04", "binary"),
+    ("image.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"),
     ("header.csv", b"a,b\n", "no rows"),
 ])
 def test_bad_uploads_are_one_line_errors(name, raw, message):
@@ -70,3 +73,41 @@ def test_xlsx_keeps_codes_as_text(classifier):
     with zipfile.ZipFile(io.BytesIO(to_xlsx_bytes(coded))) as workbook:
         strings = workbook.read("xl/sharedStrings.xml").decode()
     assert coded["code_1"][0] in strings  # a shared string, not a number cell
+
+
+@pytest.fixture(scope="module")
+def chunks(classifier, tiny_frame):
+    """Two coded chunks with prediction sets, the first with a blank row."""
+    calibrator = calibrate_classifier(classifier, tiny_frame, 0.9)
+    return [code_chunk(classifier, ["bakery bread", "  ", "software"], 2, calibrator),
+            code_chunk(classifier, ["car repair"], 2, calibrator)]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_streamed_output_has_every_row_in_order_with_blank_rows_not_coded(tmp_path, chunks, suffix):
+    output = tmp_path / f"out{suffix}"
+    write_coded(chunks, output)
+    if suffix == ".jsonl":
+        rows = [json.loads(line) for line in output.read_text().splitlines()]
+        texts, coded = [r["text"] for r in rows], [bool(r["predictions"]) for r in rows]
+        sets = [r["prediction_set"] for r in rows]
+    else:
+        frame = pl.read_csv(output, infer_schema=False) if suffix == ".csv" else pl.read_parquet(output)
+        texts, coded = frame["text"].to_list(), [c is not None for c in frame["code_1"].to_list()]
+        sets = [s.split(" ") if isinstance(s, str) else s for s in frame["prediction_set"].to_list()]
+    assert texts == ["bakery bread", "  ", "software", "car repair"] and coded == [True, False, True, True]
+    assert [s[0] if s else None for s in sets] == [chunks[0].top.codes[0, 0], None, chunks[0].top.codes[1, 0],
+                                                   chunks[1].top.codes[0, 0]]
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_output_and_no_partial_file(tmp_path, chunks):
+    output = tmp_path / "out.jsonl"
+    output.write_text("the previous run\n")
+
+    def failing():
+        yield chunks[0]
+        raise NaceAppError("the input broke off")
+
+    with pytest.raises(NaceAppError, match="broke off"):
+        write_coded(failing(), output)
+    assert output.read_text() == "the previous run\n" and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
