@@ -49,7 +49,7 @@ def _one_pass(classifier: Classifier, encoded: Encoded, rows: list[int], codes: 
     input_ids, mask = classifier.explanation_inputs(ids, encoded.full_width, encoded.pad_id)
     owner = torch.tensor([t for t, text_codes in enumerate(codes) for _ in text_codes])
     targets = torch.tensor([classifier.label_index[c] for text_codes in codes for c in text_codes])
-    with classifier.lock, torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():
         with torch.no_grad():
             emb_input = classifier.embed(input_ids)
             emb_reference = classifier.embed(torch.full_like(input_ids, encoded.pad_id))

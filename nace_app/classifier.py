@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -74,11 +74,11 @@ class TopK:
 
 @dataclass
 class Classifier:
-    """A model ready to predict. Shared by every session: nothing here mutates the model after construction."""
+    """A model ready to predict. Shared by every session: nothing here mutates the model after construction, and
+    nothing needs a lock (parameters take no gradients; an explanation's replaced embeddings are per thread)."""
 
     loaded: LoadedModel
     name: str = "model"
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         if getattr(self.loaded.ttc, "categorical_var_net", None) is not None:
@@ -89,6 +89,9 @@ class Classifier:
         self.labels = list(self.loaded.labels)
         self.label_index = {code: i for i, code in enumerate(self.labels)}
         self.forward = FastForward(self.model)
+        self._replacement = threading.local()  # the embeddings that replace the layer's output, in this thread only
+        if not self.forward.can_cut:
+            self.model.token_embedder.embedding_layer.register_forward_hook(self._replace_embeddings)
         self.nomenclature = load_nomenclature()
         self._labels_array = np.array(self.labels, dtype=object)
         self._headings_array = np.array([self.nomenclature.heading(code) for code in self.labels], dtype=object)
@@ -194,15 +197,26 @@ class Classifier:
         """Logits with the embedding layer's output replaced by `embeddings` (rows of `input_ids`' shape)."""
         if self.forward.can_cut:
             return self.forward.from_embeddings(embeddings, mask, full_width)
-        layer = self.model.token_embedder.embedding_layer
-        handle = layer.register_forward_hook(lambda module, args, output: embeddings)
         rows = embeddings.shape[0]
+        self._replacement.embeddings = embeddings
         try:  # architectures the cut path does not know: the library's forward, with the layer's output swapped
             return self.model(input_ids.expand(rows, -1) if len(input_ids) == 1 else input_ids, mask,
                               torch.empty((rows, 0)))
         finally:
-            handle.remove()
+            self._replacement.embeddings = None
+
+    def _replace_embeddings(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        """The embedding layer's hook: a per-thread swap, so that other sessions' forwards keep the real output."""
+        return getattr(self._replacement, "embeddings", None)  # None keeps the layer's own output
 
     def unknown_token_share(self, text: str) -> float:
         """Share of the text's words (or WordPiece tokens) that the model has no entry for."""
         return unknown_word_share(self.tokenizer, text)
+
+    def label_attention_weights(self, ids: list[list[int]], full_width: int, pad_id: int) -> torch.Tensor:
+        """Label-attention models only: each class's attention over the tokens, mean over heads (texts, classes, width)."""
+        input_ids, mask = pad(ids, full_width, pad_id)
+        with torch.inference_mode():
+            output = self.model(input_ids, mask, torch.empty((len(ids), 0)), return_label_attention_matrix=True)
+        matrix = output["label_attention_matrix"]
+        return matrix.mean(1) if matrix.dim() == 4 else matrix

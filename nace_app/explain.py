@@ -4,7 +4,8 @@ Every token vector is RMS-normalised right after the embedding lookup, so the mo
 scale: from Captum's default zero baseline the path is flat at its start and the attributions do not add up to
 the change in logit. The baseline here is the padding token at every position with the same attention mask; its
 path is a real one, completeness holds, and the steps are doubled until the gap (`convergence_delta`) is under 1%
-of the logit change. All requested candidates are explained in one batched pass; parameters get no gradients.
+of the logit change. All requested candidates are explained in one batched pass; parameters get no gradients,
+so sessions explain at the same time without a lock (only the interpolated embeddings are leaves of the graph).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import torch
 
 from nace_app.classifier import Classifier
 from nace_app.errors import NaceAppError
-from nace_app.inference import pad
 
 STEP_SCHEDULE = (8, 16, 32, 64, 128, 256, 512)
 TOLERANCE = 0.01
@@ -102,7 +102,7 @@ def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) ->
         return classifier.logits_from_embeddings(embeddings, input_ids, mask.expand(embeddings.shape[0], -1),
                                                  encoded.full_width)
 
-    with classifier.lock, torch.inference_mode(False), torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():
         with torch.no_grad():
             emb_input = classifier.embed(input_ids)
             emb_reference = classifier.embed(reference_ids)
@@ -176,11 +176,7 @@ def label_attention(classifier: Classifier, text: str, codes: list[str]) -> dict
     if not classifier.has_label_attention:
         raise NaceAppError("this model was not trained with label attention")
     encoded = classifier.encode([text], with_offsets=True)
-    input_ids, mask = pad(encoded.ids, encoded.full_width, encoded.pad_id)
-    with torch.inference_mode():
-        output = classifier.model(input_ids, mask, torch.empty((1, 0)), return_label_attention_matrix=True)
-    matrix = output["label_attention_matrix"][0]
-    matrix = matrix.mean(0) if matrix.dim() == 3 else matrix  # (classes, tokens)
+    matrix = classifier.label_attention_weights(encoded.ids, encoded.full_width, encoded.pad_id)[0]  # (classes, tokens)
     return {
         code: words_of(text, encoded.offsets[0], encoded.word_ids[0],
                        matrix[classifier.label_index[code], : len(encoded.ids[0])].numpy())

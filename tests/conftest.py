@@ -182,3 +182,26 @@ def sspcloud_layout(s3_client, attention_model_dir, tiny_parquet):
     upload_folder(s3_client, attention_model_dir, "projet-funathon", MODEL_PREFIX)
     s3_client.put_object(Bucket="projet-formation", Key=DATA_KEY, Body=tiny_parquet.read_bytes())
     return s3_client
+
+
+@pytest.fixture(scope="session")
+def library_forward_classifier(tiny_frame):
+    """Two attention layers: no cut path, so explanations swap the embedding layer's output with a hook."""
+    import torch
+    from torchTextClassifiers import ModelConfig, torchTextClassifiers
+    from torchTextClassifiers.model.components import AttentionConfig
+    from torchTextClassifiers.tokenizers import WordPieceTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = WordPieceTokenizer(vocab_size=300, output_dim=40)
+    tokenizer.train(tiny_frame["label"].to_list())
+    config = ModelConfig(embedding_dim=32, num_classes=4,
+                         attention_config=AttentionConfig(n_layers=2, n_head=2, n_kv_head=2, sequence_len=40))
+    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=config)
+    torch.nn.init.normal_(ttc.pytorch_model.classification_head.net.weight)
+    from nace_app.classifier import Classifier
+    from nace_app.modelio import LoadedModel
+
+    classifier = Classifier(LoadedModel(ttc, ["10.71", "10.72", "62.10", "62.20"], "test", "test"))
+    assert not classifier.forward.can_cut
+    return classifier

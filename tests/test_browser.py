@@ -82,7 +82,7 @@ def test_state_survives_a_round_trip_through_another_page(page, server):
 def test_review_threshold_and_a_misclassified_row_to_its_explanation(page, server):
     page.goto(f"{server}/review")
     wait_idle(page)
-    coded = page.locator("[data-testid='stMetric']").filter(has_text="Coded automatically")
+    coded = page.locator("[data-testid='stMetric']").filter(has_text="Coded automatically").first  # the threshold rule
     coded.wait_for()
     before = coded.inner_text()
     thumb = page.locator("[data-testid='stSidebar'] input[type='range']").first
@@ -106,8 +106,7 @@ def test_review_threshold_and_a_misclassified_row_to_its_explanation(page, serve
 def test_a_tiny_training_run_shows_curves_and_a_result(page, server):
     page.goto(f"{server}/train")
     wait_idle(page)
-    page.get_by_label("Subsample of the train split (rows)").fill("700")
-    page.get_by_label("Subsample of the train split (rows)").press("Enter")
+    train_on(page, 700)
     page.get_by_role("button", name="Start training").click()
     page.get_by_role("button", name="Use this model").wait_for(timeout=240_000)
     assert page.locator(".js-plotly-plot").count() >= 2
@@ -184,11 +183,21 @@ def test_at_800_px_the_sidebar_folds_and_figures_and_buttons_are_not_cut(browser
     narrow.context.close()
 
 
-def test_clicking_a_confusion_square_shows_that_cell(page, server):
+def open_review_tab(page, server, tab: str) -> None:
     page.goto(f"{server}/review")
     wait_idle(page)
-    page.get_by_role("tab", name="Confusions").click()
+    page.get_by_role("tab", name=tab).click()
     wait_idle(page)
+
+
+def train_on(page, rows: int) -> None:
+    """Type the train-split subsample, as a workshop leader does before starting a run."""
+    page.get_by_label("Subsample of the train split (rows)").fill(str(rows))
+    page.get_by_label("Subsample of the train split (rows)").press("Enter")
+
+
+def test_clicking_a_confusion_square_shows_that_cell(page, server):
+    open_review_tab(page, server, "Confusions")
     cell = page.locator("p").filter(has_text="→ predicted").first
     before = cell.inner_text()  # the default: the largest confusion
     points = page.locator(".js-plotly-plot .scatterlayer .point")
@@ -200,10 +209,7 @@ def test_clicking_a_confusion_square_shows_that_cell(page, server):
 
 
 def test_an_error_corrected_in_review_trains_the_next_model(page, server):
-    page.goto(f"{server}/review")
-    wait_idle(page)
-    page.get_by_role("tab", name="Errors").click()
-    wait_idle(page)
+    open_review_tab(page, server, "Errors")
     page.get_by_role("button", name="Save the right code").click()  # the picker starts on the test row's true code
     page.get_by_text("Saved #1:").wait_for()
     page.get_by_role("tab", name="Corrections").click()
@@ -212,8 +218,7 @@ def test_an_error_corrected_in_review_trains_the_next_model(page, server):
     page.get_by_role("link", name="Train").click()
     page.get_by_text("Train with the corrections (1 description,").click()
     wait_idle(page)
-    page.get_by_label("Subsample of the train split (rows)").fill("700")
-    page.get_by_label("Subsample of the train split (rows)").press("Enter")
+    train_on(page, 700)
     wait_idle(page)
     page.locator("[data-testid='stSlider']").filter(has_text="Epochs").get_by_role("slider").press("Home")  # 1 epoch
     wait_idle(page)

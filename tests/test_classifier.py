@@ -84,23 +84,10 @@ def test_half_precision_weights_halve_the_file_and_barely_move_probabilities(loa
     assert clear.any() and np.array_equal(before.argmax(1)[clear], after.argmax(1)[clear])
 
 
-def test_unsupported_architecture_falls_back_to_the_plain_forward(tiny_frame, tmp_path):
-    from torchTextClassifiers import ModelConfig, torchTextClassifiers
-    from torchTextClassifiers.model.components import AttentionConfig
-    from torchTextClassifiers.tokenizers import WordPieceTokenizer
-
-    tokenizer = WordPieceTokenizer(vocab_size=300, output_dim=40)
-    tokenizer.train(tiny_frame["label"].to_list())
-    config = ModelConfig(embedding_dim=32, num_classes=4,
-                         attention_config=AttentionConfig(n_layers=2, n_head=2, n_kv_head=2, sequence_len=40))
-    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=config)
-    torch.nn.init.normal_(ttc.pytorch_model.classification_head.net.weight)
-    from nace_app.modelio import LoadedModel
-
-    classifier = Classifier(LoadedModel(ttc, ["10.71", "10.72", "62.10", "62.20"], "test", "test"))
-    assert not classifier.forward.can_cut
+def test_unsupported_architecture_falls_back_to_the_plain_forward(library_forward_classifier, tiny_frame):
     texts = tiny_frame["label"].to_list()[:12]
-    assert np.abs(classifier.predict_proba(texts, chunk_size=5) - library_probabilities(ttc, texts)).max() < 1e-5
+    assert np.abs(library_forward_classifier.predict_proba(texts, chunk_size=5)
+                  - library_probabilities(library_forward_classifier.loaded.ttc, texts)).max() < 1e-5
 
 
 def test_top_k_out_of_range_is_a_user_error(loaded):

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from nace_app.classifier import Classifier
-from nace_app.explain import TOLERANCE, char_view, contrast, faithfulness, integrated_gradients, occlusion
+from nace_app.errors import NaceAppError
+from nace_app.explain import TOLERANCE, char_view, contrast, faithfulness, integrated_gradients, label_attention, occlusion
 from nace_app.modelio import load_model
+from tests.conftest import run_concurrently
 
 TEXTS = ["I sell croissants and pains au chocolat in my bakery", "software development, apps & websites!",
          "<b>repair</b> of cars"]
@@ -38,14 +40,23 @@ def _special_tokens_score(explanation):
     return float(sum(s for s, w in zip(explanation.token_scores, explanation.word_ids, strict=True) if w is None))
 
 
+def explain_top_code(classifier, text):
+    """The model's best code for `text` and its integrated-gradients explanation."""
+    code = classifier.predict([text], top_k=1)[0].candidates[0].code
+    return code, integrated_gradients(classifier, text, [code])[0]
+
+
+def probability_of(classifier, text, code) -> float:
+    return classifier.predict_proba([text])[0, classifier.label_index[code]]
+
+
 def test_logit_delta_is_measured_from_the_padding_baseline(classifier):
     import torch
 
     from nace_app.inference import pad
 
     text = TEXTS[0]
-    code = classifier.predict([text], top_k=1)[0].candidates[0].code
-    explanation = integrated_gradients(classifier, text, [code])[0]
+    code, explanation = explain_top_code(classifier, text)
     encoded = classifier.encode([text])
     ids, mask = pad(encoded.ids, encoded.full_width, encoded.pad_id)
     reference = torch.where(mask.bool(), torch.full_like(ids, encoded.pad_id), ids)
@@ -65,21 +76,18 @@ def test_words_are_spans_of_the_original_text(classifier):
 
 def test_occlusion_is_the_probability_drop_without_the_word(classifier):
     text = TEXTS[0]
-    code = classifier.predict([text], top_k=1)[0].candidates[0].code
-    words = integrated_gradients(classifier, text, [code])[0].words
-    drops = occlusion(classifier, text, words, [code])[code]
-    probability = classifier.predict_proba([text])[0, classifier.label_index[code]]
-    without_first = classifier.predict_proba([text[words[0].end:]])[0, classifier.label_index[code]]
-    assert drops[0] == pytest.approx(probability - without_first, abs=1e-6)
+    code, explanation = explain_top_code(classifier, text)
+    drops = occlusion(classifier, text, explanation.words, [code])[code]
+    without_first = probability_of(classifier, text[explanation.words[0].end:], code)
+    assert drops[0] == pytest.approx(probability_of(classifier, text, code) - without_first, abs=1e-6)
 
 
 def test_faithfulness_check_removes_the_most_influential_word(classifier):
     text = TEXTS[0]
-    code = classifier.predict([text], top_k=1)[0].candidates[0].code
-    explanation = integrated_gradients(classifier, text, [code])[0]
+    code, explanation = explain_top_code(classifier, text)
     check = faithfulness(classifier, text, explanation)
     assert check.word == max(explanation.words, key=lambda w: w.score).word
-    assert check.probability == pytest.approx(classifier.predict_proba([text])[0, classifier.label_index[code]])
+    assert check.probability == pytest.approx(probability_of(classifier, text, code))
 
 
 def test_character_view_follows_the_library_semantics(classifier):
@@ -113,9 +121,27 @@ def test_concurrent_explanations_do_not_interfere(classifier):
     def work():
         results.append([e.attribution_total for e in integrated_gradients(classifier, text, codes)])
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_concurrently([threading.Thread(target=work) for _ in range(4)])
+    assert len(results) == 4
     assert all(np.allclose(r, expected) for r in results)
+
+
+def test_label_attention_is_refused_for_a_model_trained_without_it(classifier):
+    with pytest.raises(NaceAppError, match="not trained with label attention"):
+        label_attention(classifier, TEXTS[0], classifier.labels[:1])
+
+
+def test_label_attention_of_a_word_is_the_library_attention_over_its_tokens_averaged_over_heads(
+        label_attention_model_dir):
+    classifier = Classifier(load_model(label_attention_model_dir))
+    text = TEXTS[0]
+    codes = classifier.labels[:3]
+    per_code = label_attention(classifier, text, codes)
+    library = classifier.loaded.ttc.predict(np.array([text]), explain_with_label_attention=True)
+    matrix = library["label_attention_attributions"][0].mean(0).numpy()  # (heads, classes, tokens) -> (classes, tokens)
+    word_ids = list(library["word_ids"][0])
+    for code in codes:
+        row = matrix[classifier.label_index[code]]
+        expected = [sum(row[i] for i, w in enumerate(word_ids) if w == word) for word in range(len(text.split()))]
+        assert [w.word for w in per_code[code]] == text.split()
+        assert [w.score for w in per_code[code]] == pytest.approx(expected, abs=1e-6)

@@ -1,0 +1,381 @@
+"""Many participants at once: N Chromium sessions code and explain on the Predict page, one more trains.
+
+Usage: uv run python benchmarks/bench_load.py --sessions 10 [--train] [--rounds 5] [--label after]
+       [--out benchmarks/load_results.md] [--url http://127.0.0.1:8501 --server-pid 1234]
+
+Each session codes its own descriptions (no two sessions share one, so Streamlit's caches do not serve one
+session's work to another): it types a description, presses "Code it" and waits until the page is idle with the
+candidates and the highlights of the NEW text ("code"); then it picks the second candidate in "Explain candidate"
+and waits for that code's highlights ("explain"). With `--train` one more session starts a small run on the
+Train page (2,000 rows, 3 epochs) and starts another each time one ends, until the coding sessions are done
+(the run going then may finish, for at most TRAIN_GRACE_S seconds, to be timed).
+
+First a single session codes every description on a fresh server (the baseline, and the answers to compare);
+then the load runs on another fresh server (or `--url`, e.g. a server started under a profiler). For every
+description, the top code, its probability text and the highlighted words' scores must equal the baseline's.
+Prints a table (action, n, p50, p95, max, errors) and appends it to `--out`. Needs Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nace_app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
+
+ACTIVITIES = (
+    "I sell croissants and pains au chocolat in my bakery",
+    "I develop business management software for companies",
+    "I repair cars and carry out technical inspections",
+    "wholesale of fresh fruit and vegetables to restaurants",
+    "we rent out holiday cottages by the week",
+    "installation of solar panels on private roofs",
+    "dog grooming salon with a small pet shop",
+    "manufacture of wooden pallets and crates",
+    "taxi driver with my own car",
+    "we build websites and mobile apps for small firms",
+    "hairdresser and beauty salon",
+    "plumbing and heating repairs for households",
+)
+PLACES = ("in Lyon", "near the station", "in a small village", "for the whole region", "since 1998")
+WARM_UP = "bakery and pastry shop"  # in no session's list
+TIMEOUT_MS = 300_000
+TRAIN = "train (2,000 rows, 3 epochs)"
+TRAIN_GRACE_S = 180
+ENV = {"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded"}
+
+# True once the page is idle and shows `text`'s candidates and its highlights for `code` (any code when null):
+# the highlighted text with its +/− marks removed is the typed text, so stale output of a previous run never counts.
+SHOWN = """([text, code]) => {
+  if (!document.querySelector("[data-testid='stApp'][data-test-script-state='notRunning']")) return false;
+  const box = document.querySelector('.nace-highlight');
+  if (!box) return false;
+  const copy = box.cloneNode(true);
+  copy.querySelectorAll('sup').forEach(s => s.remove());
+  if (copy.textContent !== text) return false;
+  const captions = [...document.querySelectorAll("[data-testid='stCaptionContainer']")].map(c => c.innerText);
+  if (!captions.some(c => c.startsWith('Codes for: “' + text.slice(0, 120)))) return false;
+  const bar = document.querySelector("[data-testid='stMain'] [data-testid='stProgress']");
+  if (!bar || !bar.innerText.trim().endsWith('%')) return false;
+  return code === null || captions.some(c => c.startsWith('Integrated gradients for ' + code + ' ·'));
+}"""
+# The best candidate (code, probability text of its bar), the codes offered to explain, and the highlighted words' labels ("word: +0.123").
+ANSWER = """() => {
+  const radio = document.querySelector("[data-testid='stRadioGroup'][aria-label='Explain candidate']");
+  const codes = radio ? [...radio.querySelectorAll("[data-testid='stRadioOption']")].map(o => o.innerText.trim()) : [];
+  const bar = document.querySelector("[data-testid='stMain'] [data-testid='stProgress']");
+  const probability = bar ? bar.innerText.trim() : null;
+  const words = [...document.querySelectorAll('.nace-highlight .nace-word')].map(w => w.getAttribute('title'));
+  return {code: codes[0] ?? null, probability, codes, words};
+}"""
+
+
+PAGE_STATE = """() => ({
+  script: document.querySelector("[data-testid='stApp']")?.getAttribute('data-test-script-state'),
+  typed: document.querySelector("textarea[aria-label='Activity description']")?.value,
+  captions: [...document.querySelectorAll("[data-testid='stCaptionContainer']")].map(c => c.innerText.slice(0, 80))
+    .filter(c => c.startsWith('Codes for') || c.startsWith('Integrated')),
+  exceptions: [...document.querySelectorAll("[data-testid='stException']")].map(e => e.innerText.slice(0, 200)),
+})"""
+
+
+def descriptions(sessions: int, rounds: int) -> list[list[str]]:
+    """`rounds` distinct descriptions per session, no description in two sessions."""
+    every = [f"{activity} {place}" for place in PLACES for activity in ACTIVITIES]
+    if sessions * rounds > len(every):
+        raise SystemExit(f"at most {len(every)} distinct descriptions: lower --sessions or --rounds")
+    return [every[s * rounds:(s + 1) * rounds] for s in range(sessions)]
+
+
+@dataclass
+class Record:
+    times: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    answers: dict[str, dict] = field(default_factory=dict)  # description -> {code, probability, words, explained}
+
+    def add(self, action: str, seconds: float) -> None:
+        self.times.setdefault(action, []).append(seconds)
+
+    def fail(self, action: str, message: str) -> None:
+        self.errors.setdefault(action, []).append(message)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads, in seconds (clock ticks of 1/100 s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100
+
+
+def browser_cpu_seconds() -> float:
+    """CPU seconds of every Chromium process this benchmark started: the browsers share the server's cores."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+
+    def ours(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    total = 0.0
+    for pid in parents:
+        try:
+            if ours(pid) and "chrom" in Path(f"/proc/{pid}/comm").read_text():
+                total += cpu_seconds(pid)
+        except OSError:
+            continue
+    return total
+
+
+async def new_page(browser):
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    return page
+
+
+async def idle(page) -> None:
+    await page.wait_for_timeout(300)
+    await page.wait_for_selector(IDLE)
+
+
+async def page_state(page) -> str:
+    """What the page showed when an action failed, for the report."""
+    try:
+        return str(await page.evaluate(PAGE_STATE))
+    except Exception as exc:  # the page itself is gone
+        return f"unreadable: {type(exc).__name__}"
+
+
+async def code_and_explain(page, text: str, record: Record, stage: list[str]) -> None:
+    """One round: code `text`, then explain its second candidate; both timed, the answers kept."""
+    stage[0] = "code"
+    box = page.locator("textarea[aria-label='Activity description']")
+    await box.fill(text)
+    started = time.perf_counter()
+    await page.get_by_role("button", name="Code it").click()
+    await page.wait_for_function(SHOWN, arg=[text, None], polling=50)
+    record.add("code", time.perf_counter() - started)
+    answer = await page.evaluate(ANSWER)
+    if len(answer["codes"]) < 2:
+        record.answers[text] = answer
+        return
+    second = answer["codes"][1]
+    radio = page.locator("[data-testid='stRadio']").filter(has_text="Explain candidate")
+    stage[0] = "explain"
+    started = time.perf_counter()
+    await radio.get_by_text(second, exact=True).click()
+    await page.wait_for_function(SHOWN, arg=[text, second], polling=50)
+    record.add("explain", time.perf_counter() - started)
+    explained = await page.evaluate(ANSWER)
+    record.answers[text] = {**answer, "explained": second, "explained_words": explained["words"]}
+
+
+async def coding_session(browser, url: str, texts: list[str], record: Record, ready: list[str],
+                         start: asyncio.Event) -> None:
+    page = await new_page(browser)
+    stage = ["code"]
+    try:
+        await page.goto(f"{url}/")
+        await idle(page)
+        ready.append("coding")
+        await start.wait()
+        for text in texts:
+            try:
+                await code_and_explain(page, text, record, stage)
+            except Exception as exc:  # a timeout or a page error: counted with what the page showed, and the session goes on
+                record.fail(stage[0], f"{text!r}: {type(exc).__name__}: {str(exc).splitlines()[0]} (page: "
+                                      f"{await page_state(page)})")
+                await page.goto(f"{url}/")
+                await idle(page)
+    finally:
+        await page.context.close()
+
+
+async def training_session(browser, url: str, record: Record, ready: list[str], start: asyncio.Event,
+                           finishing: asyncio.Event) -> None:
+    """Small runs one after the other until `finishing`; each timed from "Start training" to "Use this model"."""
+    page = await new_page(browser)
+    try:
+        await page.goto(f"{url}/train")
+        await idle(page)
+        rows = page.get_by_label("Subsample of the train split (rows)")
+        await rows.fill("2000")
+        await rows.press("Enter")
+        await idle(page)
+        epochs = page.get_by_role("slider", name="Epochs")
+        await epochs.focus()
+        for _ in range(10):
+            await epochs.press("ArrowLeft")
+        for _ in range(2):
+            await epochs.press("ArrowRight")
+        await idle(page)
+        ready.append("training")
+        await start.wait()
+        while True:
+            before = page.url
+            started = time.perf_counter()
+            try:
+                await page.get_by_role("button", name="Start training").click()
+                await page.wait_for_url(lambda now, before=before: now != before and "job=" in now)
+                await page.get_by_role("button", name="Use this model").wait_for()
+                record.add(TRAIN, time.perf_counter() - started)
+            except Exception as exc:  # not a cancellation: that is the end of the coding phase
+                record.fail(TRAIN, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                return
+            if finishing.is_set():
+                return
+            await idle(page)
+    finally:
+        await page.context.close()
+
+
+async def warm_up(browser, url: str) -> None:
+    """One description coded and explained before the timed phase: first-use work (calibration, caches) is not load."""
+    page = await new_page(browser)
+    await page.goto(f"{url}/")
+    await idle(page)
+    await code_and_explain(page, WARM_UP, Record(), ["code"])
+    await page.context.close()
+
+
+async def run_sessions(url: str, texts: list[list[str]], train: bool,
+                       pid: int | None) -> tuple[Record, float, float, float]:
+    """All sessions against `url`; the record, and the coding phase's wall time, server and browser CPU seconds."""
+    from playwright.async_api import async_playwright
+
+    record = Record()
+    ready: list[str] = []
+    start, finishing = asyncio.Event(), asyncio.Event()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        await warm_up(browser, url)
+        coders = [asyncio.create_task(coding_session(browser, url, own, record, ready, start)) for own in texts]
+        trainer = asyncio.create_task(training_session(browser, url, record, ready, start, finishing)) if train else None
+        sessions = [*coders, trainer] if trainer else coders
+        while len(ready) < len(sessions) and not any(task.done() for task in sessions):
+            await asyncio.sleep(0.2)  # every page loaded first: the timed phase measures coding, not start-up
+        cpu, browser_cpu = cpu_seconds(pid) if pid else 0.0, browser_cpu_seconds()
+        started = time.perf_counter()
+        start.set()
+        await asyncio.gather(*coders)
+        wall, browser_cpu = time.perf_counter() - started, browser_cpu_seconds() - browser_cpu
+        cpu = (cpu_seconds(pid) - cpu) if pid else float("nan")
+        if trainer is not None:  # the run still going may finish (alone, at most TRAIN_GRACE_S more), then it stops
+            finishing.set()
+            try:
+                await asyncio.wait_for(trainer, TRAIN_GRACE_S)
+            except TimeoutError:
+                record.fail(TRAIN, f"a run was still going {TRAIN_GRACE_S} s after the coding sessions ended")
+        await browser.close()
+    return record, wall, cpu, browser_cpu
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "no timings"
+    return f"p50 {statistics.median(values):.2f} s, p95 {percentile(values, 0.95):.2f} s"
+
+
+def table(record: Record) -> list[str]:
+    lines = ["| action | n | p50 (s) | p95 (s) | max (s) | errors |", "|---|---|---|---|---|---|"]
+    for action in sorted(set(record.times) | set(record.errors)):
+        values = record.times.get(action, [])
+        numbers = (f"{statistics.median(values):.2f} | {percentile(values, 0.95):.2f} | {max(values):.2f}"
+                   if values else "– | – | –")
+        lines.append(f"| {action} | {len(values)} | {numbers} | {len(record.errors.get(action, []))} |")
+    return lines
+
+
+def differences(baseline: Record, load: Record) -> list[str]:
+    """Descriptions whose answer under load is not the single session's (top code, its probability, words)."""
+    found = []
+    for text, answer in load.answers.items():
+        expected = baseline.answers.get(text)
+        if expected is None:
+            found.append(f"{text!r}: no baseline answer")
+        elif answer != expected:
+            changed = [key for key in answer if answer.get(key) != expected.get(key)]
+            found.append(f"{text!r}: {', '.join(changed)} differ ({answer['code']} {answer['probability']} against "
+                         f"{expected['code']} {expected['probability']})")
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--train", action="store_true", help="one more session trains on the Train page")
+    parser.add_argument("--label", default="", help="a name for this run in the results file, e.g. before/after")
+    parser.add_argument("--url", help="run the load against this server instead of a fresh one")
+    parser.add_argument("--server-pid", type=int, help="with --url: that server's process id, for its CPU time")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the single session (and the comparison)")
+    parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment of both servers, e.g. OMP_NUM_THREADS=1")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "load_results.md")
+    args = parser.parse_args()
+    texts = descriptions(args.sessions, args.rounds)
+    work = Path(tempfile.mkdtemp(prefix="nace-load-bench-"))
+    env = {**ENV, **dict(pair.split("=", 1) for pair in args.server_env)}
+
+    baseline = Record()
+    if not args.no_baseline:
+        server = AppServer({**env, "NACE_CACHE_DIR": str(work / "baseline-cache")}, work / "baseline.log")
+        try:
+            baseline, *_ = asyncio.run(run_sessions(server.url, [[t for own in texts for t in own]], False, None))
+        finally:
+            server.stop()
+
+    server = None if args.url else AppServer({**env, "NACE_CACHE_DIR": str(work / "load-cache")}, work / "load.log")
+    try:
+        load, wall, cpu, browser_cpu = asyncio.run(run_sessions(args.url or server.url, texts, args.train,
+                                                   server.process.pid if server else args.server_pid))
+    finally:
+        if server is not None:
+            server.stop()
+
+    changed = differences(baseline, load) if not args.no_baseline else []
+    codes = baseline.times.get("code", [])
+    explains = baseline.times.get("explain", [])
+    scenario = f"{args.sessions} session{'s' if args.sessions > 1 else ''}" + (" + 1 training" if args.train else "")
+    extra = f" Server environment: {' '.join(args.server_env)}." if args.server_env else ""
+    lines = [f"### {args.label + ': ' if args.label else ''}{scenario}, {args.rounds} rounds each",
+             "", f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
+             f"{time.strftime('%Y-%m-%d %H:%M')}; load average {os.getloadavg()[1]:.1f} (5 min).{extra} Coding phase: "
+             f"{wall:.1f} s wall, CPU {cpu:.1f} s server and {browser_cpu:.1f} s browsers.", ""]
+    lines += table(load)
+    if not args.no_baseline:
+        lines += ["", f"Single-session baseline ({len(codes)} descriptions, one after the other): code {spread(codes)}; "
+                  f"explain {spread(explains)}; baseline errors {sum(len(v) for v in baseline.errors.values())}.",
+                  f"Answers equal to the single session's (top code, probability text, highlighted word scores): "
+                  f"{len(load.answers) - len(changed)} of {len(load.answers)}."]
+    for problem in changed + [f"{phase} {action}: {message}" for phase, record in (("baseline", baseline), ("load", load))
+                              for action, messages in record.errors.items() for message in messages]:
+        lines.append(f"- {problem}")
+    report = "\n".join(lines) + "\n"
+    print(report)
+    with args.out.open("a") as results:
+        results.write("\n" + report)
+
+
+if __name__ == "__main__":
+    main()
