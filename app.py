@@ -20,6 +20,7 @@ navigation = st.navigation(
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     ]
 )
+ui.share_the_cores()
 ui.sidebar()
 ui.fold_sidebar_on_narrow_screens()
 navigation.run()

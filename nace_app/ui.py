@@ -58,6 +58,17 @@ def literal(text: str) -> str:
     return _AUTOLINKS.sub("\u200b", text).translate(_MARKDOWN_SPECIALS)
 
 
+def share_the_cores() -> None:
+    """One torch thread per thread: N sessions (and a training run) then ask for N threads, not 2N on 2 cores.
+
+    On 2 shared cores this halved the median time to code and explain with 10 sessions (benchmarks/bench_load.py).
+    """
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 # --- widget state ---------------------------------------------------------------------------------------------------
 
 
