@@ -94,6 +94,7 @@ class TrainingJob:
         self.step = 0
         self.total_steps = 0
         self.elapsed = 0.0
+        self.finishing = False  # training is over; the splits are being measured and the model saved
         self.result: TrainingResult | None = None
         self.error: str | None = None
         self.run: RunLogger | None = None
@@ -125,6 +126,8 @@ class TrainingJob:
                 self.epochs.append({"epoch": event.epoch, **event.metrics})
                 if event.payload is not None:
                     self.probes.append({"epoch": event.epoch, "top3": event.payload})
+            elif event.kind == "finishing":
+                self.finishing = True
 
     def _set(self, **changes: Any) -> None:
         with self._lock:
@@ -155,7 +158,7 @@ class TrainingJob:
         with self._lock:
             return JobSnapshot(self.job_id, self.state, self.queue.position(self.job_id), self.step,
                                max(self.total_steps, 1), self.training.epochs, self.elapsed, list(self.steps),
-                               list(self.epochs), list(self.probes), self.error)
+                               list(self.epochs), list(self.probes), self.error, self.finishing)
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,7 @@ class JobSnapshot:
     epochs: list[dict[str, float]]
     probes: list[dict[str, Any]]
     error: str | None
+    finishing: bool = False
 
     @property
     def steps_per_epoch(self) -> int:
@@ -194,6 +198,9 @@ class JobSnapshot:
 
     @property
     def label(self) -> str:
+        if self.state == RUNNING and self.finishing:
+            return (f"Trained in {len(self.epochs)} epochs · measuring the validation and test splits and saving the "
+                    f"model · {self.elapsed:.0f} s elapsed")
         text = (f"Epoch {self.epoch} of {self.epochs_planned} · step {self.step:,} of {self.total_steps:,} · "
                 f"{self.elapsed:.0f} s elapsed")
         if self.seconds_left is not None:

@@ -90,7 +90,8 @@ class TrainingSettings:
 
 @dataclass(frozen=True)
 class ProgressEvent:
-    """`kind` is 'start', 'step', 'epoch' or 'probe'; metrics hold losses and accuracies seen so far."""
+    """`kind` is 'start', 'step', 'epoch' or 'finishing' (training over: measuring and saving); metrics hold losses
+    and accuracies seen so far."""
 
     kind: str
     epoch: int
@@ -282,8 +283,11 @@ def train_model(
         stop_requested["value"] = stop_requested["value"] or bool(should_stop and should_stop())
         return stop_requested["value"]
 
+    last_step = {"value": 0}
+
     def on_epoch_end(epoch: int, step: int, metrics: dict[str, float]) -> None:
         history.append({"epoch": epoch, **metrics})
+        last_step["value"] = step
         payload = None
         if probe is not None:
             was_training = ttc.pytorch_model.training
@@ -316,6 +320,8 @@ def train_model(
         if dropout is not None:
             dropout.remove()
     ttc.pytorch_model.eval()
+    if progress is not None:  # measuring both splits and saving can take a while on a busy server: say so
+        progress(ProgressEvent("finishing", len(history), last_step["value"], total_steps, time.monotonic() - started))
 
     record = {"settings": settings.to_dict(), "split": splits.describe(), "train_sample_rows": train.height,
               "extra_rows": extra.height, "output_dim": output_dim, "data_fingerprint": splits.data_fingerprint,

@@ -28,7 +28,8 @@ def test_progress_events_and_a_model_in_our_format(tiny_data, tmp_path):
     result = train_model(tiny_data.splits, SMALL, tmp_path, progress=events.append,
                          probe=lambda ttc, labels: labels[:1])
     kinds = [e.kind for e in events]
-    assert kinds[0] == "start" and kinds.count("epoch") == 2
+    assert kinds[0] == "start" and kinds.count("epoch") == 2 and kinds[-1] == "finishing"  # then measuring, saving
+    assert events[-1].step == events[-1].total_steps and events[-1].epoch == 2
     steps = [e for e in events if e.kind == "step"]
     assert [e.step for e in steps] == list(range(1, len(steps) + 1)) and steps[-1].step == steps[-1].total_steps
     epoch_event = next(e for e in events if e.kind == "epoch")
@@ -154,3 +155,13 @@ def test_an_unknown_mlflow_run_is_an_error(monkeypatch):
     monkeypatch.setenv("NACE_MODEL_URI", "runs:/0123456789abcdef/model")
     with pytest.raises(NaceAppError, match="unavailable"):
         resolve_model(load_settings())
+
+
+def test_a_job_past_its_last_step_says_it_is_measuring_and_saving():
+    from nace_app.jobs import RUNNING, JobSnapshot
+
+    training = JobSnapshot("job", RUNNING, 0, 96, 96, 3, 9.0, [], [{"epoch": e} for e in (1, 2, 3)], [], None)
+    finishing = JobSnapshot("job", RUNNING, 0, 96, 96, 3, 12.0, [], [{"epoch": e} for e in (1, 2, 3)], [], None, True)
+    assert training.label.startswith("Epoch 3 of 3 · step 96 of 96")
+    assert finishing.label == ("Trained in 3 epochs · measuring the validation and test splits and saving the model · "
+                               "12 s elapsed")
