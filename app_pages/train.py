@@ -127,8 +127,9 @@ def show_correction_effect(corrections, model_dir: str) -> None:
     plural = corrections.height > 1
     st.markdown(f"**With the {corrections.height:,} correction{'s' if plural else ''}: before and after**")
     if left_out:
+        them = "them" if left_out > 1 else "it"
         st.caption(f"{left_out:,} corrected description{'s are' if left_out > 1 else ' is'} in the test split: both "
-                   "models are measured without them, since this run trained on them.")
+                   f"models are measured without {them}, since this run trained on {them}.")
     st.dataframe(evaluation.comparison_rows({
         "default model · test": ui.evaluation_on(before, test), "this run · test": ui.evaluation_on(after, test),
         "default model · the corrections": ui.evaluation_on(before, corrections),
