@@ -3,9 +3,10 @@
 Usage: uv run python benchmarks/bench_review_tools.py [--rows 60000] [--queries 200] [--test-rows 10500] [--threads N]
 
 Both use the embedded demo model. The demo's 40,514 descriptions (34,436 in train + validation, 6,078 in test)
-are too few, so the tables are grown with variants of each description (a different wording around the same activity, so that every text is distinct and
-gets its own embedding). Look-ups are `NeighbourIndex.nearest(text, k=5)` for test-split texts, embedding of the
-query included; the per-class table is `class_words` from an empty cache. Prints a markdown table.
+are too few, so the tables are grown with variants of each description (a different wording around the same
+activity, so that every text is distinct and gets its own embedding). Look-ups are `NeighbourIndex.nearest(text,
+k=5)` for test-split texts, embedding of the query included; the per-class table is `class_words` from an empty
+cache. Prints a markdown table.
 """
 
 from __future__ import annotations
