@@ -174,16 +174,7 @@ with single:
             {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
              "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
         st.subheader("Similar labelled examples")
-        try:
-            similar = ui.similar_examples(classifier, current.data, text)
-        except NaceAppError as exc:
-            st.caption(ui.literal(str(exc)))
-        else:
-            st.caption("The training rows this model sees as closest to the description (cosine of its sentence "
-                       "embeddings): the evidence to check a code against.")
-            st.dataframe([{"description": n.text, "code": n.code, "heading": n.heading, "similarity": n.similarity}
-                          for n in similar], hide_index=True, width="stretch", column_config={
-                             "similarity": st.column_config.NumberColumn("Similarity", format="%.2f")})
+        ui.similar_examples_table(classifier, current.data, text)
         with st.expander("Confirm or correct the code", icon=":material/rate_review:"):
             ui.correction_form(text, codes[0], classifier, default_code=selected, key=f"predict_{abs(hash((text, selected)))}")
         model_link = (None if current.is_default else "embedded" if current.source.is_embedded

@@ -286,14 +286,7 @@ def show_misclassifications() -> None:
 
 def show_similar_and_correction(row: dict) -> None:
     st.markdown("**Similar training rows**")
-    try:
-        similar = ui.similar_examples(classifier, data, row["text"])
-    except NaceAppError as exc:
-        st.caption(ui.literal(str(exc)))
-    else:
-        st.dataframe([{"description": n.text, "code": n.code, "heading": n.heading, "similarity": n.similarity}
-                      for n in similar], hide_index=True, width="stretch",
-                     column_config={"similarity": st.column_config.NumberColumn("Similarity", format="%.2f")})
+    ui.similar_examples_table(classifier, data, row["text"])
     ui.correction_form(row["text"], row["predicted_code"], classifier, default_code=row["true_code"],
                        key=f"review_{row['row']}")
 

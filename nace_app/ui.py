@@ -416,6 +416,20 @@ def similar_examples(classifier: Classifier, data: DataSet, text: str, k: int = 
     return neighbour_index(classifier, data).nearest(text, k)
 
 
+def similar_examples_table(classifier: Classifier, data: DataSet, text: str) -> None:
+    """The nearest training rows as a table (Predict and each error on Review), or why there are none."""
+    try:
+        similar = similar_examples(classifier, data, text)
+    except NaceAppError as exc:
+        st.caption(literal(str(exc)))
+        return
+    st.caption("The training rows this model sees as closest to the description (cosine of its sentence "
+               "embeddings): the evidence to check a code against.")
+    st.dataframe([{"description": n.text, "code": n.code, "heading": n.heading, "similarity": n.similarity}
+                  for n in similar], hide_index=True, width="stretch",
+                 column_config={"similarity": st.column_config.NumberColumn("Similarity", format="%.2f")})
+
+
 @st.cache_resource
 def correction_store() -> CorrectionStore:
     """One SQLite file per server under the cache folder; the store holds only its path, so sharing it is safe."""
