@@ -4,14 +4,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from nace_app.logs import configure_logging
+from nace_app.settings.logs import configure_logging
 
 # a local icon: an emoji or material icon would make every page load fetch a favicon from a CDN
 st.set_page_config(page_title="NACE Explorer", page_icon=str(Path(__file__).parent / "nace_app/resources/favicon.png"),
                    layout="wide", initial_sidebar_state="auto")
 configure_logging()
 
-from nace_app import ui  # noqa: E402  (after logging is configured)
+from nace_app.app import caches, picker  # noqa: E402  (after logging is configured)
 
 navigation = st.navigation(
     [
@@ -20,7 +20,7 @@ navigation = st.navigation(
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     ]
 )
-ui.share_the_cores()
-ui.sidebar()
-ui.fold_sidebar_on_narrow_screens()
+caches.share_the_cores()
+picker.sidebar()
+picker.fold_sidebar_on_narrow_screens()
 navigation.run()

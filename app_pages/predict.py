@@ -2,10 +2,12 @@
 
 import streamlit as st
 
-from nace_app import batch, explain, figures, links, predicting, ui
-from nace_app.classifier import Prediction
-from nace_app.errors import NaceAppError
-from nace_app.highlight import highlighted_text_html
+from nace_app.app import caches, figures, links, picker, state, widgets
+from nace_app.coding import batch, predicting
+from nace_app.explain import attributions
+from nace_app.explain.highlight import highlighted_text_html
+from nace_app.model.classifier import Prediction
+from nace_app.settings.errors import NaceAppError
 
 VIEW_TITLES = {"highlights": "Highlights", "contrast": "A vs B", "words": "Words & characters",
                "occlusion": "Leave one out", "attention": "Label attention"}
@@ -16,20 +18,20 @@ if "predict_link_read" not in st.session_state:  # a shared link sets the first 
                             top_k=shared.top_k, wanted_code=shared.code, wanted_rival=shared.rival,
                             explain_view=shared.view)
     if shared.model:
-        uri = ui.model_uri_for_link(shared.model)
+        uri = picker.model_uri_for_link(shared.model)
         if uri is None:
             st.session_state.link_notice = (f"The link was made with the model “{shared.model}”, which this server "
                                             "does not have: the codes below come from the default model.")
         elif uri.startswith("runs:/"):
-            st.session_state.update({ui.MODEL_KEY: "runs:", ui.RUN_ID_KEY: uri.split("/")[1]})
+            st.session_state.update({state.MODEL_KEY: "runs:", state.RUN_ID_KEY: uri.split("/")[1]})
             st.rerun()
         else:
-            st.session_state[ui.MODEL_KEY] = uri
+            st.session_state[state.MODEL_KEY] = uri
             st.rerun()
 
-current = ui.active()
+current = picker.active()
 classifier = current.classifier
-score_name, threshold = ui.automation_rule()
+score_name, threshold = state.automation_rule()
 
 
 def submit(text: str | None = None) -> None:
@@ -49,26 +51,26 @@ example = st.pills("Try an example", predicting.EXAMPLES, key="example_choice", 
 if example and example != st.session_state.get("example_used"):
     st.session_state.example_used = example
     submit(example)
-ui.kept(st.text_area, "Activity description", key="description", default="", height=110, on_change=submit,
+state.kept(st.text_area, "Activity description", key="description", default="", height=110, on_change=submit,
         placeholder="e.g. I sell croissants and pains au chocolat in my bakery",
         help="Ctrl+Enter, or a click outside the box, codes it.")
 code_column, k_column = st.columns([1, 3], vertical_alignment="bottom")
 code_column.button("Code it", type="primary", on_click=submit, width="stretch")
 with k_column:
-    top_k = ui.kept(st.slider, "Candidates to show (top-k)", 1, predicting.MAX_TOP_K, key="top_k",
+    top_k = state.kept(st.slider, "Candidates to show (top-k)", 1, predicting.MAX_TOP_K, key="top_k",
                     default=predicting.DEFAULT_TOP_K)
 typed = st.session_state.get("submitted") or ""
 
 
 def show_highlights(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
-    explanation = ui.explanation(classifier, text, selected)
+    explanation = caches.explanation(classifier, text, selected)
     st.caption(f"Integrated gradients for **{selected}** · {classifier.nomenclature.heading(selected)}")
-    st.html(highlighted_text_html(text, explain.spans(explanation.words), selected, read_until))
+    st.html(highlighted_text_html(text, attributions.spans(explanation.words), selected, read_until))
     with st.expander("Word scores (table)"):
         st.dataframe({"word": [w.word for w in explanation.words], "score": [w.score for w in explanation.words]},
                      hide_index=True, width="stretch",
                      column_config={"score": st.column_config.NumberColumn("score toward the code", format="%+.3f")})
-    check = ui.faithfulness_check(classifier, text, selected)
+    check = caches.faithfulness_check(classifier, text, selected)
     if check is not None:
         change = -check.drop
         st.metric(f"P({selected}) without “{check.word}”", f"{check.probability_without:.1%}",
@@ -88,27 +90,27 @@ def show_contrast(text: str, selected: str, codes: list[str], read_until: int | 
     st.session_state.rival_code = rival
     rival = st.selectbox("Rather than", [c for c in codes if c != selected], key="rival_code",
                          format_func=lambda c: f"{c} · {classifier.nomenclature.heading(c)}")
-    explanation = ui.explanation(classifier, text, selected)
-    rival_explanation = ui.explanation(classifier, text, rival)
+    explanation = caches.explanation(classifier, text, selected)
+    rival_explanation = caches.explanation(classifier, text, rival)
     st.caption(f"Words marked + push toward **{selected}** more than toward **{rival}**; words marked − the other way.")
-    st.html(highlighted_text_html(text, explain.contrast(explanation, rival_explanation), f"{selected} over {rival}",
+    st.html(highlighted_text_html(text, attributions.contrast(explanation, rival_explanation), f"{selected} over {rival}",
                                   read_until))
 
 
 def show_words(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
-    explanation = ui.explanation(classifier, text, selected)
+    explanation = caches.explanation(classifier, text, selected)
     st.plotly_chart(figures.signed_bars([w.word for w in explanation.words], [w.score for w in explanation.words],
                                         f"Word attributions for {selected}", "attribution"), width="stretch")
-    st.plotly_chart(figures.char_weights(text, explain.char_view(explanation, text),
+    st.plotly_chart(figures.char_weights(text, attributions.char_view(explanation, text),
                                          f"Character view for {selected} (the library's softmax over characters)"),
                     width="stretch")
 
 
 def show_occlusion(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
     st.caption("Exact, model-agnostic check: how much the probability of the code drops when each word is deleted.")
-    explanation = ui.explanation(classifier, text, selected)
-    drops = ui.occlusion_drops(classifier, text, selected)
-    warning = explain.disagreement(explanation, drops)
+    explanation = caches.explanation(classifier, text, selected)
+    drops = caches.occlusion_drops(classifier, text, selected)
+    warning = attributions.disagreement(explanation, drops)
     if warning:
         st.warning(warning, icon=":material/compare_arrows:")
     st.plotly_chart(figures.signed_bars([w.word for w in explanation.words], drops,
@@ -117,7 +119,7 @@ def show_occlusion(text: str, selected: str, codes: list[str], read_until: int |
 
 
 def show_label_attention(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
-    st.plotly_chart(ui.label_attention_figure(classifier, text, selected), width="stretch")
+    st.plotly_chart(caches.label_attention_figure(classifier, text, selected), width="stretch")
 
 
 single, batch_tab = st.tabs(["Single description", "Batch coding (CSV or TXT)"])
@@ -131,20 +133,20 @@ with single:
         if prepared.cut_from:
             st.warning(f"The description has {prepared.cut_from:,} characters; only the first "
                        f"{predicting.MAX_CHARS:,} are coded.")
-        unknown_share, read_until = ui.reading(classifier, text)
+        unknown_share, read_until = caches.reading(classifier, text)
         if unknown_share > predicting.UNKNOWN_WARNING_SHARE:
             st.warning("Most of this text is unknown to the model (other alphabets, emoji, symbols or rare words): "
                        "the codes below are little more than a guess.", icon=":material/help:")
         if read_until is not None:
-            st.info(f"This model reads a fixed window: it saw only “{ui.literal(text[:read_until])}…”. The rest "
+            st.info(f"This model reads a fixed window: it saw only “{widgets.literal(text[:read_until])}…”. The rest "
                     "(struck through below) changes nothing.", icon=":material/content_cut:")
-        best_ten = Prediction(text, ui.top_candidates(classifier, text))
+        best_ten = Prediction(text, caches.top_candidates(classifier, text))
         candidates = best_ten.candidates[:top_k]
         codes = [c.code for c in candidates]
         selected = predicting.explained_code(codes, st.session_state.get("selected_code"),
                                              st.session_state.get("wanted_code"))
         st.session_state.selected_code = selected
-        st.caption(f"Codes for: “{ui.literal(text[:120])}{'…' if len(text) > 120 else ''}” · model "
+        st.caption(f"Codes for: “{widgets.literal(text[:120])}{'…' if len(text) > 120 else ''}” · model "
                    f"`{current.source.shown_uri}`")
 
         left, right = st.columns([5, 7], gap="medium")
@@ -153,10 +155,10 @@ with single:
             decision = predicting.verdict(best_ten, score_name, threshold)
             (st.success if decision.automatic else st.warning)(decision.sentence)
             try:
-                st.markdown(predicting.set_sentence(ui.prediction_set(classifier, current.data, text, ui.coverage_level()),
-                                                    ui.coverage_level()))
+                st.markdown(predicting.set_sentence(caches.prediction_set(classifier, current.data, text, state.coverage_level()),
+                                                    state.coverage_level()))
             except NaceAppError as exc:
-                st.caption(f"No prediction set: {ui.literal(str(exc))}")
+                st.caption(f"No prediction set: {widgets.literal(str(exc))}")
             for rank, candidate in enumerate(candidates, start=1):
                 with st.container(border=True):
                     st.markdown(f"**{rank}. `{candidate.code}`** {candidate.heading}")
@@ -174,9 +176,9 @@ with single:
             {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
              "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
         st.subheader("Similar labelled examples")
-        ui.similar_examples_table(classifier, current.data, text)
+        widgets.similar_examples_table(classifier, current.data, text)
         with st.expander("Confirm or correct the code", icon=":material/rate_review:"):
-            ui.correction_form(text, codes[0], classifier, default_code=selected, key=f"predict_{abs(hash((text, selected)))}")
+            widgets.correction_form(text, codes[0], classifier, default_code=selected, key=f"predict_{abs(hash((text, selected)))}")
         model_link = (None if current.is_default else "embedded" if current.source.is_embedded
                       else f"trained:{current.trained.run_id}" if current.trained else
                       current.source.uri if current.source.uri.startswith("runs:/") else None)
@@ -192,7 +194,7 @@ with batch_tab:
         try:
             read = batch.read_upload(upload.name, upload.getvalue())
         except NaceAppError as exc:
-            st.error(ui.literal(str(exc)))
+            st.error(widgets.literal(str(exc)))
             st.stop()
         frame = read.frame
         column = st.selectbox("Text column", frame.columns, index=frame.columns.index(batch.guess_text_column(frame)),
@@ -207,7 +209,7 @@ with batch_tab:
                                          progress=lambda done, total: bar.progress(
                                              done / total, text=f"Coded {done:,} of {total:,}"))
             except NaceAppError as exc:
-                st.error(ui.literal(str(exc)))
+                st.error(widgets.literal(str(exc)))
                 st.stop()
             st.session_state.batch_result = (request, coded)
         result = st.session_state.get("batch_result")

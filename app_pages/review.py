@@ -3,15 +3,17 @@ explanations and similar examples, and reviewers' corrections."""
 
 import streamlit as st
 
-from nace_app import explain, figures, metrics, review, ui
-from nace_app.errors import NaceAppError
-from nace_app.highlight import highlighted_text_html
-from nace_app.nomenclature import LEVELS
+from nace_app.app import caches, figures, picker, state, widgets
+from nace_app.explain import attributions
+from nace_app.explain.highlight import highlighted_text_html
+from nace_app.nomenclature.structure import LEVELS
+from nace_app.review import metrics, tables
+from nace_app.settings.errors import NaceAppError
 
-current = ui.active()
+current = picker.active()
 classifier, data = current.classifier, current.data
 nomenclature = classifier.nomenclature
-score_name, threshold = ui.automation_rule()
+score_name, threshold = state.automation_rule()
 
 st.title("Review the model on the test split")
 st.caption(f"Model `{current.source.shown_uri}` on the test split of `{data.source.shown_uri}` (the reference notebook's split: "
@@ -21,11 +23,11 @@ test = data.splits.test
 if test.height == 0:
     st.info("The test split is empty: there is nothing to review.")
     st.stop()
-probabilities = ui.test_probabilities(classifier, data)
-table = ui.review_table(classifier, data)
-evaluation = ui.test_evaluation(classifier, data)
+probabilities = caches.test_probabilities(classifier, data)
+table = caches.review_table(classifier, data)
+evaluation = caches.test_evaluation(classifier, data)
 
-safe, note = review.training_overlap_note(classifier.loaded.training, data.fingerprint)
+safe, note = tables.training_overlap_note(classifier.loaded.training, data.fingerprint)
 (st.success if safe else st.warning)(note)
 if evaluation.unknown_rows:
     st.warning(f"{evaluation.unknown_rows:,} test rows have codes the model does not know "
@@ -51,20 +53,20 @@ for column, level in zip(level_columns, LEVELS, strict=True):
 
 
 def show_automation() -> None:
-    score = review.automation_score(table, score_name)
+    score = tables.automation_score(table, score_name)
     correct = table["correct"].to_numpy()
     chosen = metrics.automation_at(score, correct, threshold)
     st.caption(f"Automatic when the **{score_name}** reaches **{threshold:.2f}**: change both in the sidebar; the "
                "Predict page uses the same rule.")
     show_automation_cards(chosen, table.height)
     st.plotly_chart(figures.automation_curve(metrics.automation_curve(score, correct), chosen), width="stretch")
-    st.markdown(f"**Or automate the descriptions whose {ui.coverage_level():.0%} prediction set holds one code** "
+    st.markdown(f"**Or automate the descriptions whose {state.coverage_level():.0%} prediction set holds one code** "
                 "(coverage in the sidebar)")
     report = coverage_or_reason()
     if report is None:
         return
     st.caption(f"On the {report.rows:,} test rows not used to calibrate the sets.")
-    show_automation_cards(review.set_of_one_automation(report), report.rows)
+    show_automation_cards(tables.set_of_one_automation(report), report.rows)
 
 
 def show_automation_cards(chosen: dict[str, float], rows: int) -> None:
@@ -80,9 +82,9 @@ def show_automation_cards(chosen: dict[str, float], rows: int) -> None:
 def coverage_or_reason():
     """The prediction sets' report at the sidebar's level, or None once the page has said why there is none."""
     try:
-        return ui.coverage_report(classifier, data, ui.coverage_level())
+        return caches.coverage_report(classifier, data, state.coverage_level())
     except NaceAppError as exc:
-        st.info(ui.literal(str(exc)))
+        st.info(widgets.literal(str(exc)))
         return None
 
 
@@ -90,7 +92,7 @@ def show_prediction_sets() -> None:
     report = coverage_or_reason()
     if report is None:
         return
-    st.caption(f"{ui.calibration_plan(classifier, data).note} Method: {report.method} (split conformal prediction). "
+    st.caption(f"{caches.calibration_plan(classifier, data).note} Method: {report.method} (split conformal prediction). "
                "Change the level in the sidebar.")
     columns = st.columns(4)
     columns[0].metric("Coverage asked for", f"{report.level:.0%}")
@@ -116,20 +118,20 @@ def show_calibration() -> None:
     correct = table["correct"].to_numpy()
     st.plotly_chart(figures.reliability(metrics.reliability_table(table["probability"].to_numpy(), correct)),
                     width="stretch")
-    st.plotly_chart(figures.confidence_histogram(review.automation_score(table, score_name), correct, threshold,
+    st.plotly_chart(figures.confidence_histogram(tables.automation_score(table, score_name), correct, threshold,
                                                  score_name), width="stretch")
 
 
 def show_per_class() -> None:
-    class_table = review.per_class(table, nomenclature)
+    class_table = tables.per_class(table, nomenclature)
     search_columns = st.columns([3, 1])
     with search_columns[0]:
-        query = ui.kept(st.text_input, "Search by code, heading or description words", key="class_search", default="")
+        query = state.kept(st.text_input, "Search by code, heading or description words", key="class_search", default="")
     sections = sorted(set(class_table["section"].to_list()))
     with search_columns[1]:
-        section = ui.kept(st.selectbox, "Section", [""] + sections, key="class_section", default="",
+        section = state.kept(st.selectbox, "Section", [""] + sections, key="class_section", default="",
                           format_func=lambda s: s or "all sections")
-    shown = review.search_classes(class_table, query, section, table)
+    shown = tables.search_classes(class_table, query, section, table)
     st.caption(f"{shown.height:,} of {class_table.height:,} classes (in the test split or predicted) · click a column "
                "header to sort · empty precision: never predicted")
     event = st.dataframe(shown, width="stretch", hide_index=True, height=420, on_select="rerun",
@@ -146,21 +148,21 @@ def show_per_class() -> None:
 
 
 def show_class_words(code: str | None) -> None:
-    words = ui.class_words_table(classifier, data)
+    words = caches.class_words_table(classifier, data)
     if words is None:
         st.caption("Click a class to see the words that drive it and the words that pull its rows to a wrong code. "
                    f"This explains all {test.height:,} test rows once (integrated gradients), then is kept on disk.")
         if st.button("Compute the words of every class", icon=":material/insights:"):
             bar = st.progress(0.0, text="Explaining the test rows…")
-            ui.compute_class_words(classifier, data, lambda done, total: bar.progress(
+            caches.compute_class_words(classifier, data, lambda done, total: bar.progress(
                 done / total, text=f"Explained {done:,} of {total:,} test rows"))
             st.rerun()
         return
     if code is None:
         st.caption("Click a class in the table to see the words that drive it.")
         return
-    toward, away = review.words_of_class(words, code)
-    st.markdown(f"**Words of `{code}`** · {ui.literal(nomenclature.heading(code))}")
+    toward, away = tables.words_of_class(words, code)
+    st.markdown(f"**Words of `{code}`** · {widgets.literal(nomenclature.heading(code))}")
     columns = st.columns(2)
     with columns[0]:
         st.caption("Words that drive it (mean attribution over its test rows)")
@@ -178,17 +180,17 @@ def show_class_words(code: str | None) -> None:
 
 
 def show_confusions() -> None:
-    pairs = review.with_headings(metrics.top_confusions(table["true_code"].to_list(),
+    pairs = tables.with_headings(metrics.top_confusions(table["true_code"].to_list(),
                                                         table["predicted_code"].to_list()), nomenclature)
     st.subheader("Most frequent confusions")
     st.dataframe(pairs, width="stretch", hide_index=True, column_config={
         "true_code": "True", "true_heading": "True heading", "predicted_code": "Predicted",
         "predicted_heading": "Predicted heading", "count": st.column_config.NumberColumn("Rows", width="small")})
-    level = ui.kept(st.radio, "Aggregate the matrix by", ["section", "division"], key="matrix_level",
+    level = state.kept(st.radio, "Aggregate the matrix by", ["section", "division"], key="matrix_level",
                     default="section", horizontal=True)
     labels, matrix = metrics.confusion_matrix(table["true_code"].to_list(), table["predicted_code"].to_list(),
                                               level, nomenclature)
-    largest = review.largest_confusion(labels, matrix)
+    largest = tables.largest_confusion(labels, matrix)
     if largest is None:
         st.info("No confusions at this level.")
         return
@@ -197,9 +199,9 @@ def show_confusions() -> None:
     points = event.selection.points if event and event.selection else []
     cell = (str(points[0]["y"]), str(points[0]["x"])) if points else st.session_state.get(f"cell_{level}", largest)
     st.session_state[f"cell_{level}"] = cell
-    examples = review.cell_examples(table, level, cell[0], cell[1], nomenclature)
+    examples = tables.cell_examples(table, level, cell[0], cell[1], nomenclature)
     st.markdown(f"**{examples.height:,} test rows** true `{cell[0]}` → predicted `{cell[1]}` "
-                f"({ui.literal(nomenclature.heading(cell[0]))} → {ui.literal(nomenclature.heading(cell[1]))})")
+                f"({widgets.literal(nomenclature.heading(cell[0]))} → {widgets.literal(nomenclature.heading(cell[1]))})")
     st.dataframe(examples.select("text", "true_code", "predicted_code", "probability").head(200),
                  width="stretch", hide_index=True, column_config={
                      "text": "Description", "true_code": "True", "predicted_code": "Predicted",
@@ -209,33 +211,33 @@ def show_confusions() -> None:
 def show_misclassifications() -> None:
     filter_columns = st.columns(3)
     with filter_columns[0]:
-        true_code = ui.kept(st.text_input, "True code starts with", key="filter_true", default="")
+        true_code = state.kept(st.text_input, "True code starts with", key="filter_true", default="")
     with filter_columns[1]:
-        section = ui.kept(st.selectbox, "True section", [""] + sorted(set(table["true_section"].to_list())),
+        section = state.kept(st.selectbox, "True section", [""] + sorted(set(table["true_section"].to_list())),
                           key="filter_section", default="", format_func=lambda s: s or "all sections")
     with filter_columns[2]:
-        predicted_code = ui.kept(st.text_input, "Predicted code starts with", key="filter_predicted", default="")
+        predicted_code = state.kept(st.text_input, "Predicted code starts with", key="filter_predicted", default="")
     filter_columns = st.columns(3)
     with filter_columns[0]:
-        probability_range = ui.kept(st.slider, "Top-1 probability", 0.0, 1.0, key="filter_probability",
+        probability_range = state.kept(st.slider, "Top-1 probability", 0.0, 1.0, key="filter_probability",
                                     default=(0.0, 1.0), step=0.01)
     with filter_columns[1]:
-        outcome = ui.kept(st.radio, "Show", ["incorrect", "correct", "all"], key="filter_outcome",
+        outcome = state.kept(st.radio, "Show", ["incorrect", "correct", "all"], key="filter_outcome",
                           default="incorrect", horizontal=True)
     with filter_columns[2]:
-        search = ui.kept(st.text_input, "Text contains", key="filter_search", default="")
-    filters = review.Filters(true_code, section, predicted_code, tuple(probability_range), outcome, search)
-    filtered = review.apply_filters(table, filters)
+        search = state.kept(st.text_input, "Text contains", key="filter_search", default="")
+    filters = tables.Filters(true_code, section, predicted_code, tuple(probability_range), outcome, search)
+    filtered = tables.apply_filters(table, filters)
     if filtered.height == 0:
         st.info("No test rows match these filters.")
         return
-    pages = review.page_count(filtered)
+    pages = tables.page_count(filtered)
     page_columns = st.columns([1, 2, 2], vertical_alignment="bottom")
     page = page_columns[0].number_input("Page", 1, pages, 1, key=f"filter_page_{hash(filters)}")
     page_columns[1].caption(f"{filtered.height:,} rows · page {page} of {pages}")
     page_columns[2].download_button("Export filtered rows", filtered.drop("top5").write_csv().encode("utf-8"),
                                     "review_rows.csv", mime="text/csv", width="stretch")
-    window = review.page_of(filtered, page)
+    window = tables.page_of(filtered, page)
     shown = window.select("row", "text", "true_code", "true_heading", "predicted_code", "predicted_heading",
                           "probability")
     table_key = f"error_table_{hash(filters)}_{page}"  # a new table when filters change: no stale positions
@@ -257,51 +259,51 @@ def show_misclassifications() -> None:
     if chosen is None:
         chosen = st.session_state.review_row = rows_here[0]
     choices = rows_here if chosen in rows_here else [chosen, *rows_here]
-    row_id = ui.kept(st.selectbox, "Explain row (or click a row in the table)", choices, key="review_row",
+    row_id = state.kept(st.selectbox, "Explain row (or click a row in the table)", choices, key="review_row",
                      format_func=lambda r: f"#{r} · {table['text'][r][:80]}")
     row = table.row(row_id, named=True)
     st.markdown(f"**Row #{row_id}** · true `{row['true_code']}` · predicted `{row['predicted_code']}` "
                 f"({row['probability']:.1%})")
     st.text(row["text"])
-    st.dataframe(review.row_candidates(row, probabilities, classifier.label_index, nomenclature), hide_index=True,
+    st.dataframe(tables.row_candidates(row, probabilities, classifier.label_index, nomenclature), hide_index=True,
                  width="stretch", column_config={"rank": "Rank", "code": "Code", "heading": "Heading",
                                                  "probability": st.column_config.NumberColumn("Probability",
                                                                                               format="%.3f")})
     predicted, true = row["predicted_code"], row["true_code"]
-    predicted_explanation = ui.explanation(classifier, row["text"], predicted)
+    predicted_explanation = caches.explanation(classifier, row["text"], predicted)
     st.markdown(f"**Predicted `{predicted}`** · {nomenclature.heading(predicted)}")
-    st.html(highlighted_text_html(row["text"], explain.spans(predicted_explanation.words), predicted))
+    st.html(highlighted_text_html(row["text"], attributions.spans(predicted_explanation.words), predicted))
     st.markdown(f"**True `{true}`** · {nomenclature.heading(true)}")
     if true not in classifier.label_index:
         st.warning("The model does not know this code: there is nothing to explain.")
         return
-    true_explanation = ui.explanation(classifier, row["text"], true)
-    st.html(highlighted_text_html(row["text"], explain.spans(true_explanation.words), true))
+    true_explanation = caches.explanation(classifier, row["text"], true)
+    st.html(highlighted_text_html(row["text"], attributions.spans(true_explanation.words), true))
     if true != predicted:
         st.markdown(f"**Why `{predicted}` rather than `{true}`**")
-        st.html(highlighted_text_html(row["text"], explain.contrast(predicted_explanation, true_explanation),
+        st.html(highlighted_text_html(row["text"], attributions.contrast(predicted_explanation, true_explanation),
                                       f"{predicted} over {true}"))
     show_similar_and_correction(row)
 
 
 def show_similar_and_correction(row: dict) -> None:
     st.markdown("**Similar training rows**")
-    ui.similar_examples_table(classifier, data, row["text"])
-    ui.correction_form(row["text"], row["predicted_code"], classifier, default_code=row["true_code"],
+    widgets.similar_examples_table(classifier, data, row["text"])
+    widgets.correction_form(row["text"], row["predicted_code"], classifier, default_code=row["true_code"],
                        key=f"review_{row['row']}")
 
 
 def show_corrections() -> None:
     try:
-        store = ui.correction_store()
+        store = caches.correction_store()
     except NaceAppError as exc:
-        st.error(ui.literal(str(exc)))
+        st.error(widgets.literal(str(exc)))
         return
     st.caption("Codes confirmed or corrected by reviewers on this server (Predict page and the error browser), kept "
                f"in `{store.path}`. The Train page can add them to the training rows.")
     search, code_start = st.columns(2)
-    words = ui.kept(search.text_input, "Text or comment contains", key="corrections_search", default="")
-    code = ui.kept(code_start.text_input, "Code starts with", key="corrections_code", default="")
+    words = state.kept(search.text_input, "Text or comment contains", key="corrections_search", default="")
+    code = state.kept(code_start.text_input, "Code starts with", key="corrections_code", default="")
     corrections = store.frame(words, code)
     if corrections.height == 0:
         st.info("No corrections yet: confirm or correct a code on the Predict page or under **Errors**."
@@ -320,7 +322,7 @@ def show_corrections() -> None:
         try:
             store.undo(int(undo_id))
         except NaceAppError as exc:
-            st.error(ui.literal(str(exc)))
+            st.error(widgets.literal(str(exc)))
         else:
             st.rerun()
 

@@ -3,19 +3,20 @@ optionally with the reviewers' corrections added to the training rows."""
 
 import streamlit as st
 
-from nace_app import evaluation, figures, ui
-from nace_app.errors import NaceAppError
-from nace_app.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, TrainingJob, probe_lines
-from nace_app.predicting import EXAMPLES
-from nace_app.runs import model_zip as zipped
-from nace_app.runs import much_weaker, results_table
-from nace_app.tokenization import NGRAM, TOKENIZER_KINDS
-from nace_app.training import TrainingSettings, estimate_seconds
+from nace_app.app import caches, figures, picker, state, widgets
+from nace_app.coding.predicting import EXAMPLES
+from nace_app.model.tokenization import NGRAM, TOKENIZER_KINDS
+from nace_app.review import evaluation
+from nace_app.settings.errors import NaceAppError
+from nace_app.training.core import TrainingSettings, estimate_seconds
+from nace_app.training.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, TrainingJob, probe_lines
+from nace_app.training.runs import model_zip as zipped
+from nace_app.training.runs import much_weaker, results_table
 
-current = ui.active()
+current = picker.active()
 data = current.data
 train_rows = data.splits.train.height
-registry = ui.job_registry()
+registry = caches.job_registry()
 
 st.title("Train a model")
 st.caption(f"Trains on the train split of `{data.source.shown_uri}` ({train_rows:,} rows), stops early on the validation "
@@ -33,32 +34,32 @@ running = job is not None and job.state in (QUEUED, RUNNING)
 
 first, second, third = st.columns(3)
 with first:
-    sample_size = ui.kept(st.number_input, "Subsample of the train split (rows)", 100, max(train_rows, 100),
+    sample_size = state.kept(st.number_input, "Subsample of the train split (rows)", 100, max(train_rows, 100),
                           key="train_sample", default=min(5000, train_rows), step=500)
-    epochs = ui.kept(st.slider, "Epochs", 1, 30, key="train_epochs", default=8)
-    learning_rate = ui.kept(st.select_slider, "Learning rate", [0.001, 0.002, 0.004, 0.008, 0.016],
+    epochs = state.kept(st.slider, "Epochs", 1, 30, key="train_epochs", default=8)
+    learning_rate = state.kept(st.select_slider, "Learning rate", [0.001, 0.002, 0.004, 0.008, 0.016],
                             key="train_lr", default=0.008)
 with second:
-    tokenizer = ui.kept(st.radio, "Tokenizer", TOKENIZER_KINDS, key="train_tokenizer", default=NGRAM,
+    tokenizer = state.kept(st.radio, "Tokenizer", TOKENIZER_KINDS, key="train_tokenizer", default=NGRAM,
                         horizontal=True, help="n-gram: character 3–6-grams and words, as fastText and INSEE's "
                                               "production coder; wordpiece: sub-words learned from the sample.")
-    embedding_dim = ui.kept(st.select_slider, "Embedding dimension", [16, 32, 48, 64, 96, 128], key="train_dim",
+    embedding_dim = state.kept(st.select_slider, "Embedding dimension", [16, 32, 48, 64, 96, 128], key="train_dim",
                             default=64)
-    batch_size = ui.kept(st.select_slider, "Batch size", [16, 32, 64, 128, 256], key="train_batch", default=64)
+    batch_size = state.kept(st.select_slider, "Batch size", [16, 32, 64, 128, 256], key="train_batch", default=64)
 with third:
-    attention = ui.kept(st.toggle, "Self-attention", key="train_attention", default=False)
-    attention_heads = ui.kept(st.select_slider, "Attention heads", [1, 2, 4, 8], key="train_heads", default=4,
+    attention = state.kept(st.toggle, "Self-attention", key="train_attention", default=False)
+    attention_heads = state.kept(st.select_slider, "Attention heads", [1, 2, 4, 8], key="train_heads", default=4,
                               disabled=not attention)
-    seed = ui.kept(st.number_input, "Seed", 0, 2**31 - 1, key="train_seed", default=42)
-probes = ui.kept(st.text_area, "Probe descriptions (one per line): their top-3 codes are recomputed after every epoch",
+    seed = state.kept(st.number_input, "Seed", 0, 2**31 - 1, key="train_seed", default=42)
+probes = state.kept(st.text_area, "Probe descriptions (one per line): their top-3 codes are recomputed after every epoch",
                  key="train_probes", default="\n".join(EXAMPLES[:3]), height=90)
 
 try:
-    corrections = ui.correction_store().training_rows()
+    corrections = caches.correction_store().training_rows()
 except NaceAppError as exc:
     corrections = None
-    st.caption(f"Corrections unavailable: {ui.literal(str(exc))}")
-with_corrections = corrections is not None and corrections.height > 0 and ui.kept(
+    st.caption(f"Corrections unavailable: {widgets.literal(str(exc))}")
+with_corrections = corrections is not None and corrections.height > 0 and state.kept(
     st.toggle, f"Train with the corrections ({corrections.height:,} "
                f"description{'s' if corrections.height > 1 else ''}, Review › Corrections)",
     key="train_with_corrections", default=False,
@@ -74,14 +75,14 @@ try:
 except ValueError as exc:  # NaceAppError: the settings explain themselves
     settings, settings_error = None, str(exc)
 if settings_error:
-    st.error(ui.literal(settings_error))
+    st.error(widgets.literal(settings_error))
 else:
     st.caption(f"Estimated duration: about {estimate_seconds(settings, train_rows):.0f} s on 2 CPU cores.")
 start = st.button("Start training", type="primary", disabled=running or settings is None,
                   help="A run is in progress: stop it or wait for it." if running else None)
 
 if start and settings is not None:
-    job = registry.add(TrainingJob(data, settings, current.settings, ui.training_queue(),
+    job = registry.add(TrainingJob(data, settings, current.settings, caches.training_queue(),
                                    probe_texts=probe_lines(probes),
                                    extra_rows=corrections if with_corrections else None).start())
     st.session_state.training_job_id = job.job_id
@@ -123,7 +124,7 @@ live_view(job)
 def show_correction_effect(corrections, model_dir: str) -> None:
     """Before/after on the same test split, without the corrected descriptions (the new model trained on them)."""
     test, left_out = evaluation.without_texts(data.splits.test, corrections["label"].to_list())
-    before, after = ui.default_workspace().classifier, ui.opened_classifier(model_dir)
+    before, after = caches.default_workspace().classifier, caches.opened_classifier(model_dir)
     plural = corrections.height > 1
     st.markdown(f"**With the {corrections.height:,} correction{'s' if plural else ''}: before and after**")
     if left_out:
@@ -131,14 +132,14 @@ def show_correction_effect(corrections, model_dir: str) -> None:
         st.caption(f"{left_out:,} corrected description{'s are' if left_out > 1 else ' is'} in the test split: both "
                    f"models are measured without {them}, since this run trained on {them}.")
     st.dataframe(evaluation.comparison_rows({
-        "default model · test": ui.evaluation_on(before, test), "this run · test": ui.evaluation_on(after, test),
-        "default model · the corrections": ui.evaluation_on(before, corrections),
-        "this run · the corrections (trained on)": ui.evaluation_on(after, corrections)}),
+        "default model · test": caches.evaluation_on(before, test), "this run · test": caches.evaluation_on(after, test),
+        "default model · the corrections": caches.evaluation_on(before, corrections),
+        "this run · the corrections (trained on)": caches.evaluation_on(after, corrections)}),
         hide_index=True, width="stretch", column_config={k: st.column_config.NumberColumn(format="%.3f")
                                                          for k in ("top-1", "top-5", "macro-F1", "ECE")})
 
 if job.state == FAILED:
-    st.error(f"The run failed: {ui.literal(job.error or '')}")
+    st.error(f"The run failed: {widgets.literal(job.error or '')}")
 elif job.state == STOPPED and job.result is None:
     st.warning(job.error or "The run was stopped before it produced a model.")
 elif job.result is not None:
@@ -146,7 +147,7 @@ elif job.result is not None:
     if result.stopped_by_user:
         st.info("Stopped by you: the best checkpoint so far was kept.")
     st.subheader("Result")
-    default = ui.test_evaluation(ui.default_workspace().classifier, data)
+    default = caches.test_evaluation(caches.default_workspace().classifier, data)
     st.dataframe(results_table(result, default), hide_index=True, width="stretch",
                  column_config={k: st.column_config.NumberColumn(format="%.3f")
                                 for k in ("top-1", "top-5", "macro-F1", "ECE", "section", "division")})
@@ -156,7 +157,7 @@ elif job.result is not None:
     if run is not None and run.failure is None:
         st.caption(f"MLflow run `{run.run_id}` · {run.link}")
     elif run is not None:
-        st.warning(f"Training finished, but {ui.literal(run.failure or '')}. The model is still usable here.")
+        st.warning(f"Training finished, but {widgets.literal(run.failure or '')}. The model is still usable here.")
     weaker = much_weaker(result, default)
     if weaker:
         st.warning(f"This model is much weaker than the default on the same test split (top-1 "
@@ -164,7 +165,7 @@ elif job.result is not None:
                    "rows before using it.", icon=":material/trending_down:")
     actions = st.columns(2)
     actions[0].button("Use this model anyway" if weaker else "Use this model", type="secondary" if weaker else "primary",
-                      on_click=ui.use_model, args=(str(result.model_dir),), width="stretch",
+                      on_click=picker.use_model, args=(str(result.model_dir),), width="stretch",
                       help="Selects it in the sidebar picker, for every page.")
     actions[1].download_button("Download the model (.zip)", zipped(result.model_dir, job.job_id), f"{job.job_id}.zip",
                                mime="application/zip", width="stretch")

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nace_app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, ROOT, AppServer
+from nace_app.app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, ROOT, AppServer
 
 
 def idle(page) -> None:
@@ -40,8 +40,8 @@ def build_large_dataset(path: Path) -> None:
     """70,000 rows like the reference data: the demo descriptions repeated with a suffix so labels differ."""
     import polars as pl
 
-    from nace_app.data import load_labelled
-    from nace_app.sources import embedded_data_dir
+    from nace_app.data.tables import load_labelled
+    from nace_app.sources.resolve import embedded_data_dir
 
     demo = load_labelled(embedded_data_dir()).select("code", "name", "label")
     copies = [demo.with_columns(pl.col("label") + (f" ({i})" if i else "")) for i in range(6)]
@@ -50,9 +50,8 @@ def build_large_dataset(path: Path) -> None:
 
 def server_side_review_times(env: dict[str, str]) -> dict[str, float]:
     """The Review page's script time alone (Streamlit's AppTest, no browser), predictions already on disk."""
+    from nace_app.app.state import widget_key
     from streamlit.testing.v1 import AppTest
-
-    from nace_app.ui import widget_key
 
     os.environ.update(env)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
@@ -132,8 +131,8 @@ def main() -> None:
 
     from nace_app.workspace import open_data
 
-    from nace_app.config import load_settings
-    from nace_app.training import TrainingSettings, train_model
+    from nace_app.settings.config import load_settings
+    from nace_app.training.core import TrainingSettings, train_model
 
     os.environ.update(NACE_DATA_URI="embedded", NACE_CACHE_DIR=str(work / "train-cache"))
     data_set = open_data(load_settings())

@@ -44,7 +44,7 @@ def build_pretrained_like_model(folder: Path, texts: list[str]) -> Path:
     from torchTextClassifiers.tokenizers import WordPieceTokenizer
     from torchTextClassifiers.value_encoder import ValueEncoder
 
-    from nace_app.nomenclature import load_nomenclature
+    from nace_app.nomenclature.structure import load_nomenclature
 
     torch.manual_seed(0)
     tokenizer = WordPieceTokenizer(vocab_size=5000, output_dim=125)
@@ -90,7 +90,7 @@ def library_predict(folder: Path, input_path: Path, output: Path, explain: bool)
 
 def save_own_format(folder: Path, out: Path) -> Path:
     """The same weights in NACE Explorer's format, so our process loads without unpickling."""
-    from nace_app.modelio import save_model
+    from nace_app.model.formats import save_model
 
     ttc = load_library(folder)
     return save_model(ttc, [str(c) for c in ttc.value_encoder.label_encoder.classes_], out)
@@ -111,9 +111,9 @@ def run_measured(command: list[str]) -> tuple[float, float]:
 
 
 def in_process_latencies(model_uri: str, text: str, repeats: int = 20) -> dict[str, float]:
-    from nace_app.config import load_settings
-    from nace_app.explain import integrated_gradients
-    from nace_app.opening import open_model
+    from nace_app.explain.attributions import integrated_gradients
+    from nace_app.model.opening import open_model
+    from nace_app.settings.config import load_settings
 
     classifier = open_model(model_uri, load_settings()).classifier
     classifier.predict([text], top_k=5)
@@ -154,9 +154,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
     args = parser.parse_args()
 
-    from nace_app.data import load_labelled
-    from nace_app.logs import configure_logging
-    from nace_app.sources import embedded_data_dir
+    from nace_app.data.tables import load_labelled
+    from nace_app.settings.logs import configure_logging
+    from nace_app.sources.resolve import embedded_data_dir
 
     configure_logging()
     work = Path(tempfile.mkdtemp(prefix="nace-bench-"))
@@ -234,7 +234,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] in ("library", "library-explain"):
-        from nace_app.logs import configure_logging
+        from nace_app.settings.logs import configure_logging
 
         configure_logging()
         library_predict(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), explain=sys.argv[1] == "library-explain")

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nace_app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
+from nace_app.app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
 
 ACTIVITIES = (
     "I sell croissants and pains au chocolat in my bakery",

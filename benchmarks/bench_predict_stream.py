@@ -25,8 +25,8 @@ def write_rows(path: Path, rows: int, seed: int = 0) -> None:
     """`rows` demo texts, repeated and shuffled, with an id column before them."""
     import polars as pl
 
-    from nace_app.data import load_labelled
-    from nace_app.sources import embedded_data_dir
+    from nace_app.data.tables import load_labelled
+    from nace_app.sources.resolve import embedded_data_dir
 
     texts = load_labelled(embedded_data_dir())["label"]
     repeated = pl.concat([texts] * (rows // texts.len() + 1))[:rows].shuffle(seed=seed)

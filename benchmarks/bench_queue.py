@@ -19,7 +19,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from nace_app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
+from nace_app.app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
 
 
 def cpu_seconds(pid: int) -> float:

@@ -49,12 +49,12 @@ def main() -> None:
 
     import torch
 
-    from nace_app.class_words import class_words
-    from nace_app.classifier import Classifier
-    from nace_app.data import load_labelled, split
-    from nace_app.modelio import load_model
-    from nace_app.neighbours import NeighbourIndex
-    from nace_app.sources import embedded_data_dir, embedded_model_dir
+    from nace_app.data.tables import load_labelled, split
+    from nace_app.explain.class_words import class_words
+    from nace_app.model.classifier import Classifier
+    from nace_app.model.formats import load_model
+    from nace_app.review.neighbours import NeighbourIndex
+    from nace_app.sources.resolve import embedded_data_dir, embedded_model_dir
 
     if args.threads:
         torch.set_num_threads(args.threads)

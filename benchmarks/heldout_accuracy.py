@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from nace_app.config import load_settings
-from nace_app.data import load_labelled
-from nace_app.logs import configure_logging
-from nace_app.metrics import top_k_accuracy, top_k_indices
-from nace_app.opening import open_model
-from nace_app.sources import embedded_data_dir
+from nace_app.data.tables import load_labelled
+from nace_app.model.opening import open_model
+from nace_app.model.ranking import top_k_indices
+from nace_app.review.metrics import top_k_accuracy
+from nace_app.settings.config import load_settings
+from nace_app.settings.logs import configure_logging
+from nace_app.sources.resolve import embedded_data_dir
 
 HERE = Path(__file__).resolve().parent
 SETS = {"heldout (official style)": HERE / "heldout"} | {

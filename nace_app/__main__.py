@@ -1,5 +1,5 @@
 import sys
 
-from nace_app.cli import main
+from nace_app.cli.main import main
 
 sys.exit(main())

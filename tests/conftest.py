@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from nace_app.logs import configure_logging
-from nace_app.serving import free_port
+from nace_app.app.serving import free_port
+from nace_app.settings.logs import configure_logging
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_STRUCTURE = REPO.parent / "shared" / "nace" / "nace_rev2.1_structure.csv"
@@ -53,8 +53,8 @@ def isolated_environment(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def demo_frame() -> pl.DataFrame:
-    from nace_app.data import load_labelled
-    from nace_app.sources import embedded_data_dir
+    from nace_app.data.tables import load_labelled
+    from nace_app.sources.resolve import embedded_data_dir
 
     return load_labelled(embedded_data_dir())
 
@@ -199,8 +199,8 @@ def library_forward_classifier(tiny_frame):
                          attention_config=AttentionConfig(n_layers=2, n_head=2, n_kv_head=2, sequence_len=40))
     ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=config)
     torch.nn.init.normal_(ttc.pytorch_model.classification_head.net.weight)
-    from nace_app.classifier import Classifier
-    from nace_app.modelio import LoadedModel
+    from nace_app.model.classifier import Classifier
+    from nace_app.model.formats import LoadedModel
 
     classifier = Classifier(LoadedModel(ttc, ["10.71", "10.72", "62.10", "62.20"], "test", "test"))
     assert not classifier.forward.can_cut

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from nace_app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
+from nace_app.app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nace_app.serving import free_port, wait_for_health
+from nace_app.app.serving import free_port, wait_for_health
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"

@@ -11,12 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 import streamlit as st
+from nace_app.app.state import widget_key
 from streamlit.testing.v1 import AppTest
 
-from nace_app.config import load_settings
-from nace_app.neighbours import NeighbourIndex
-from nace_app.opening import open_workspace
-from nace_app.ui import widget_key
+from nace_app.model.opening import open_workspace
+from nace_app.review.neighbours import NeighbourIndex
+from nace_app.settings.config import load_settings
 from tests.conftest import REPO
 
 APP = str(REPO / "app.py")
@@ -109,14 +109,14 @@ def test_an_example_codes_the_example(app):
 
 
 def predicting_example(index: int) -> str:
-    from nace_app.predicting import EXAMPLES
+    from nace_app.coding.predicting import EXAMPLES
 
     return EXAMPLES[index]
 
 
 def test_top_k_and_candidate_switch_do_not_recompute_predictions(app, monkeypatch):
     code(app, "I repair cars and carry out technical inspections")
-    from nace_app.classifier import Classifier
+    from nace_app.model.classifier import Classifier
 
     calls = []
     original = Classifier.predict
@@ -413,7 +413,7 @@ def test_confusions_default_to_the_largest_off_diagonal_cell(review, independent
     from collections import Counter
 
     sections = [(t, p) for t, p in zip(independent["truth"], independent["predicted"], strict=True)]
-    from nace_app.nomenclature import load_nomenclature
+    from nace_app.nomenclature.structure import load_nomenclature
 
     nomenclature = load_nomenclature()
     pairs = Counter((nomenclature.section_of(t), nomenclature.section_of(p)) for t, p in sections
@@ -462,7 +462,7 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     assert next(c.value for c in app.caption if "Estimated duration" in c.value) != before
     next(b for b in app.button if b.label == "Start training").click().run()
     job = app.session_state["training_job_id"]
-    from nace_app.ui import job_registry
+    from nace_app.app.caches import job_registry
 
     running = job_registry().get(job)
     assert next(b for b in app.button if b.label == "Start training").disabled or running.state == "done"
@@ -488,10 +488,10 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
 
 
 def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, tiny_frame, tmp_path):
-    from nace_app.opening import DataSet
-    from nace_app.runs import run_logged_training
-    from nace_app.sources import ResolvedSource
-    from nace_app.training import TrainingSettings
+    from nace_app.model.opening import DataSet
+    from nace_app.sources.resolve import ResolvedSource
+    from nace_app.training.core import TrainingSettings
+    from nace_app.training.runs import run_logged_training
 
     data = DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
     settings = TrainingSettings(sample_size=None, epochs=1, batch_size=16, embedding_dim=16, vocab_size=300)
@@ -507,7 +507,7 @@ def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, ti
 
 
 def test_csv_download_opens_in_a_spreadsheet_with_its_separator_and_accents(app):
-    from nace_app import batch
+    from nace_app.coding import batch
 
     upload(app, "firms.csv", "id;description\n1;boulangerie pâtisserie\n".encode("latin-1"))
     next(b for b in app.button if b.label == "Code the file").click().run()
@@ -534,7 +534,7 @@ def submit(at: AppTest, label: str) -> AppTest:
 @pytest.fixture(scope="module")
 def prediction_sets(independent):
     """Coverage on the plan's held-out rows and the sets of CROISSANTS, computed without the pages' code."""
-    from nace_app import conformal
+    from nace_app.review import conformal
 
     classifier, splits = independent["workspace"].classifier, independent["workspace"].data.splits
     plan = conformal.calibration_plan(classifier.loaded.training, splits)
@@ -571,18 +571,18 @@ def test_review_reports_coverage_on_rows_the_sets_were_not_calibrated_on(review,
 
 
 def test_similar_examples_are_the_nearest_training_rows(app):
-    from nace_app import ui
+    from nace_app.app import caches
 
     code(app, CROISSANTS)
     shown = next(d.value for d in app.dataframe if "similarity" in d.value.columns)
-    workspace = ui.default_workspace()  # the server's own model and data
+    workspace = caches.default_workspace()  # the server's own model and data
     index = NeighbourIndex.build(workspace.classifier, workspace.data.splits.train, workspace.settings.cache_dir)
     assert list(shown["description"]) == [n.text for n in index.nearest(CROISSANTS, 5)]
     assert list(shown["code"])[0] == "10.71"
 
 
 def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedded):
-    from nace_app.corrections import CorrectionStore
+    from nace_app.review.corrections import CorrectionStore
 
     with fresh_app() as at:
         code(at, CROISSANTS)
@@ -608,14 +608,14 @@ def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedd
 
 
 def test_an_error_is_confirmed_from_the_error_browser_with_its_predicted_code(review):
-    from nace_app import ui
+    from nace_app.app import caches
 
     open_tab(review, "Errors")
     row = review.session_state["review_row"]
     assert any("similarity" in d.value.columns for d in review.dataframe)
     predicted = next(m.value for m in review.markdown if m.value.startswith(f"**Row #{row}**")).split("predicted `")[1][:5]
     submit(review, f"Confirm {predicted}")
-    newest = ui.correction_store().list()[0]
+    newest = caches.correction_store().list()[0]
     assert newest.is_confirmation and newest.corrected_code == predicted
     assert newest.text == next(t.value for t in review.text if t.value)  # the row's description, as shown
 
@@ -634,8 +634,9 @@ def test_per_class_words_are_computed_once_then_shown_for_the_clicked_class(embe
 
 
 def test_training_with_the_corrections_compares_both_models_without_the_corrected_test_rows(embedded):
-    from nace_app.corrections import CorrectionStore
-    from nace_app.ui import job_registry
+    from nace_app.app.caches import job_registry
+
+    from nace_app.review.corrections import CorrectionStore
 
     with fresh_app() as at:
         test = open_workspace(load_settings()).data.splits.test

@@ -1,0 +1,206 @@
+"""Streamlit caches shared by every session: the workspace, opened models, split scores, explanations.
+
+Everything cached here is shared across sessions and threads, so nothing returned from it is ever mutated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import streamlit as st
+
+from nace_app.app import figures
+from nace_app.data.tables import fingerprint
+from nace_app.explain import attributions, class_words
+from nace_app.model.classifier import Candidate, Classifier
+from nace_app.model.opening import DataSet, OpenedModel, Workspace, open_model, open_workspace
+from nace_app.review import conformal
+from nace_app.review.corrections import CorrectionStore
+from nace_app.review.neighbours import Neighbour, NeighbourIndex
+from nace_app.review.prediction_cache import cached_probabilities
+from nace_app.settings.config import load_settings
+
+BY_FINGERPRINT = {Classifier: lambda classifier: classifier.fingerprint,
+                  DataSet: lambda data: data.fingerprint,
+                  pl.DataFrame: fingerprint}
+
+
+def share_the_cores() -> None:
+    """One torch thread per thread: N sessions (and a training run) then ask for N threads, not 2N on 2 cores.
+
+    On 2 shared cores this halved the median time to code and explain with 10 sessions (benchmarks/bench_load.py).
+    """
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+@st.cache_resource(show_spinner="Loading the model and data…")
+def default_workspace() -> Workspace:
+    """The configured sources (or the embedded fallback), shared by every session; never mutated."""
+    workspace = open_workspace(load_settings())
+    _ = workspace.data  # resolve the data now so the banner can say where it comes from
+    return workspace
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=16)
+def opened_model(uri: str) -> OpenedModel:
+    """Any model the picker names, loaded once per server; only our own format (a typed run id is user input)."""
+    workspace = default_workspace()
+    return open_model(uri, workspace.settings, allow_pickle=False, data=workspace.data)
+
+
+def opened_classifier(uri: str) -> Classifier:
+    """A model of the picker (a run trained here, by its folder) without selecting it."""
+    return opened_model(uri).classifier
+
+
+@st.cache_resource(show_spinner="Scoring the split…", max_entries=8, hash_funcs=BY_FINGERPRINT)
+def split_probabilities(classifier: Classifier, data: DataSet, split: str) -> np.ndarray:
+    """A split's probabilities, shared and never copied (10,500 x classes): from the disk cache, else computed once."""
+    texts = getattr(data.splits, split)["label"].to_list()
+    key = data.fingerprint if split == "test" else f"{data.fingerprint}-{split}"
+    return cached_probabilities(classifier, texts, key, default_workspace().settings.cache_dir)
+
+
+def test_probabilities(classifier: Classifier, data: DataSet) -> np.ndarray:
+    return split_probabilities(classifier, data, "test")
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, hash_funcs=BY_FINGERPRINT)
+def review_table(classifier: Classifier, data: DataSet):
+    from nace_app.review.tables import test_table
+
+    return test_table(data.splits.test, test_probabilities(classifier, data), classifier.labels,
+                      classifier.nomenclature)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, hash_funcs=BY_FINGERPRINT)
+def test_evaluation(classifier: Classifier, data: DataSet):
+    from nace_app.review.evaluation import evaluate
+
+    return evaluate(data.splits.test["code"].to_list(), test_probabilities(classifier, data), classifier.labels,
+                    classifier.nomenclature)
+
+
+@st.cache_resource
+def training_queue():
+    """One queue per server: at most NACE_MAX_TRAINING_RUNS runs at once."""
+    from nace_app.training.jobs import TrainingQueue
+
+    return TrainingQueue(default_workspace().settings.max_training_runs)
+
+
+@st.cache_resource
+def job_registry():
+    """Every training job of this server, so that a reloaded page can reattach to its own."""
+    from nace_app.training.jobs import JobRegistry
+
+    return JobRegistry()
+
+
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
+def top_candidates(classifier: Classifier, text: str) -> list[Candidate]:
+    """The ten best codes; the page slices them for any k without recomputing."""
+    return classifier.predict([text], top_k=min(10, classifier.num_classes))[0].candidates
+
+
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
+def reading(classifier: Classifier, text: str) -> tuple[float, int | None]:
+    """(share of unknown words, where a windowed model stops reading or None)."""
+    from nace_app.model.tokenization import read_until
+
+    return classifier.unknown_token_share(text), read_until(classifier.tokenizer, text)
+
+
+@st.cache_data(show_spinner="Explaining…", max_entries=1024, hash_funcs=BY_FINGERPRINT)
+def explanation(classifier: Classifier, text: str, code: str) -> attributions.Explanation:
+    return attributions.integrated_gradients(classifier, text, [code])[0]
+
+
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
+def faithfulness_check(classifier: Classifier, text: str, code: str):
+    return attributions.faithfulness(classifier, text, explanation(classifier, text, code))
+
+
+@st.cache_data(show_spinner=False, max_entries=256, hash_funcs=BY_FINGERPRINT)
+def occlusion_drops(classifier: Classifier, text: str, code: str) -> list[float]:
+    return attributions.occlusion(classifier, text, explanation(classifier, text, code).words, [code])[code]
+
+
+@st.cache_data(show_spinner=False, max_entries=256, hash_funcs=BY_FINGERPRINT)
+def label_attention_figure(classifier: Classifier, text: str, code: str):
+    words = attributions.label_attention(classifier, text, [code])[code]
+    return figures.signed_bars([w.word for w in words], [w.score for w in words],
+                               f"Label attention of {code} over the words", "attention")
+
+
+@st.cache_resource(show_spinner=False, max_entries=8, hash_funcs=BY_FINGERPRINT)
+def calibration_plan(classifier: Classifier, data: DataSet) -> conformal.CalibrationPlan:
+    return conformal.calibration_plan(classifier.loaded.training, data.splits)
+
+
+@st.cache_resource(show_spinner="Calibrating the prediction sets…", max_entries=32, hash_funcs=BY_FINGERPRINT)
+def calibrator(classifier: Classifier, data: DataSet, level: float) -> conformal.ConformalCalibrator:
+    return conformal.calibrate_plan(calibration_plan(classifier, data), lambda split: split_probabilities(classifier, data, split),
+                                    classifier.labels, level)
+
+
+@st.cache_resource(show_spinner="Measuring the prediction sets…", max_entries=32, hash_funcs=BY_FINGERPRINT)
+def coverage_report(classifier: Classifier, data: DataSet, level: float) -> conformal.CoverageReport:
+    """The sets' coverage on the held-out rows of the plan, by NACE section."""
+    return conformal.held_out_report(calibration_plan(classifier, data), calibrator(classifier, data, level),
+                                     lambda split: split_probabilities(classifier, data, split), classifier.labels,
+                                     classifier.nomenclature.section_of)
+
+
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
+def prediction_set(classifier: Classifier, data: DataSet, text: str, level: float) -> list[str]:
+    """The codes of `text`'s set at `level`, most probable first."""
+    indices = calibrator(classifier, data, level).sets(classifier.predict_proba([text]))[0]
+    return [classifier.labels[i] for i in indices]
+
+
+@st.cache_resource(show_spinner="Embedding the training rows for similar examples (once per model)…", max_entries=4,
+                   hash_funcs=BY_FINGERPRINT)
+def neighbour_index(classifier: Classifier, data: DataSet) -> NeighbourIndex:
+    return NeighbourIndex.build(classifier, data.splits.train, default_workspace().settings.cache_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
+def similar_examples(classifier: Classifier, data: DataSet, text: str, k: int = 5) -> list[Neighbour]:
+    return neighbour_index(classifier, data).nearest(text, k)
+
+
+@st.cache_resource
+def correction_store() -> CorrectionStore:
+    """One SQLite file per server under the cache folder; the store holds only its path, so sharing it is safe."""
+    return CorrectionStore(default_workspace().settings.cache_dir)
+
+
+def class_words_table(classifier: Classifier, data: DataSet) -> pl.DataFrame | None:
+    """The per-class words when already computed for (model, test data), else None: computing takes a minute."""
+    if not class_words.cache_path(classifier, data.splits.test, default_workspace().settings.cache_dir).is_file():
+        return None
+    return _class_words(classifier, data)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4, hash_funcs=BY_FINGERPRINT)
+def _class_words(classifier: Classifier, data: DataSet) -> pl.DataFrame:
+    return class_words.class_words(classifier, data.splits.test, default_workspace().settings.cache_dir)
+
+
+def compute_class_words(classifier: Classifier, data: DataSet, progress: Callable[[int, int], None]) -> None:
+    """Explain every test row once and keep the table on disk (the button's work; not shared while it runs)."""
+    class_words.class_words(classifier, data.splits.test, default_workspace().settings.cache_dir, progress=progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=64, hash_funcs=BY_FINGERPRINT)
+def evaluation_on(classifier: Classifier, frame: pl.DataFrame):
+    from nace_app.review.evaluation import evaluate_classifier
+
+    return evaluate_classifier(classifier, frame)
+

@@ -1,0 +1,1 @@
+"""`nace-app`, the command line (`main`)."""

@@ -1,0 +1,247 @@
+"""Coding many descriptions at once: every input row comes back, in order, with its codes and a verdict.
+
+Outputs are made for the spreadsheet a statistician opens them in: the CSV is UTF-8 with a byte-order mark and
+the input's own separator, probabilities are rounded, codes are quoted; the .xlsx keeps codes as text cells
+(Excel would read the CSV's 01.11 as the number 1.11).
+
+The command line codes files of any length a chunk at a time (`code_chunk`), writing each chunk as it is coded
+(`write_coded`): memory stays bounded by the chunk, not the file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import polars as pl
+
+from nace_app.coding.predicting import MAX_CHARS, UNKNOWN_WARNING_SHARE
+from nace_app.data.tables import decode_text, looks_binary, read_csv_bytes, sniff_separator
+from nace_app.model.classifier import Classifier, TopK
+from nace_app.model.ranking import confidence_index
+from nace_app.review.metrics import CONFIDENCE_INDEX, TOP1_PROBABILITY
+from nace_app.settings.cachefiles import write_atomically
+from nace_app.settings.errors import NaceAppError
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+DECIMALS = 4
+NOT_CODED = "not coded (empty)"
+SCORE_COLUMNS = {TOP1_PROBABILITY: "top1_probability", CONFIDENCE_INDEX: "confidence_index"}
+
+
+@dataclass(frozen=True)
+class Upload:
+    frame: pl.DataFrame
+    separator: str
+
+
+def read_upload(name: str, raw: bytes) -> Upload:
+    """A CSV (any of , ; tab separators, UTF-8 with or without BOM, or latin-1) or a TXT with one text per line.
+
+    A TXT keeps its blank lines as rows, so that output row i is input line i.
+    """
+    if len(raw) > MAX_UPLOAD_BYTES:
+        raise NaceAppError(f"{name} is {len(raw) / 1e6:.1f} MB: the limit is 20 MB")
+    if looks_binary(raw):
+        raise NaceAppError(f"{name} looks like a binary file, not text")
+    if name.lower().endswith(".txt"):
+        lines = decode_text(raw).splitlines()
+        if not any(line.strip() for line in lines):
+            raise NaceAppError(f"{name} has no text")
+        return Upload(pl.DataFrame({"text": lines}, schema={"text": pl.String}), ",")
+    frame = read_csv_bytes(raw)
+    if frame.height == 0:
+        raise NaceAppError(f"{name} has a header but no rows")
+    return Upload(frame, sniff_separator(decode_text(raw)))
+
+
+def guess_text_column(frame: pl.DataFrame) -> str:
+    for name in ("label", "text", "description", "libelle"):
+        if name in frame.columns:
+            return name
+    strings = [c for c, t in frame.schema.items() if t == pl.String]
+    if not strings:
+        return frame.columns[0]
+    return max(strings, key=lambda c: frame[c].cast(pl.String).str.len_chars().mean() or 0)
+
+
+def code_frame(classifier: Classifier, frame: pl.DataFrame, column: str, top_k: int, score_name: str,
+               threshold: float, progress=None) -> pl.DataFrame:
+    """The input frame, every column kept, plus code/heading/probability per rank, the score and the verdict.
+
+    Empty or blank descriptions are not coded: their code columns stay empty and their verdict says why.
+    """
+    if column not in frame.columns:
+        raise NaceAppError(f"no column {column!r} in the file")
+    texts = ["" if v is None else str(v)[:MAX_CHARS] for v in frame[column].cast(pl.String).to_list()]
+    filled = np.array([bool(t.strip()) for t in texts])
+    top_k = min(top_k, classifier.num_classes)
+    rows = np.flatnonzero(filled)
+    top = classifier.predict_top_k([texts[i] for i in rows], top_k=top_k, chunk_size=256, progress=progress)
+    ours = ("code_", "heading_", "probability_", "verdict", *SCORE_COLUMNS.values())
+    suffix = "_nace" if any(c.startswith(ours) for c in frame.columns) else ""  # never overwrite an input column
+    columns = ranked_columns(top, filled, DECIMALS, suffix)
+    score = np.full(len(texts), np.nan)
+    if len(rows):
+        top_frame = top.frame()
+        score[rows] = (top_frame["confidence_index"].to_numpy() if score_name == CONFIDENCE_INDEX
+                       else top.probabilities[:, 0])
+    verdicts = np.where(~filled, NOT_CODED, np.where(score >= threshold, "automatic", "manual review"))
+    columns[f"{SCORE_COLUMNS[score_name]}{suffix}"] = pl.Series(np.round(score, DECIMALS)).fill_nan(None)
+    columns[f"verdict{suffix}"] = pl.Series(verdicts.tolist(), dtype=pl.String)
+    return frame.with_columns(**columns)
+
+
+def ranked_columns(top: TopK, filled: np.ndarray, decimals: int | None = DECIMALS, suffix: str = "") -> dict[str, pl.Series]:
+    """code_i, heading_i and probability_i of each rank for every row; empty where `filled` is False (not coded)."""
+    rows = np.flatnonzero(filled)
+    columns: dict[str, pl.Series] = {}
+    for rank in range(top.codes.shape[1]):
+        codes = np.full(len(filled), None, dtype=object)
+        headings = np.full(len(filled), None, dtype=object)
+        probabilities = np.full(len(filled), np.nan)
+        codes[rows], headings[rows] = top.codes[:, rank], top.headings[:, rank]
+        probabilities[rows] = top.probabilities[:, rank] if decimals is None else np.round(top.probabilities[:, rank], decimals)
+        columns[f"code_{rank + 1}{suffix}"] = pl.Series(codes.tolist(), dtype=pl.String)
+        columns[f"heading_{rank + 1}{suffix}"] = pl.Series(headings.tolist(), dtype=pl.String)
+        columns[f"probability_{rank + 1}{suffix}"] = pl.Series(probabilities, dtype=pl.Float64).fill_nan(None)
+    return columns
+
+
+# --- the command line's streamed coding: a chunk of rows at a time, written as it is coded -------------------------
+
+
+@dataclass
+class CodedChunk:
+    """Consecutive input rows with their codes; blank rows keep their place, not coded.
+
+    Per coded (`filled`) row, in order: `top`, and when asked for `sets` (the prediction set's codes),
+    `read_until` (where a fixed-window model stopped reading, or None) and `explanations` (one per top code).
+    `mostly_unknown` marks the coded rows most of whose words the model does not know.
+    """
+
+    texts: list[str]
+    filled: np.ndarray
+    top: TopK
+    mostly_unknown: np.ndarray
+    sets: list[list[str]] | None = None
+    read_until: list[int | None] | None = None
+    explanations: list[list[Any]] | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        """JSON rows: `{"text", "predictions": [{"code", "heading", "probability"}...]}` plus, when computed,
+        `"prediction_set": [codes]`, `"read_until"` (only where the model stopped early) and each prediction's
+        explanation fields; a blank row has `"predictions": []`."""
+        coded = iter(range(len(self.top.texts)))
+        top_rows = self.top.rows()
+        rows = []
+        for text, filled in zip(self.texts, self.filled.tolist(), strict=True):
+            if not filled:
+                rows.append({"text": text, "predictions": [], **({"prediction_set": []} if self.sets is not None else {})})
+                continue
+            i = next(coded)
+            row = top_rows[i]
+            if self.sets is not None:
+                row["prediction_set"] = self.sets[i]
+            if self.read_until is not None and self.read_until[i] is not None:
+                row["read_until"] = self.read_until[i]
+            if self.explanations is not None:
+                for item, explanation in zip(row["predictions"], self.explanations[i], strict=True):
+                    item.update(explanation.to_dict())
+            rows.append(row)
+        return rows
+
+    def frame(self) -> pl.DataFrame:
+        """text, code_i / heading_i / probability_i per rank, confidence_index, and prediction_set (a list)."""
+        score = np.full(len(self.texts), np.nan)
+        score[self.filled] = confidence_index(self.top.probabilities)
+        columns = {"text": pl.Series(self.texts, dtype=pl.String), **ranked_columns(self.top, self.filled, None),
+                   "confidence_index": pl.Series(score, dtype=pl.Float64).fill_nan(None)}
+        if self.sets is not None:
+            sets = iter(self.sets)
+            columns["prediction_set"] = pl.Series([next(sets) if f else None for f in self.filled.tolist()],
+                                                  dtype=pl.List(pl.String))
+        return pl.DataFrame(columns)
+
+
+def code_chunk(classifier: Classifier, texts: list[str], top_k: int, calibrator: Any = None,
+               explain: bool = False) -> CodedChunk:
+    """Code the non-blank texts of one chunk; `calibrator` (a `ConformalCalibrator`) adds prediction sets."""
+    from nace_app.model.tokenization import read_until
+
+    filled = np.array([bool(t.strip()) for t in texts], dtype=bool)
+    coded = [t for t, f in zip(texts, filled.tolist(), strict=True) if f]
+    probabilities = classifier.predict_proba(coded)
+    indices, values = classifier.top_k(probabilities, top_k)
+    labels = np.array(classifier.labels, dtype=object)
+    headings = np.array([classifier.nomenclature.heading(code) for code in classifier.labels], dtype=object)
+    chunk = CodedChunk(texts, filled, TopK(coded, labels[indices], headings[indices], values),
+                       np.array([classifier.unknown_token_share(t) > UNKNOWN_WARNING_SHARE for t in coded], dtype=bool))
+    if calibrator is not None:
+        chunk.sets = [labels[row].tolist() for row in calibrator.sets(probabilities)]
+    if classifier.tokenizer.output_dim is not None:
+        chunk.read_until = [read_until(classifier.tokenizer, t) for t in coded]
+    if explain:
+        from nace_app.explain.class_words import explain_texts
+
+        chunk.explanations = explain_texts(classifier, coded, chunk.top.codes.tolist())
+    return chunk
+
+
+OUTPUT_TYPES = (".jsonl", ".csv", ".parquet")
+
+
+def write_coded(chunks: Iterable[CodedChunk], output: Path) -> None:
+    """Rows appended as their chunk is coded, in input order, to a file beside `output` renamed at the end.
+
+    .jsonl: one JSON row a line (`CodedChunk.rows`); .csv: `CodedChunk.frame` with the set's codes joined by
+    spaces; .parquet: the frame, one row group a chunk, the set as a list column.
+    """
+    suffix = output.suffix.lower()
+    if suffix not in OUTPUT_TYPES:
+        raise NaceAppError(f"unsupported output type {output.suffix!r}: use .jsonl, .csv or .parquet")
+
+    def write(out: BinaryIO) -> None:
+        import pyarrow.parquet as pq
+
+        parquet = None
+        for number, chunk in enumerate(chunks):
+            if suffix == ".jsonl":
+                out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in chunk.rows()).encode("utf-8"))
+                continue
+            frame = chunk.frame()
+            if suffix == ".csv":
+                if "prediction_set" in frame.columns:
+                    frame = frame.with_columns(pl.col("prediction_set").list.join(" "))
+                frame.write_csv(out, include_header=number == 0)
+                continue
+            table = frame.to_arrow()
+            parquet = parquet or pq.ParquetWriter(out, table.schema)
+            parquet.write_table(table)
+        if parquet is not None:
+            parquet.close()
+
+    write_atomically(output, write)
+
+
+def to_csv_bytes(frame: pl.DataFrame, separator: str = ",") -> bytes:
+    """UTF-8 with BOM (Excel then reads accents right), the input's separator, every text field quoted."""
+    return b"\xef\xbb\xbf" + frame.write_csv(separator=separator, quote_style="non_numeric").encode("utf-8")
+
+
+def to_parquet_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def to_xlsx_bytes(frame: pl.DataFrame) -> bytes:
+    """An Excel workbook: codes stay text cells, probabilities numbers."""
+    buffer = io.BytesIO()
+    frame.write_excel(buffer, worksheet="coded", autofit=True)
+    return buffer.getvalue()

@@ -1,0 +1,95 @@
+"""What the Predict page decides, without Streamlit: input limits, examples, which code is explained, the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nace_app.model.classifier import Prediction
+from nace_app.nomenclature.structure import Nomenclature
+
+MAX_CHARS = 2000
+MAX_TOP_K = 10
+DEFAULT_TOP_K = 5
+UNKNOWN_WARNING_SHARE = 0.5
+EXAMPLES = (
+    "I sell croissants and pains au chocolat in my bakery",
+    "I develop business management software for companies",
+    "I repair cars and carry out technical inspections",
+    "Wholesale of fresh fruit and vegetables to restaurants",
+    "we rent out holiday cottages by the week",
+    "Installation of solar panels on private roofs",
+    "Dog grooming salon with a small pet shop",
+    "manufacture of wooden pallets and crates",
+)
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    text: str
+    cut_from: int | None  # the length the user typed, when it was over MAX_CHARS
+
+
+def prepare(text: str) -> PreparedText:
+    if len(text) > MAX_CHARS:
+        return PreparedText(text[:MAX_CHARS], len(text))
+    return PreparedText(text, None)
+
+
+def explained_code(codes: list[str], current: str | None, wanted: str | None) -> str:
+    """Keep the code the user is looking at when it is still shown; else the linked one; else the best."""
+    if current in codes:
+        return current
+    return wanted if wanted in codes else codes[0]
+
+
+def rival_code(codes: list[str], selected: str, current: str | None, wanted: str | None) -> str | None:
+    others = [c for c in codes if c != selected]
+    if not others:
+        return None
+    return explained_code(others, current, wanted)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score_name: str
+    score: float
+    threshold: float
+
+    @property
+    def automatic(self) -> bool:
+        return self.score >= self.threshold
+
+    @property
+    def sentence(self) -> str:
+        outcome = "would be coded automatically" if self.automatic else "goes to manual review"
+        return f"{self.score_name} {self.score:.3f} against the threshold {self.threshold:.2f}: this description {outcome}."
+
+
+def verdict(prediction: Prediction, score_name: str, threshold: float) -> Verdict:
+    """The same rule as the Review page: the named score of the best ten candidates against the threshold."""
+    from nace_app.review.metrics import CONFIDENCE_INDEX
+
+    score = prediction.confidence_index if score_name == CONFIDENCE_INDEX else prediction.candidates[0].probability
+    return Verdict(score_name, float(score), threshold)
+
+
+def nace_path(nomenclature: Nomenclature, code: str) -> str:
+    """Section › division › group of a class, for the candidate cards."""
+    return " › ".join(f"{step.code} {step.heading}" for step in nomenclature.path(code)[:-1]) or "unknown code"
+
+
+def points(value: float) -> str:
+    """A difference of two probabilities, in percentage points."""
+    return f"{value * 100:+.1f} points"
+
+
+SET_CODES_SHOWN = 8
+
+
+def set_sentence(codes: list[str], level: float) -> str:
+    """The prediction set as the candidates card says it: the codes, and what a set of one means."""
+    shown = ", ".join(f"`{code}`" for code in codes[:SET_CODES_SHOWN])
+    more = f" and {len(codes) - SET_CODES_SHOWN} more" if len(codes) > SET_CODES_SHOWN else ""
+    verdict = (" · a set of one code: safe to code automatically" if len(codes) == 1
+               else f" · {len(codes)} codes: a reviewer should choose")
+    return f"With {level:.0%} coverage: {shown}{more}{verdict}"

@@ -1,0 +1,1 @@
+"""Labelled tables: reading files, the schema, the notebook's split, and texts to code (`tables`)."""

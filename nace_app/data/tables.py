@@ -1,0 +1,338 @@
+"""Labelled data: reading tables, checking the schema, and the reference notebook's train/validation/test split."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from nace_app.nomenclature.structure import load_nomenclature
+from nace_app.settings.errors import NaceAppError, first_line
+
+SPLIT_SEED = 42
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The notebook's split: 70% train, then the remaining 30% halved into validation and test."""
+
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+    data_fingerprint: str = ""
+
+    def codes_missing_from_train(self) -> list[str]:
+        seen = set(self.train["code"].to_list())
+        return sorted({c for c in self.validation["code"].to_list() + self.test["code"].to_list() if c not in seen})
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "method": "train_test_split(df, test_size=0.30, random_state=42); "
+            "train_test_split(rest, test_size=0.50, random_state=42)",
+            "train_rows": self.train.height,
+            "validation_rows": self.validation.height,
+            "test_rows": self.test.height,
+        }
+
+
+def decode_text(raw: bytes) -> str:
+    """UTF-8 (with or without BOM), else latin-1, which never fails."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def sniff_separator(text: str) -> str:
+    sample = "\n".join(text.splitlines()[:20])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def looks_binary(sample: bytes) -> bool:
+    """A NUL byte, or a third of control bytes, in the first 8 KB: an image, an archive, a spreadsheet.
+
+    A few escape sequences in a short text are still text (they are shown escaped).
+    """
+    head = sample[:8192]
+    if b"\x00" in head:
+        return True
+    controls = sum(b < 0x20 and b not in b"\t\n\r\f\v" for b in head) + head.count(0x7F)
+    return len(head) >= 512 and controls / len(head) > 0.3
+
+
+def csv_error_line(lines: Iterable[str], separator: str) -> int | None:
+    """The line where the first malformed record starts (bad quoting, more fields than the header), if any.
+
+    Polars says what is wrong but not where: this second, slower reading is only done once a read has failed.
+    """
+    reader = csv.reader(lines, delimiter=separator, strict=True)
+    start, width = 1, None
+    try:
+        for row in reader:
+            if width is None:
+                width = len(row)
+            elif len(row) > width:
+                return start
+            start = reader.line_num + 1
+    except csv.Error:
+        return start
+    return None
+
+
+def _csv_error(name: str, exc: pl.exceptions.PolarsError, lines: Iterable[str], separator: str) -> NaceAppError:
+    line = csv_error_line(lines, separator)
+    where = f" at line {line}" if line is not None else ""
+    return NaceAppError(f"cannot read {name}{where}: {first_line(exc)}")
+
+
+def read_csv_bytes(raw: bytes) -> pl.DataFrame:
+    text = decode_text(raw)
+    if not text.strip():
+        raise NaceAppError("the file is empty")
+    separator = sniff_separator(text)
+    try:
+        return pl.read_csv(io.StringIO(text), separator=separator, infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        raise _csv_error("the CSV file", exc, io.StringIO(text, newline=""), separator) from exc
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    """A .parquet, .csv or .txt file (one text per line, column `text`), or a folder of CSV files."""
+    try:
+        if path.is_dir():
+            parts = [read_csv_bytes(p.read_bytes()) for p in sorted(path.glob("*.csv"))]
+            if not parts:
+                raise NaceAppError(f"no CSV files in {path}")
+            return pl.concat(parts, how="diagonal")
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            return pl.read_parquet(path)
+        if suffix == ".txt":
+            lines = [line.strip() for line in decode_text(path.read_bytes()).splitlines()]
+            return pl.DataFrame({"text": [line for line in lines if line]}, schema={"text": pl.String})
+        if suffix in (".csv", ".tsv"):
+            return read_csv_bytes(path.read_bytes())
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise NaceAppError(f"cannot read {path.name}: {first_line(exc)}") from exc
+    raise NaceAppError(f"unsupported file type {path.suffix!r}: use .parquet, .csv or .txt")
+
+
+def prepare_labelled(frame: pl.DataFrame) -> pl.DataFrame:
+    """Check `code` and `label`, normalise them to strings, fill `name` from the nomenclature where missing."""
+    missing = [c for c in ("code", "label") if c not in frame.columns]
+    if missing:
+        raise NaceAppError(f"the data lacks the column(s) {', '.join(missing)} (needs code and label)")
+    frame = frame.with_columns(
+        pl.col("code").cast(pl.String).str.strip_chars(), pl.col("label").cast(pl.String).str.strip_chars()
+    ).filter(pl.col("code").is_not_null() & pl.col("label").is_not_null() & (pl.col("label") != ""))
+    if frame.height == 0:
+        raise NaceAppError("the data has no labelled rows")
+    nomenclature = load_nomenclature()
+    headings = pl.Series([nomenclature.heading(c) for c in frame["code"].to_list()], dtype=pl.String)
+    if "name" in frame.columns:
+        frame = frame.with_columns(pl.col("name").cast(pl.String).fill_null(headings))
+    else:
+        frame = frame.with_columns(name=headings)
+    return frame.select("code", "name", "label", *[c for c in frame.columns if c not in ("code", "name", "label")])
+
+
+def load_labelled(path: Path) -> pl.DataFrame:
+    return prepare_labelled(read_table(path))
+
+
+def split(frame: pl.DataFrame) -> Splits:
+    from sklearn.model_selection import train_test_split
+
+    if frame.height < 4:
+        raise NaceAppError(f"the data has {frame.height} rows: too few to split into train, validation and test")
+    train, rest = train_test_split(frame, test_size=0.30, random_state=SPLIT_SEED)
+    validation, test = train_test_split(rest, test_size=0.50, random_state=SPLIT_SEED)
+    return Splits(train=train, validation=validation, test=test, data_fingerprint=fingerprint(frame))
+
+
+def fingerprint(frame: pl.DataFrame) -> str:
+    """Identifies a labelled dataset (its rows, in order): models record it, caches are keyed by it."""
+    import hashlib
+
+    digest = hashlib.sha256(str(frame.height).encode())
+    row_hashes = frame.select(pl.concat_str("code", "label", separator="\t").hash(seed=0)).to_series()
+    digest.update(row_hashes.to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def stratified_sample(frame: pl.DataFrame, size: int, seed: int = SPLIT_SEED) -> pl.DataFrame:
+    """`size` rows keeping class proportions (every class keeps at least one row where it can)."""
+    if size >= frame.height:
+        return frame
+    from sklearn.model_selection import train_test_split
+
+    counts = frame["code"].value_counts()
+    singletons = set(counts.filter(pl.col("count") < 2)["code"].to_list())
+    stratifiable = frame.filter(~pl.col("code").is_in(singletons))
+    n_classes = stratifiable["code"].n_unique()
+    if size < n_classes or size >= stratifiable.height:
+        return frame.sample(n=size, seed=seed)
+    sample, _ = train_test_split(stratifiable, train_size=size, random_state=seed, stratify=stratifiable["code"])
+    return sample
+
+
+TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum, pl.Null)  # Null: a column with no value at all
+INPUT_TYPES = (".txt", ".csv", ".tsv", ".parquet")
+
+
+def check_text_column(schema: pl.Schema, column: str) -> None:
+    """The column exists and holds text: numbers, lists or bytes would be coded as their printed form."""
+    if column not in schema:
+        raise NaceAppError(f"no column {column!r} in the input (columns: {', '.join(schema)})")
+    if schema[column] not in TEXT_TYPES:
+        raise NaceAppError(f"column {column!r} holds {schema[column]} values, not text")
+
+
+def texts_column(frame: pl.DataFrame, column: str) -> list[str]:
+    check_text_column(frame.schema, column)
+    return ["" if v is None else v for v in frame[column].cast(pl.String).to_list()]
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """An input file's texts, read in chunks in file order; a missing value or blank line reads as ''.
+
+    `total` rows in all, `filled` of them not blank. From `open_texts`, valid only inside its `with` block.
+    """
+
+    name: str
+    total: int
+    filled: int
+    scan: pl.LazyFrame | None  # .csv and .parquet: the text column alone, as `text`
+    lines: Path | None = None  # .txt: one text per line
+    encoding: str = "utf-8-sig"
+
+    def chunks(self, rows: int) -> Iterator[list[str]]:
+        """Lists of about `rows` texts (exactly `rows` for a .txt), in file order."""
+        if self.scan is not None:
+            try:
+                for batch in self.scan.collect_batches(chunk_size=rows):
+                    yield ["" if v is None else v for v in batch["text"].to_list()]
+            except pl.exceptions.PolarsError as exc:  # damage past what was checked when it was opened
+                raise NaceAppError(f"cannot read {self.name}: {first_line(exc)}") from exc
+            return
+        chunk: list[str] = []
+        with self.lines.open(encoding=self.encoding) as lines:
+            for line in lines:
+                chunk.append(line.strip())
+                if len(chunk) == rows:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+
+def _encoding_of(path: Path) -> str:
+    """utf-8-sig when the whole file decodes as UTF-8, else latin-1 (as `decode_text`), read 1 MB at a time."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as raw:
+            while block := raw.read(1 << 20):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return "latin-1"
+    return "utf-8-sig"
+
+
+def _check_csv(path: Path, encoding: str, separator: str) -> None:
+    """Polars' scan skips over extra fields and says nothing: the strict csv module finds them, with their line."""
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # one description may be long
+    with path.open(encoding=encoding, newline="") as lines:
+        line = csv_error_line(lines, separator)
+    if line is not None:
+        raise NaceAppError(f"cannot read {path.name}: line {line} is malformed (a stray quote, or more fields than "
+                           "the header)")
+
+
+def _count(name: str, scan: pl.LazyFrame) -> tuple[int, int]:
+    text = pl.col("text").cast(pl.String)
+    try:
+        counts = scan.select(pl.len(), (text.str.strip_chars() != "").sum()).collect().row(0)
+    except pl.exceptions.PolarsError as exc:
+        raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
+    return int(counts[0]), int(counts[1] or 0)
+
+
+@contextmanager
+def open_texts(path: Path, column: str) -> Iterator[TextSource]:
+    """A .txt (one text per line, blank lines kept as rows), .csv/.tsv or .parquet input, checked before any coding.
+
+    A latin-1 CSV is read through a UTF-8 copy in a temporary folder, removed on leaving the block.
+    """
+    name = path.name
+    if path.is_dir():
+        raise NaceAppError(f"{path} is a directory: give one .txt, .csv or .parquet file")
+    if not path.is_file():
+        raise NaceAppError(f"input file {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in INPUT_TYPES:
+        raise NaceAppError(f"unsupported input type {path.suffix!r}: use .txt, .csv or .parquet")
+    if suffix == ".parquet":
+        scan = pl.scan_parquet(path)
+        try:
+            schema = scan.collect_schema()
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
+        check_text_column(schema, column)
+        yield _source(name, scan.select(text=pl.col(column).cast(pl.String)), f"{name} has no rows")
+        return
+    try:
+        with path.open("rb") as raw:
+            sample = raw.read(1 << 16)
+    except OSError as exc:
+        raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
+    if not sample or (suffix != ".txt" and not sample.strip()):  # a .txt of blank lines has rows, but no text
+        raise NaceAppError(f"{name} is empty")
+    if looks_binary(sample):
+        raise NaceAppError(f"{name} looks like a binary file, not text")
+    encoding = _encoding_of(path)
+    if suffix == ".txt":
+        with path.open(encoding=encoding) as lines:
+            total = filled = 0
+            for line in lines:
+                total, filled = total + 1, filled + bool(line.strip())
+        if not filled:
+            raise NaceAppError(f"{name} has no text: every line is blank")
+        yield TextSource(name, total, filled, None, path, encoding)
+        return
+    separator = sniff_separator(decode_text(sample))
+    _check_csv(path, encoding, separator)
+    with tempfile.TemporaryDirectory(prefix="nace-input-") as folder:
+        if encoding == "latin-1":  # polars reads UTF-8 only
+            utf8 = Path(folder) / name
+            with path.open(encoding=encoding, newline="") as source, utf8.open("w", encoding="utf-8", newline="") as copy:
+                while block := source.read(1 << 20):
+                    copy.write(block)
+            path = utf8
+        scan = pl.scan_csv(path, separator=separator, infer_schema=False)
+        try:
+            schema = scan.collect_schema()
+        except pl.exceptions.PolarsError as exc:
+            raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
+        check_text_column(schema, column)
+        yield _source(name, scan.select(text=pl.col(column)), f"{name} has a header but no rows")
+
+
+def _source(name: str, scan: pl.LazyFrame, no_rows: str) -> TextSource:
+    total, filled = _count(name, scan)
+    if total == 0:
+        raise NaceAppError(no_rows)
+    if not filled:
+        raise NaceAppError(f"{name} has no text: the text column is empty in every row")
+    return TextSource(name, total, filled, scan)

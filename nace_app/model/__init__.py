@@ -1,0 +1,4 @@
+"""A model: its two file formats, tokenization, the forward pass, the `Classifier` facade and opening one.
+
+Modules: `formats`, `tokenization`, `forward`, `ranking`, `classifier`, `opening`.
+"""

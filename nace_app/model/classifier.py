@@ -1,0 +1,222 @@
+"""The facade over a loaded model: full-precision probabilities in chunks, top-k predictions with headings."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from nace_app.model.formats import LoadedModel
+from nace_app.model.forward import FastForward, pad
+from nace_app.model.ranking import confidence_index, top_k_indices
+from nace_app.model.tokenization import Encoded, encode, kind_of, unknown_word_share
+from nace_app.nomenclature.structure import load_nomenclature
+from nace_app.settings.errors import NaceAppError
+
+DEFAULT_CHUNK = 512
+
+
+@dataclass(slots=True)
+class Candidate:
+    code: str
+    heading: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    candidates: list[Candidate]
+
+    @property
+    def confidence_index(self) -> float:
+        return float(confidence_index(np.array([[c.probability for c in self.candidates]]))[0])
+
+
+@dataclass
+class TopK:
+    """The k best codes of many texts, as arrays: cheap to turn into JSON rows, a table, or `Prediction`s."""
+
+    texts: list[str]
+    codes: np.ndarray  # (texts, k) of str
+    headings: np.ndarray  # (texts, k) of str
+    probabilities: np.ndarray  # (texts, k), best first
+
+    def predictions(self) -> list[Prediction]:
+        return [Prediction(text, [Candidate(c, h, p) for c, h, p in zip(codes, headings, probs, strict=True)])
+                for text, codes, headings, probs in zip(self.texts, self.codes.tolist(), self.headings.tolist(),
+                                                        self.probabilities.tolist(), strict=True)]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """`{"text", "predictions": [{"code", "heading", "probability"}, ...]}` per text, in input order."""
+        return [{"text": text, "predictions": [{"code": c, "heading": h, "probability": p}
+                                               for c, h, p in zip(codes, headings, probs, strict=True)]}
+                for text, codes, headings, probs in zip(self.texts, self.codes.tolist(), self.headings.tolist(),
+                                                        self.probabilities.tolist(), strict=True)]
+
+    def frame(self):
+        """One row per text: code_i, heading_i, probability_i for each rank, and the confidence index."""
+        import polars as pl
+
+        columns: dict[str, Any] = {"text": self.texts}
+        for rank in range(self.codes.shape[1]):
+            columns[f"code_{rank + 1}"] = self.codes[:, rank].tolist()
+            columns[f"heading_{rank + 1}"] = self.headings[:, rank].tolist()
+            columns[f"probability_{rank + 1}"] = self.probabilities[:, rank]
+        columns["confidence_index"] = confidence_index(self.probabilities)
+        return pl.DataFrame(columns)
+
+
+@dataclass
+class Classifier:
+    """A model ready to predict. Shared by every session: nothing here mutates the model after construction, and
+    nothing needs a lock (parameters take no gradients; an explanation's replaced embeddings are per thread)."""
+
+    loaded: LoadedModel
+    name: str = "model"
+
+    def __post_init__(self) -> None:
+        if getattr(self.loaded.ttc, "categorical_var_net", None) is not None:
+            raise NaceAppError("models with categorical variables are not supported: NACE coding uses text only")
+        self.model = self.loaded.ttc.pytorch_model.cpu().eval()
+        self.model.requires_grad_(False)
+        self.tokenizer = self.loaded.ttc.tokenizer
+        self.labels = list(self.loaded.labels)
+        self.label_index = {code: i for i, code in enumerate(self.labels)}
+        self.forward = FastForward(self.model)
+        self._replacement = threading.local()  # the embeddings that replace the layer's output, in this thread only
+        if not self.forward.can_cut:
+            self.model.token_embedder.embedding_layer.register_forward_hook(self._replace_embeddings)
+        self.nomenclature = load_nomenclature()
+        self._labels_array = np.array(self.labels, dtype=object)
+        self._headings_array = np.array([self.nomenclature.heading(code) for code in self.labels], dtype=object)
+        self.fingerprint = self._fingerprint()
+
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256("\n".join(self.labels).encode())
+        for key, tensor in sorted(self.model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def has_label_attention(self) -> bool:
+        return bool(getattr(self.loaded.ttc, "enable_label_attention", False))
+
+    def describe(self) -> dict[str, Any]:
+        ttc = self.loaded.ttc
+        return {
+            "name": self.name,
+            "format": self.loaded.model_format,
+            "labels_from": self.loaded.labels_from,
+            "num_classes": self.num_classes,
+            "model_config": ttc.model_config.to_dict() if hasattr(ttc, "model_config") else None,
+            "tokenizer": kind_of(self.tokenizer),
+            "vocab_size": self.tokenizer.vocab_size,
+            "output_dim": self.tokenizer.output_dim,
+            "fingerprint": self.fingerprint,
+            "training": self.loaded.training,
+        }
+
+    def encode(self, texts: list[str], with_offsets: bool = False) -> Encoded:
+        return encode(self.tokenizer, texts, with_offsets=with_offsets)
+
+    def logits(self, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """float32 logits (N, classes), computed in chunks of similar length."""
+        return self.by_length_chunks(texts, self.num_classes, self.forward.logits, chunk_size, progress)
+
+    def by_length_chunks(self, texts: list[str], width: int,
+                         compute: Callable[[list[list[int]], int, int], torch.Tensor], chunk_size: int = DEFAULT_CHUNK,
+                         progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """`compute(ids, full_width, pad_id)` over texts sorted by length, in chunks; rows back in input order."""
+        encoded = self.encode(texts)
+        order = np.argsort([len(seq) for seq in encoded.ids], kind="stable")
+        out = np.empty((len(texts), width), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(texts), chunk_size):
+                rows = order[start : start + chunk_size]
+                out[rows] = compute([encoded.ids[i] for i in rows], encoded.full_width, encoded.pad_id).numpy()
+                if progress is not None:
+                    progress(min(start + chunk_size, len(texts)), len(texts))
+        return out
+
+    def predict_proba(self, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Full-precision probabilities (float64 softmax of the logits), rows in input order."""
+        if not texts:
+            return np.zeros((0, self.num_classes))
+        logits = self.logits(texts, chunk_size, progress).astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        np.exp(logits, out=logits)
+        logits /= logits.sum(axis=1, keepdims=True)
+        return logits
+
+    def check_top_k(self, top_k: int) -> None:
+        if not 1 <= top_k <= self.num_classes:
+            raise NaceAppError(f"top-k must be between 1 and {self.num_classes} (the model's class count), got {top_k}")
+
+    def top_k(self, probabilities: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and probabilities of the k best classes, best first (the library's order)."""
+        self.check_top_k(top_k)
+        indices = top_k_indices(probabilities, top_k)
+        return indices, np.take_along_axis(probabilities, indices, axis=1)
+
+    def predict_top_k(self, texts: list[str], top_k: int = 5, chunk_size: int = DEFAULT_CHUNK,
+                      progress: Callable[[int, int], None] | None = None) -> TopK:
+        self.check_top_k(top_k)
+        probabilities = self.predict_proba(texts, chunk_size, progress)
+        indices, values = self.top_k(probabilities, top_k)
+        return TopK(list(texts), self._labels_array[indices], self._headings_array[indices], values)
+
+    def predict(self, texts: list[str], top_k: int = 5, chunk_size: int = DEFAULT_CHUNK,
+                progress: Callable[[int, int], None] | None = None) -> list[Prediction]:
+        return self.predict_top_k(texts, top_k, chunk_size, progress).predictions()
+
+    # --- what explanations need: the embedding layer's output, and logits from a replacement of it -------------
+
+    def explanation_inputs(self, ids: list[list[int]], full_width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ids and mask as the logits below expect them: cut to the longest where the cut path is exact."""
+        return pad(ids, max(len(seq) for seq in ids) if self.forward.can_cut else full_width, pad_id)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The token embedding layer's output (before the RMS normalisation every model applies)."""
+        return self.model.token_embedder.embedding_layer(input_ids)
+
+    def logits_from_embeddings(self, embeddings: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,
+                               full_width: int) -> torch.Tensor:
+        """Logits with the embedding layer's output replaced by `embeddings` (rows of `input_ids`' shape)."""
+        if self.forward.can_cut:
+            return self.forward.from_embeddings(embeddings, mask, full_width)
+        rows = embeddings.shape[0]
+        self._replacement.embeddings = embeddings
+        try:  # architectures the cut path does not know: the library's forward, with the layer's output swapped
+            return self.model(input_ids.expand(rows, -1) if len(input_ids) == 1 else input_ids, mask,
+                              torch.empty((rows, 0)))
+        finally:
+            self._replacement.embeddings = None
+
+    def _replace_embeddings(self, module: torch.nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        """The embedding layer's hook: a per-thread swap, so that other sessions' forwards keep the real output."""
+        return getattr(self._replacement, "embeddings", None)  # None keeps the layer's own output
+
+    def unknown_token_share(self, text: str) -> float:
+        """Share of the text's words (or WordPiece tokens) that the model has no entry for."""
+        return unknown_word_share(self.tokenizer, text)
+
+    def label_attention_weights(self, ids: list[list[int]], full_width: int, pad_id: int) -> torch.Tensor:
+        """Label-attention models only: each class's attention over the tokens, mean over heads (texts, classes, width)."""
+        input_ids, mask = pad(ids, full_width, pad_id)
+        with torch.inference_mode():
+            output = self.model(input_ids, mask, torch.empty((len(ids), 0)), return_label_attention_matrix=True)
+        matrix = output["label_attention_matrix"]
+        return matrix.mean(1) if matrix.dim() == 4 else matrix

@@ -1,0 +1,199 @@
+"""Reading and writing models.
+
+Two formats are read:
+- ours (written by `save_model`), loaded without unpickling anything:
+  `config.json` ({"format": "nace-explorer-model/1", "model_config": ModelConfig.to_dict(),
+  "tokenizer": {"kind": "wordpiece"|"ngram", "output_dim": int|null}, "training": {...}}),
+  `labels.json` (the class codes, in class-index order), `tokenizer.json` (for WordPiece the Hugging Face
+  tokenizer file; for n-grams the library's `save_pretrained` JSON: n-gram range, buckets, word vocabulary)
+  and `model.safetensors` (the PyTorch model's state_dict, float32 or float16; loaded as float32);
+- the library's `torchTextClassifiers.save()` folder (`metadata.pkl`, `tokenizer.pkl`, `model_checkpoint.ckpt`,
+  optional `value_encoder.pkl`), which is unpickled: only ever read it from the configured sources.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nace_app.model.tokenization import (
+    NGRAM,
+    TOKENIZER_KINDS,
+    WORDPIECE,
+    kind_of,
+    ngram_tokenizer_config,
+    ngram_tokenizer_from_config,
+)
+from nace_app.settings.errors import NaceAppError, first_line
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "nace-explorer-model/1"
+
+
+@dataclass
+class LoadedModel:
+    """A torchTextClassifiers instance with its class codes and where they came from."""
+
+    ttc: Any
+    labels: list[str]
+    model_format: str
+    labels_from: str
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def is_own_format(path: Path) -> bool:
+    return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def save_model(ttc: Any, labels: list[str], path: Path, training: dict[str, Any] | None = None,
+               half_precision: bool = False) -> Path:
+    """Write our non-pickle format; `training` records the split and settings for the review page.
+
+    `half_precision` stores float16 weights (half the size); they are read back as float32.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = ttc.tokenizer
+    kind = kind_of(tokenizer)
+    config = {
+        "format": FORMAT,
+        "model_config": ttc.model_config.to_dict(),
+        "tokenizer": {"kind": kind, "output_dim": tokenizer.output_dim},
+        "training": training or {},
+    }
+    (path / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    (path / "labels.json").write_text(json.dumps(list(labels)) + "\n")
+    if kind == NGRAM:
+        (path / "tokenizer.json").write_text(json.dumps(ngram_tokenizer_config(tokenizer), ensure_ascii=False))
+    else:
+        (path / "tokenizer.json").write_text(tokenizer.tokenizer.backend_tokenizer.to_str())
+    state = {k: v.detach().contiguous().cpu() for k, v in ttc.pytorch_model.state_dict().items()}
+    if half_precision:
+        state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
+    save_file(state, str(path / "model.safetensors"))
+    return path
+
+
+def _wordpiece_from_file(text: str, output_dim: int | None) -> Any:
+    from tokenizers import Tokenizer
+    from torchTextClassifiers.tokenizers import WordPieceTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    try:
+        backend = Tokenizer.from_str(text)
+    except Exception as exc:  # the tokenizers library raises a bare Exception for a malformed file
+        raise ValueError(first_line(exc)) from exc
+    tokenizer = WordPieceTokenizer(vocab_size=backend.get_vocab_size(), output_dim=output_dim)
+    tokenizer.tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
+    tokenizer.trained = True
+    tokenizer.padding_idx = backend.token_to_id("[PAD]")
+    tokenizer.vocab_size = len(tokenizer.tokenizer)
+    return tokenizer
+
+
+def _load_own(path: Path) -> LoadedModel:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    from torchTextClassifiers import ModelConfig, torchTextClassifiers
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+        labels = json.loads((path / "labels.json").read_text())
+        tokenizer_text = (path / "tokenizer.json").read_text()
+    except (OSError, ValueError) as exc:
+        raise NaceAppError(f"cannot read the model in {path}: {first_line(exc)}") from exc
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise NaceAppError(f"{path}/config.json is not a {FORMAT} model")
+    kind = config.get("tokenizer", {}).get("kind", WORDPIECE)
+    output_dim = config["tokenizer"].get("output_dim")
+    try:
+        if kind == NGRAM:
+            tokenizer = ngram_tokenizer_from_config(json.loads(tokenizer_text), output_dim)
+        elif kind == WORDPIECE:
+            tokenizer = _wordpiece_from_file(tokenizer_text, output_dim)
+        else:
+            raise NaceAppError(f"{path}: unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_KINDS)})")
+    except (ValueError, KeyError, TypeError) as exc:  # a damaged tokenizer.json; bugs elsewhere stay loud
+        raise NaceAppError(f"cannot read {path}/tokenizer.json: {first_line(exc)}") from exc
+    model_config = ModelConfig.from_dict(config["model_config"])
+    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config)
+    try:
+        state = load_file(str(path / "model.safetensors"))
+        ttc.pytorch_model.load_state_dict(state)  # copies into the float32 parameters, whatever was stored
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:  # damaged file, or weights of another shape
+        raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {first_line(exc)}") from exc
+    if len(labels) != ttc.num_classes:
+        raise NaceAppError(f"{path}: labels.json has {len(labels)} codes for {ttc.num_classes} classes")
+    return LoadedModel(ttc, [str(c) for c in labels], "nace-explorer", "labels.json", config.get("training", {}))
+
+
+def _labels_from_value_encoder(encoder: Any) -> list[str] | None:
+    label_encoder = getattr(encoder, "label_encoder", None)
+    if label_encoder is None:
+        return None
+    if hasattr(label_encoder, "classes_"):
+        return [str(c) for c in label_encoder.classes_]
+    if hasattr(label_encoder, "inverse_mapping"):
+        mapping = label_encoder.inverse_mapping
+        return [str(mapping[i]) for i in range(len(mapping))]
+    return None
+
+
+def _damaged_library_files(path: Path) -> list[str]:
+    """'tokenizer.pkl: pickle stream does not end (truncated)' for each file of a `save()` folder cut short.
+
+    Checked before unpickling: a cut checkpoint makes torch fail with a bare '[Errno 22] Invalid argument'.
+    """
+    from nace_app.sources.resolve import load_check_problem
+
+    problems = ((p.name, load_check_problem(p)) for p in sorted(path.iterdir()) if p.suffix in (".pkl", ".ckpt"))
+    return [f"{name}: {problem}" for name, problem in problems if problem]
+
+
+def _load_library(path: Path, dataset_codes: Callable[[], list[str]] | None) -> LoadedModel:
+    from torchTextClassifiers import torchTextClassifiers
+
+    missing = [n for n in ("metadata.pkl", "tokenizer.pkl", "model_checkpoint.ckpt") if not (path / n).is_file()]
+    if missing:
+        raise NaceAppError(f"{path} is not a torchTextClassifiers model folder (missing {', '.join(missing)})")
+    damaged = _damaged_library_files(path)
+    if damaged:
+        raise NaceAppError(f"cannot load the model in {path}: a file is truncated or damaged ({'; '.join(damaged)})")
+    try:
+        ttc = torchTextClassifiers.load(path, device="cpu")
+    except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, RuntimeError) as exc:
+        # what pickle and torch.load raise on a damaged file that passed the checks above (torch: RuntimeError)
+        raise NaceAppError(f"cannot load the model in {path}: a file is truncated or damaged ({first_line(exc)})") from exc
+    if not hasattr(ttc, "lightning_module"):
+        raise NaceAppError(f"cannot load the model in {path}: the checkpoint was not restored")
+    labels = _labels_from_value_encoder(ttc.value_encoder) if ttc.value_encoder is not None else None
+    if labels is not None:
+        return LoadedModel(ttc, labels, "torchTextClassifiers", "value_encoder.pkl")
+    if dataset_codes is None:
+        raise NaceAppError(f"{path} has no value_encoder.pkl: a dataset is needed to name its classes")
+    codes = sorted(set(dataset_codes()))
+    if len(codes) != ttc.num_classes:
+        raise NaceAppError(
+            f"the model has {ttc.num_classes} classes but the dataset has {len(codes)} distinct codes: "
+            "cannot map class indices to codes without value_encoder.pkl"
+        )
+    logger.info("no value_encoder.pkl: class i is the i-th of the dataset's sorted distinct codes")
+    return LoadedModel(ttc, codes, "torchTextClassifiers", "sorted distinct codes of the dataset")
+
+
+def load_model(path: Path, dataset_codes: Callable[[], list[str]] | None = None) -> LoadedModel:
+    """Load either format from a local folder; `dataset_codes()` names classes when the library saved no encoder."""
+    if not path.is_dir():
+        raise NaceAppError(f"model folder {path} does not exist")
+    if is_own_format(path):
+        return _load_own(path)
+    return _load_library(path, dataset_codes)

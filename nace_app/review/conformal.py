@@ -1,0 +1,251 @@
+"""Prediction sets with guaranteed coverage: split conformal prediction with APS.
+
+APS is the adaptive prediction sets of Romano, Sesia & Candès, "Classification with Valid and Adaptive Coverage",
+NeurIPS 2020 (arXiv:2006.02544): a set is the run of most probable codes whose probabilities add up to the
+calibrated threshold. A row's score for class y is the probability mass of the classes ranked above y, plus
+U times y's own probability; a set holds the classes scoring at most the calibrated quantile.
+
+Guarantee: with the quantile taken at rank ceil((n+1)(1-alpha)) of n calibration scores, a new row exchangeable
+with them has its true code in the set with probability at least 1-alpha, and at most 1-alpha + 1/(n+1) when
+scores do not tie.
+- Default, U = 0: APS's non-randomized sets (the code crossing the threshold is kept), calibrated with their
+  own score, so deterministic and never empty (the top code scores 0). Scores tie only at 0, on rows coded right
+  at rank 1: the upper bound holds whenever 1-alpha exceeds the model's top-1 accuracy; below it every set is
+  the top code alone.
+- `randomized=True`, U ~ Uniform(0, 1): exact at any level, but a set can be empty, and on the embedded demo
+  the sets were larger (67 codes on average at 90% against 25). U comes from a hash of the row's probabilities,
+  so a text always gets the same set while U still varies freely from text to text.
+
+Why APS and not RAPS (Angelopoulos et al., ICLR 2021), whose rank penalty shrinks sets on ImageNet: on the
+embedded demo (651 classes) RAPS with the paper's lambda = 0.01, k_reg = 5 gave larger sets at 95% and 99%
+(104 and 416 codes on average against 74 and 314) and fewer single-code sets at every level (25% at 90% against
+39%), and APS has no parameter to tune on the calibration rows.
+
+Rows whose true code the model does not know (index -1) are dropped from calibration and from the coverage
+figures (counted apart): no set can hold a code the model cannot output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from nace_app.data.tables import Splits
+from nace_app.settings.errors import NaceAppError
+
+MIN_LEVEL, MAX_LEVEL = 0.80, 0.99
+CALIBRATION_SEED = 42
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    order: np.ndarray  # (rows, classes) class indices, most probable first
+    before: np.ndarray  # (rows, classes) probability mass ranked strictly above each position
+    own: np.ndarray  # (rows, classes) each position's probability times U (0 unless randomized)
+
+
+def _uniform_from_rows(probabilities: np.ndarray) -> np.ndarray:
+    """A number in [0, 1) per row from a hash of its bytes: reproducible per text, uniform across texts."""
+    rows = np.ascontiguousarray(probabilities, dtype=np.float64)
+    digests = [hashlib.blake2b(row.tobytes(), digest_size=8).digest() for row in rows]
+    return np.frombuffer(b"".join(digests), dtype="<u8") / 2.0**64 if digests else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class ConformalCalibrator:
+    """The calibrated APS threshold: `sets` gives each row the codes whose score is at most `quantile`."""
+
+    quantile: float
+    level: float
+    n: int
+    randomized: bool = False
+
+    @property
+    def method(self) -> str:
+        return f"APS (Romano et al. 2020){', randomized' if self.randomized else ''}"
+
+    def _rank(self, probabilities: np.ndarray) -> _Ranked:
+        order = np.argsort(-probabilities, axis=1, kind="stable")
+        ordered = np.take_along_axis(probabilities, order, axis=1)
+        before = np.zeros_like(ordered, dtype=np.float64)  # an exclusive sum: never decreasing, unlike cumsum - p
+        np.cumsum(ordered[:, :-1], axis=1, out=before[:, 1:])
+        own = ordered * _uniform_from_rows(probabilities)[:, None] if self.randomized else np.zeros_like(ordered)
+        return _Ranked(order, before, own)
+
+    def _sizes(self, ranked: _Ranked) -> np.ndarray:
+        # The score grows with the rank, so a set is always the first `size` codes of its row.
+        return (ranked.before + ranked.own <= self.quantile).sum(axis=1)
+
+    def set_sizes(self, probabilities: np.ndarray) -> np.ndarray:
+        """How many codes each row's set holds."""
+        return self._sizes(self._rank(probabilities))
+
+    def sets(self, probabilities: np.ndarray) -> list[np.ndarray]:
+        """Each row's set as class indices, most probable first."""
+        ranked = self._rank(probabilities)
+        return [row[:size] for row, size in zip(ranked.order, self._sizes(ranked), strict=True)]
+
+    def contains(self, probabilities: np.ndarray, true_index: np.ndarray) -> np.ndarray:
+        """Whether each row's set holds its true class (never for index -1)."""
+        ranked = self._rank(probabilities)
+        true_rank = np.argmax(ranked.order == np.asarray(true_index)[:, None], axis=1)
+        return (true_index >= 0) & (true_rank < self._sizes(ranked))
+
+
+def calibrate(probabilities: np.ndarray, true_index: np.ndarray, coverage: float,
+              randomized: bool = False) -> ConformalCalibrator:
+    """The split-conformal quantile of the APS scores of labelled rows the model has not been trained on."""
+    if not MIN_LEVEL <= coverage <= MAX_LEVEL:
+        raise NaceAppError(f"the coverage level must be between {MIN_LEVEL:.0%} and {MAX_LEVEL:.0%}, got {coverage:g}")
+    true_index = np.asarray(true_index)
+    known = true_index >= 0
+    probabilities, true_index = probabilities[known], true_index[known]
+    n = len(true_index)
+    rank = math.ceil((n + 1) * coverage - 1e-9)  # the finite-sample correction: (n+1), not n
+    if rank > n:
+        needed = math.ceil(coverage / (1 - coverage) - 1e-9)
+        raise NaceAppError(f"{n} calibration rows with a code the model knows: {coverage:.0%} coverage needs at "
+                           f"least {needed}")
+    ranked = ConformalCalibrator(math.inf, coverage, n, randomized)._rank(probabilities)
+    position = np.argmax(ranked.order == true_index[:, None], axis=1)
+    rows = np.arange(n)
+    scores = ranked.before[rows, position] + ranked.own[rows, position]
+    quantile = float(np.partition(scores, rank - 1)[rank - 1])
+    return ConformalCalibrator(quantile, coverage, n, randomized)
+
+
+def true_indices(labels: list[str], codes: list[str]) -> np.ndarray:
+    """Each code's class index in the model's labels, -1 for codes the model does not know."""
+    index = {code: i for i, code in enumerate(labels)}
+    return np.array([index.get(code, -1) for code in codes], dtype=np.int64)
+
+
+def calibrate_classifier(classifier: Any, calibration: pl.DataFrame, coverage: float) -> ConformalCalibrator:
+    """Calibrated on labelled rows (code, label) the model did not train on (see `calibration_plan`)."""
+    probabilities = classifier.predict_proba(calibration["label"].to_list())
+    return calibrate(probabilities, true_indices(classifier.labels, calibration["code"].to_list()), coverage)
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """Which labelled rows calibrate the sets and which ones measure their coverage: never the same rows.
+
+    Rows are positions in a split, so a split scored once serves both parts (`scores[plan.calibration_rows]`).
+    """
+
+    calibration_split: str  # "validation" or "test"
+    calibration_rows: np.ndarray
+    held_out_split: str
+    held_out_rows: np.ndarray
+    note: str
+    splits: Splits = field(repr=False)
+
+    @property
+    def calibration(self) -> pl.DataFrame:
+        return getattr(self.splits, self.calibration_split)[self.calibration_rows]
+
+    @property
+    def held_out(self) -> pl.DataFrame:
+        return getattr(self.splits, self.held_out_split)[self.held_out_rows]
+
+
+def calibration_plan(training: dict[str, Any], splits: Splits) -> CalibrationPlan:
+    """The validation split, unless the model trained on it: then one half of the test split, measured on the other.
+
+    Calibrating on rows the model has learned gives too small sets (its scores there are too good), so a model
+    trained here on train + validation (the embedded one) is calibrated on a fixed half of the test split.
+    """
+    trained_on_validation = (training.get("data_fingerprint") == splits.data_fingerprint
+                             and training.get("early_stopping_on") == "an independent set")
+    if not trained_on_validation:
+        return CalibrationPlan("validation", np.arange(splits.validation.height), "test", np.arange(splits.test.height),
+                               f"Calibrated on the {splits.validation.height:,} rows of the validation split.", splits)
+    shuffled = (pl.Series(np.arange(splits.test.height)).sample(fraction=1.0, shuffle=True, seed=CALIBRATION_SEED)
+                .to_numpy())
+    half = len(shuffled) // 2
+    return CalibrationPlan("test", shuffled[:half], "test", shuffled[half:],
+                           f"This model trained on the validation split: the sets are calibrated on {half:,} rows of "
+                           f"the test split (a fixed half) and measured on the other {len(shuffled) - half:,}.", splits)
+
+
+SplitScores = Callable[[str], np.ndarray]  # a split's name -> its probabilities (row for row), computed once
+
+
+def calibrate_plan(plan: CalibrationPlan, split_scores: SplitScores, labels: list[str], level: float) -> ConformalCalibrator:
+    """Calibrated on the plan's calibration rows, sliced out of their split's scores."""
+    return calibrate(split_scores(plan.calibration_split)[plan.calibration_rows],
+                     true_indices(labels, plan.calibration["code"].to_list()), level)
+
+
+@dataclass(frozen=True)
+class CoverageReport:
+    """How the sets did on labelled rows: coverage next to the level asked for, their sizes, per group."""
+
+    level: float
+    method: str
+    calibration_rows: int
+    rows: int  # rows whose true code the model knows: the figures below are over these
+    unknown_rows: int
+    coverage: float
+    mean_set_size: float
+    median_set_size: float
+    singleton_share: float
+    singleton_accuracy: float  # coverage of the one-code sets: the accuracy of coding them automatically
+    set_sizes: pl.DataFrame  # size, rows
+    by_group: pl.DataFrame | None  # group, rows, coverage, mean_set_size, singleton_share
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "method": self.method, "calibration_rows": self.calibration_rows,
+                "rows": self.rows, "unknown_rows": self.unknown_rows, "coverage": self.coverage,
+                "mean_set_size": self.mean_set_size, "median_set_size": self.median_set_size,
+                "singleton_share": self.singleton_share, "singleton_accuracy": self.singleton_accuracy}
+
+
+def _mean(values: np.ndarray) -> float:
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def coverage_report(calibrator: ConformalCalibrator, probabilities: np.ndarray, true_index: np.ndarray,
+                    groups: list[str] | None = None) -> CoverageReport:
+    """Empirical coverage and set sizes on held-out rows (the test split), optionally per group (NACE section)."""
+    true_index = np.asarray(true_index)
+    known = true_index >= 0
+    sizes = calibrator.set_sizes(probabilities[known])
+    covered = calibrator.contains(probabilities[known], true_index[known])
+    singleton = sizes == 1
+    frame = pl.DataFrame({"size": sizes, "covered": covered})
+    by_group = None
+    if groups is not None:
+        by_group = (frame.with_columns(group=pl.Series(np.asarray(groups, dtype=object)[known].tolist(), dtype=pl.String))
+                    .group_by("group")
+                    .agg(rows=pl.len(), coverage=pl.col("covered").mean(), mean_set_size=pl.col("size").mean(),
+                         singleton_share=(pl.col("size") == 1).mean())
+                    .sort("group"))
+    return CoverageReport(
+        level=calibrator.level,
+        method=calibrator.method,
+        calibration_rows=calibrator.n,
+        rows=int(known.sum()),
+        unknown_rows=int((~known).sum()),
+        coverage=_mean(covered),
+        mean_set_size=_mean(sizes),
+        median_set_size=float(np.median(sizes)) if len(sizes) else float("nan"),
+        singleton_share=_mean(singleton),
+        singleton_accuracy=_mean(covered[singleton]),
+        set_sizes=frame.group_by("size").agg(rows=pl.len()).sort("size"),
+        by_group=by_group,
+    )
+
+
+def held_out_report(plan: CalibrationPlan, calibrator: ConformalCalibrator, split_scores: SplitScores,
+                    labels: list[str], section_of: Callable[[str], str]) -> CoverageReport:
+    """The sets' coverage on the plan's held-out rows, by NACE section."""
+    codes = plan.held_out["code"].to_list()
+    return coverage_report(calibrator, split_scores(plan.held_out_split)[plan.held_out_rows], true_indices(labels, codes),
+                           [section_of(code) for code in codes])

@@ -1,0 +1,172 @@
+"""Reviewers' corrections, kept in SQLite so that they survive restarts and feed the next training run.
+
+Sessions run in different threads and servers in different processes, so nothing is shared but the file: each
+call opens its own connection, the database is in WAL mode (readers never block the writer), a busy timeout makes
+a writer wait for another instead of failing, and each write is one short `BEGIN IMMEDIATE` transaction.
+
+Table `corrections`: id (increasing in commit order), created_at (UTC, ISO 8601), text, proposed_code (the
+model's), corrected_code (equal to proposed_code for a confirmation), model_name, model_fingerprint, comment.
+Only the corrected code must be a NACE class: it becomes a training label, while the proposed code is recorded
+as the model gave it, so a model with codes outside the nomenclature can still be corrected.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from nace_app.nomenclature.structure import LEVELS, load_nomenclature
+from nace_app.settings.errors import NaceAppError, first_line
+
+DATABASE_NAME = "corrections.sqlite3"
+BUSY_TIMEOUT_SECONDS = 30.0
+COLUMNS = ("id", "created_at", "text", "proposed_code", "corrected_code", "model_name", "model_fingerprint", "comment")
+SCHEMA = """
+CREATE TABLE corrections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at TEXT NOT NULL,
+    text TEXT NOT NULL,
+    proposed_code TEXT NOT NULL,
+    corrected_code TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_fingerprint TEXT NOT NULL,
+    comment TEXT
+)
+"""
+
+
+@dataclass(frozen=True)
+class Correction:
+    id: int
+    created_at: str
+    text: str
+    proposed_code: str
+    corrected_code: str
+    model_name: str
+    model_fingerprint: str
+    comment: str | None
+
+    @property
+    def is_confirmation(self) -> bool:
+        return self.corrected_code == self.proposed_code
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_class_code(code: str) -> str:
+    code = code.strip()
+    entry = load_nomenclature().get(code)
+    if entry is None or entry.level != len(LEVELS):
+        raise NaceAppError(f"{code!r} is not a NACE Rev 2.1 class code (four digits, like 10.71)")
+    return code
+
+
+class CorrectionStore:
+    """The corrections database `corrections.sqlite3` in `folder` (created on first use)."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / DATABASE_NAME
+        try:
+            if not self.path.exists():
+                self._create()
+        except (OSError, sqlite3.Error) as exc:
+            raise NaceAppError(f"cannot open the corrections database {self.path}: {first_line(exc)}") from exc
+
+    def _create(self) -> None:
+        """Build the database under a temporary name, then link it into place.
+
+        Switching to WAL does not wait for the busy timeout, so two sessions creating the file at once could fail;
+        a link never replaces a file, so the first database linked is the one every session uses.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".sqlite3", dir=self.path.parent)
+        os.close(handle)
+        try:
+            connection = sqlite3.connect(tmp)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")  # stored in the file: every later connection uses it
+                connection.execute(SCHEMA)
+                connection.commit()
+            finally:
+                connection.close()
+            with contextlib.suppress(FileExistsError):  # another session linked its database first
+                os.link(tmp, self.path)
+        finally:
+            os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def add(self, text: str, proposed_code: str, corrected_code: str, model_name: str, model_fingerprint: str,
+            comment: str | None = None) -> Correction:
+        """Record one correction (or a confirmation, when both codes are equal) and return it with its id."""
+        text, proposed_code = text.strip(), proposed_code.strip()
+        if not text:
+            raise NaceAppError("a correction needs the description's text")
+        if not proposed_code:
+            raise NaceAppError("a correction needs the code the model proposed")
+        corrected_code = _check_class_code(corrected_code)
+        comment = (comment or "").strip() or None
+        created_at = datetime.now(UTC).isoformat(timespec="microseconds")
+        values = (created_at, text, proposed_code, corrected_code, model_name, model_fingerprint, comment)
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            cursor = connection.execute(f"INSERT INTO corrections ({', '.join(COLUMNS[1:])}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                        values)
+            connection.execute("COMMIT")
+        return Correction(int(cursor.lastrowid), *values)
+
+    def undo(self, correction_id: int) -> None:
+        """Delete one correction; an id already undone (perhaps in another session) is an error."""
+        with self._connect() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            deleted = connection.execute("DELETE FROM corrections WHERE id = ?", (correction_id,)).rowcount
+            connection.execute("COMMIT")
+        if not deleted:
+            raise NaceAppError(f"there is no correction #{correction_id} (already undone?)")
+
+    def list(self, filter_text: str | None = None, code: str | None = None) -> list[Correction]:
+        """Newest first; `filter_text` matches words of the text or comment (any case), `code` a code's start."""
+        with self._connect() as connection:
+            rows = connection.execute(f"SELECT {', '.join(COLUMNS)} FROM corrections ORDER BY id DESC").fetchall()
+        corrections = [Correction(*row) for row in rows]
+        if filter_text and filter_text.strip():
+            needle = filter_text.strip().casefold()
+            corrections = [c for c in corrections if needle in c.text.casefold() or needle in (c.comment or "").casefold()]
+        if code and code.strip():
+            corrections = [c for c in corrections if c.corrected_code.startswith(code.strip())
+                           or c.proposed_code.startswith(code.strip())]
+        return corrections
+
+    def frame(self, filter_text: str | None = None, code: str | None = None) -> pl.DataFrame:
+        """`list` as a table, one column per field: what the page shows and the CSV holds."""
+        schema = {name: pl.Int64 if name == "id" else pl.String for name in COLUMNS}
+        return pl.DataFrame([c.to_dict() for c in self.list(filter_text, code)], schema=schema)
+
+    def to_csv_bytes(self) -> bytes:
+        """UTF-8 with a BOM (spreadsheets then read accents right); every text field quoted, so codes stay text."""
+        return codecs.BOM_UTF8 + self.frame().write_csv(quote_style="non_numeric").encode("utf-8")
+
+    def training_rows(self) -> pl.DataFrame:
+        """Columns code, label: for each distinct text the code of its latest correction, oldest text first."""
+        with self._connect() as connection:
+            rows = connection.execute(
+                "SELECT corrected_code, text FROM corrections WHERE id IN (SELECT MAX(id) FROM corrections GROUP BY text)"
+                " ORDER BY id").fetchall()
+        return pl.DataFrame(rows, schema={"code": pl.String, "label": pl.String}, orient="row")

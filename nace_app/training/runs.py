@@ -1,0 +1,113 @@
+"""Training runs on disk: one logged to MLflow in the foreground (the CLI, and each background job), and the
+server's finished runs listed back from the cache folder, so that a reloaded page still offers them."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from nace_app.model.formats import is_own_format
+from nace_app.review.evaluation import Evaluation, comparison_rows
+from nace_app.settings.config import Settings
+from nace_app.training.core import ProgressEvent, TrainingResult, TrainingSettings, train_model
+from nace_app.training.tracking import RunLogger
+
+RESULT_FILE = "result.json"
+
+
+def run_logged_training(data, training: TrainingSettings, settings: Settings, workdir: Path, progress=None,
+                        should_stop=None, probe=None, run_name: str = "training", model_dir: Path | None = None,
+                        extra_rows=None, stopping_frame=None) -> tuple[TrainingResult, RunLogger]:
+    """Train and log everything to MLflow: parameters, per-epoch metrics, the split, both model formats.
+
+    Logging only queues records (see `tracking`): a slow or dead MLflow costs training nothing, and this returns at
+    most `tracking.FLUSH_SECONDS` after MLflow stops answering, with `run.failure` saying what was not sent.
+    """
+    run = RunLogger(settings, run_name)
+    run.log_params({**training.to_dict(), "data_uri": data.source.uri, "data_rows": data.frame.height})
+
+    def on_event(event: ProgressEvent) -> None:
+        if event.kind == "epoch":
+            run.log_metrics(event.metrics, step=event.epoch)
+        if progress is not None:
+            progress(event)
+
+    try:
+        result = train_model(data.splits, training, workdir, progress=on_event, should_stop=should_stop, probe=probe,
+                             model_dir=model_dir, extra_rows=extra_rows, stopping_frame=stopping_frame)
+    except BaseException:
+        run.finish("FAILED")
+        raise
+    (workdir / RESULT_FILE).write_text(json.dumps({**result.to_dict(), "run_name": run_name,
+                                                   "data_uri": data.source.uri}, default=str))
+    run.log_params({"output_dim_used": result.output_dim})
+    run.log_dict({**data.splits.describe(), "data_uri": data.source.uri, "data_fingerprint": data.fingerprint},
+                 "split.json")
+    run.log_metrics({"validation": result.validation.to_dict(), "test": result.test.to_dict()})
+    run.log_artifacts(result.model_dir, "model")
+    run.log_artifacts(result.library_dir, "torchtextclassifiers_model")
+    run.finish("KILLED" if result.stopped_by_user else "FINISHED")
+    return result, run
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished run of this server, as the model picker lists it."""
+
+    run_id: str
+    model_dir: Path
+    finished: datetime
+    test_top1: float | None
+    settings: dict[str, Any]
+
+    @property
+    def uri(self) -> str:
+        return str(self.model_dir)
+
+    @property
+    def name(self) -> str:
+        tokenizer = self.settings.get("tokenizer", "wordpiece")
+        figure = f" · test top-1 {self.test_top1:.0%}" if self.test_top1 is not None else ""
+        return f"{self.run_id} ({self.finished:%d %b %H:%M}, {tokenizer}{figure})"
+
+
+def list_trained_runs(cache_dir: Path) -> list[TrainedRun]:
+    """Runs of `cache_dir/runs` that finished with a model in our format, newest first."""
+    runs = []
+    for result_file in (cache_dir / "runs").glob(f"*/{RESULT_FILE}"):
+        try:
+            result = json.loads(result_file.read_text())
+        except (OSError, ValueError):
+            continue  # a run folder being written or damaged is simply not listed
+        model_dir = Path(result.get("model_dir", ""))
+        if not is_own_format(model_dir):
+            continue
+        runs.append(TrainedRun(result_file.parent.name, model_dir,
+                               datetime.fromtimestamp(result_file.stat().st_mtime),
+                               (result.get("test") or {}).get("top1_accuracy"), result.get("settings", {})))
+    return sorted(runs, key=lambda run: run.finished, reverse=True)
+
+
+def results_table(result: TrainingResult, default: Evaluation) -> list[dict[str, Any]]:
+    """This run on validation and test next to the default model on the same test split."""
+    return comparison_rows({"this run · validation": result.validation, "this run · test": result.test,
+                            "default model · test": default})
+
+
+def much_weaker(result: TrainingResult, default: Evaluation, margin: float = 0.10) -> bool:
+    """Whether this run's test top-1 is more than `margin` below the default model's on the same split."""
+    return result.test.top1_accuracy < default.top1_accuracy - margin
+
+
+def model_zip(model_dir: Path, name: str) -> bytes:
+    """The model folder as a zip (JSON + safetensors), for download."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(model_dir.iterdir()):
+            archive.write(path, arcname=f"{name}/{path.name}")
+    return buffer.getvalue()

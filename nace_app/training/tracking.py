@@ -1,0 +1,237 @@
+"""MLflow logging, explicit (never autolog, which would patch every session's trainer) and never in training's way.
+
+The store is `MLFLOW_TRACKING_URI` when set, else a SQLite database under the cache directory. Every call goes
+through `MlflowClient` with an explicit run id, so concurrent runs in one process cannot mix their logs.
+
+Delivery contract: the training loop only enqueues; one background thread per run sends the records in order.
+A record that fails is retried after each of `RETRY_DELAYS`, then dropped; while MLflow keeps failing, later
+records get one attempt each, so a server that comes back receives the rest. A run with dropped records ends
+FAILED, not FINISHED: its record in MLflow is incomplete (the training itself succeeded, and its model is in the
+cache folder). The final status is retried for `FINAL_STATUS_SECONDS`, so a server that comes back soon does not
+keep a run RUNNING for ever. MLflow's own HTTP retries (7 with backoff, about 4 minutes a call) are turned down to
+`FAIL_FAST_HTTP` unless those variables are set in the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nace_app.settings.config import Settings, redact_text, tracking_uri
+from nace_app.settings.errors import first_line
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT = "nace-explorer"
+RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd and 4th attempt at one record
+FINAL_STATUS_SECONDS = 30.0  # how long the final status is retried after training
+FLUSH_SECONDS = 5.0  # how long `finish` waits for a logger that MLflow no longer answers
+FAIL_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    """The first record the logger stopped retrying: after how many attempts, over how long, and why."""
+
+    record: str
+    attempts: int
+    seconds: float
+    error: str
+
+    def __str__(self) -> str:
+        return f"gave up on {self.record} after {self.attempts} attempts in {self.seconds:.1f} s: {self.error}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What has reached MLflow so far; `final_status` is the status MLflow holds once the last record is sent."""
+
+    sent: int
+    dropped: int
+    pending: int
+    final_status: str | None
+    gave_up: GiveUp | None
+
+
+@dataclass(frozen=True)
+class _Record:
+    name: str
+    send: Callable[[Any], None]  # called with the MlflowClient
+    final: bool = False
+    needs_run: bool = True
+
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        out[prefix] = float(value)
+
+
+def _backoff(total: float) -> tuple[float, ...]:
+    """Delays of 0.5 s doubling up to 2 s, adding up to at most `total` seconds."""
+    delays: list[float] = []
+    while sum(delays) + (delay := min(0.5 * 2 ** len(delays), 2.0)) <= total:
+        delays.append(delay)
+    return tuple(delays)
+
+
+class RunLogger:
+    """One MLflow run, sent from its own thread; `failure` says in one line what did not reach MLflow."""
+
+    def __init__(self, settings: Settings, run_name: str):
+        import mlflow.tracking  # noqa: F401  # here, before the thread starts: importing MLflow from two threads can fail
+
+        self.uri = tracking_uri(settings)
+        self.artifact_location = None if settings.mlflow_tracking_uri else (settings.cache_dir / "mlartifacts").resolve().as_uri()
+        if self.uri.startswith(("http://", "https://")):
+            for name, value in FAIL_FAST_HTTP.items():
+                os.environ.setdefault(name, value)
+        self._secrets = settings.sensitive_strings()  # library errors may quote the tracking URI's password
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self._client = None
+        self._records: queue.Queue[_Record] = queue.Queue()
+        self._lock = threading.Lock()
+        self._sent = self._dropped = self._pending = 0
+        self._final_status: str | None = None
+        self._gave_up: GiveUp | None = None
+        self._answering = True  # whether MLflow's last answer was a success
+        self._last_error: str | None = None
+        self._enqueue(_Record("the run's creation", lambda client: self._start(run_name), needs_run=False))
+        self._thread = threading.Thread(target=self._send_all, name=f"mlflow-{run_name}", daemon=True)
+        self._thread.start()
+
+    def _start(self, run_name: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        client = self._client = self._client or MlflowClient(tracking_uri=self.uri)
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        # with the local SQLite store, artifacts would otherwise land in ./mlruns of whatever folder the process runs in
+        self.experiment_id = (experiment.experiment_id if experiment else
+                              client.create_experiment(EXPERIMENT, artifact_location=self.artifact_location))
+        self.run_id = client.create_run(self.experiment_id, run_name=run_name).info.run_id
+
+    def _enqueue(self, record: _Record) -> None:
+        with self._lock:
+            self._pending += 1
+        self._records.put(record)
+
+    def _send_all(self) -> None:
+        while True:
+            record = self._records.get()
+            if record.needs_run and self.run_id is None:
+                self._count(dropped=1)  # the run's creation was given up: no run to log into
+            elif record.final:
+                self._deliver(record, _backoff(FINAL_STATUS_SECONDS))
+            else:
+                self._deliver(record, RETRY_DELAYS if self._answering else ())
+            if record.final:
+                return
+
+    def _count(self, sent: int = 0, dropped: int = 0) -> None:
+        with self._lock:
+            self._pending -= 1
+            self._sent += sent
+            self._dropped += dropped
+
+    def _deliver(self, record: _Record, delays: tuple[float, ...]) -> None:
+        started = time.monotonic()
+        for attempt, delay in enumerate((*delays, None), start=1):
+            try:
+                record.send(self._client)
+            except Exception as exc:  # tracking must never stop training
+                self._answering = False
+                self._last_error = redact_text(f"{type(exc).__name__}: {first_line(exc)}", self._secrets)
+                if delay is None:
+                    with self._lock:
+                        if self._gave_up is None:
+                            self._gave_up = GiveUp(record.name, attempt, time.monotonic() - started, self._last_error)
+                            logger.warning("MLflow logging %s", self._gave_up)
+                    self._count(dropped=1)
+                    return
+                time.sleep(delay)
+            else:
+                self._answering = True
+                self._count(sent=1)
+                return
+
+    def delivery(self) -> Delivery:
+        with self._lock:
+            return Delivery(self._sent, self._dropped, self._pending, self._final_status, self._gave_up)
+
+    @property
+    def failure(self) -> str | None:
+        """None when everything queued so far reached MLflow (or is on its way to a server that answers)."""
+        delivery = self.delivery()
+        if delivery.gave_up is not None and self.run_id is None:
+            return f"MLflow logging failed: no run was created ({delivery.gave_up})"
+        if delivery.dropped:
+            total = delivery.sent + delivery.dropped + delivery.pending
+            return f"MLflow logging failed: {delivery.dropped} of {total} records were not sent ({delivery.gave_up})"
+        if delivery.pending and not self._answering:
+            return f"MLflow logging is behind: {delivery.pending} records still being retried ({self._last_error})"
+        return None
+
+    @property
+    def link(self) -> str | None:
+        """A browser link for HTTP tracking servers; a command that opens the local store otherwise."""
+        if self.run_id is None:
+            return None
+        if self.uri.startswith(("http://", "https://")):
+            return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"mlflow ui --backend-store-uri {self.uri}  (then open run {self.run_id})"
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        batch = [Param(key, str(value)) for key, value in params.items()]
+        self._enqueue(_Record("parameters", lambda client: client.log_batch(self.run_id, params=batch)))
+
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        flat: dict[str, Any] = {}
+        _flatten("", metrics, flat)
+        now = int(time.time() * 1000)  # when measured, not when sent
+        batch = [Metric(key, value, now, step or 0) for key, value in flat.items()]
+        name = f"metrics of epoch {step}" if step else "final metrics"
+        self._enqueue(_Record(name, lambda client: client.log_batch(self.run_id, metrics=batch)))
+
+    def log_dict(self, data: dict[str, Any], name: str) -> None:
+        self._enqueue(_Record(name, lambda client: client.log_dict(self.run_id, data, name)))
+
+    def log_artifacts(self, folder: Path, artifact_path: str) -> None:
+        self._enqueue(_Record(f"artifacts {artifact_path}/",
+                              lambda client: client.log_artifacts(self.run_id, str(folder), artifact_path)))
+
+    def finish(self, status: str = "FINISHED") -> bool:
+        """Queue the final status (FAILED if any record was dropped), then `close`."""
+
+        def send(client) -> None:
+            final = status if self.delivery().dropped == 0 else "FAILED"
+            client.set_terminated(self.run_id, final)
+            with self._lock:
+                self._final_status = final
+
+        self._enqueue(_Record("the final status", send, final=True))
+        return self.close()
+
+    def close(self, timeout: float = FLUSH_SECONDS) -> bool:
+        """After `finish`: wait while MLflow answers, then at most `timeout` s more; whether the logger is done."""
+        failing_since = None
+        while self._thread.is_alive():
+            self._thread.join(0.2)
+            failing_since = None if self._answering else failing_since or time.monotonic()
+            if failing_since is not None and time.monotonic() - failing_since >= timeout:
+                return False
+        return True

@@ -1,0 +1,18 @@
+"""The Streamlit adapter's plain helpers: user text inside markdown."""
+
+import re
+
+import pytest
+
+from nace_app.app.widgets import literal
+
+HOSTILE = ["[click](http://evil.example)", "![i](https://evil.example/i.png)", "**bold** _it_ `code` # title",
+           ":red[alert] :material/error:", "<b>tag</b> &amp; www.evil.example me@evil.example", "a\\b | c ~ $x$"]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_user_text_in_markdown_reads_as_typed_and_renders_no_markup(text):
+    shown = literal(text)
+    assert re.sub(r"\\(.)", r"\1", shown).replace("\u200b", "") == text  # what a reader sees
+    assert re.search(r"(?<!\\)[\[\]()*_`#<>:!]", shown) is None  # every markup character is escaped
+    assert not re.search(r"https?:/|www\.|@[a-z]", shown.replace("\\", ""))  # no autolink survives

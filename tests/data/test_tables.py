@@ -1,0 +1,88 @@
+import io
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from sklearn.model_selection import train_test_split
+
+from nace_app.data.tables import (
+    csv_error_line,
+    looks_binary,
+    open_texts,
+    prepare_labelled,
+    read_csv_bytes,
+    split,
+    stratified_sample,
+    texts_column,
+)
+from nace_app.settings.errors import NaceAppError
+
+
+def test_split_is_exactly_the_reference_notebooks(demo_frame):
+    splits = split(demo_frame)
+    train, rest = train_test_split(demo_frame, test_size=0.30, random_state=42)
+    validation, test = train_test_split(rest, test_size=0.50, random_state=42)
+    assert splits.train.equals(train) and splits.validation.equals(validation) and splits.test.equals(test)
+    assert splits.train.height + splits.validation.height + splits.test.height == demo_frame.height
+
+
+def test_codes_missing_from_train_are_reported():
+    frame = prepare_labelled(pl.DataFrame({"code": ["10.71"] * 30 + ["62.10"], "label": [f"t{i}" for i in range(31)]}))
+    splits = split(frame)
+    missing = splits.codes_missing_from_train()
+    assert missing == (["62.10"] if "62.10" not in splits.train["code"].to_list() else [])
+
+
+def test_schema_requires_code_and_label_and_fills_name():
+    with pytest.raises(NaceAppError, match="label"):
+        prepare_labelled(pl.DataFrame({"code": ["10.71"]}))
+    frame = prepare_labelled(pl.DataFrame({"code": ["10.71", "99.99"], "label": ["bread", "x"]}))
+    assert frame["name"].to_list()[0].startswith("Manufacture of bread")
+    assert frame["name"].to_list()[1] == "unknown code"
+
+
+def test_stratified_sample_keeps_class_proportions(demo_frame):
+    sample = stratified_sample(demo_frame, 3000)
+    assert sample.height == 3000
+    assert sample["code"].n_unique() > 600
+
+
+def test_csv_error_line_points_at_the_first_malformed_record():
+    assert csv_error_line(io.StringIO("label,n\nbakery,1\nflorist,2,3\n"), ",") == 3
+    assert csv_error_line(io.StringIO('label,n\nbakery,1\n"flo"rist,2\n'), ",") == 3
+    assert csv_error_line(io.StringIO('label,n\n"two\nlines",1\n"unclosed,2\n'), ",") == 4
+    assert csv_error_line(io.StringIO("label,n\nbakery,1\n"), ",") is None
+
+
+def test_an_unreadable_csv_upload_names_its_line():
+    with pytest.raises(NaceAppError, match="at line 3"):
+        read_csv_bytes(b"label,n\nbakery,1\nflorist,2,3\n")
+
+
+def test_binary_files_are_told_from_text_in_any_alphabet():
+    assert looks_binary(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR") and looks_binary(bytes(range(1, 32)) * 20)
+    assert not looks_binary("boulangerie café\tmخبز 🍞\r\n".encode())
+    assert not looks_binary(b"red \x1b[31mbakery\x07\n")  # escape sequences in a text: shown escaped
+
+
+def test_text_columns_must_hold_text():
+    with pytest.raises(NaceAppError, match="column 'label' holds Int64 values, not text"):
+        texts_column(pl.DataFrame({"label": [1, 2]}), "label")
+    assert texts_column(pl.DataFrame({"label": ["bakery", None]}), "label") == ["bakery", ""]
+
+
+def test_a_txt_input_streams_in_chunks_in_file_order_with_its_blank_lines(tmp_path):
+    (tmp_path / "in.txt").write_text("bakery\n\n  florist \ntaxi\n")
+    with open_texts(tmp_path / "in.txt", "text") as source:
+        assert (source.total, source.filled) == (4, 3)
+        assert list(source.chunks(3)) == [["bakery", "", "florist"], ["taxi"]]
+
+
+def test_a_latin1_csv_streams_through_a_utf8_copy_that_is_removed_afterwards(tmp_path):
+    (tmp_path / "in.csv").write_bytes("id;label\n1;café crème\n2;\n3;boulangerie\n".encode("latin-1"))
+    with open_texts(tmp_path / "in.csv", "label") as source:
+        assert (source.total, source.filled) == (3, 2)
+        assert [text for chunk in source.chunks(2) for text in chunk] == ["café crème", "", "boulangerie"]
+        copies = list(Path(tempfile.gettempdir()).glob("nace-input-*"))
+    assert not [c for c in copies if c.exists()]

@@ -1,0 +1,64 @@
+"""Our tokenization gives the library's ids for both tokenizers, with spans in the text the user typed."""
+
+import random
+import string
+
+import pytest
+
+from nace_app.model.formats import load_model
+from nace_app.model.tokenization import NGRAM, clean_words, encode, kind_of, read_until, train_ngram_tokenizer
+
+ODD_TEXTS = ["Café-bar in Lyon, plumbing!", "  I   sell\tcroissants ", "ﬁsh & chips", "e\u0301clair", "",
+             "日本語 🍞", "RÉPARATION d'ÉLECTROMÉNAGER"]
+
+
+def test_cleaned_words_equal_the_library_cleaning_and_point_into_the_original_text():
+    from torchTextClassifiers.tokenizers.ngram import clean_text_feature
+
+    rng = random.Random(0)
+    alphabet = string.ascii_letters + string.digits + " -'.,éèÀçñ\u0301İß\u00a0ﬁ😀Ωк"
+    texts = ODD_TEXTS + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    for text in texts:
+        words = clean_words(text)
+        assert " ".join(w for w, _, _ in words) == clean_text_feature([text])[0]
+        for _, start, end in words:
+            assert text[start:end].strip() == text[start:end] and end > start
+
+
+def test_ngram_ids_equal_the_library_tokenizer(ngram_model_dir, tiny_frame):
+    tokenizer = load_model(ngram_model_dir).ttc.tokenizer
+    assert kind_of(tokenizer) == NGRAM
+    texts = ODD_TEXTS + tiny_frame["label"].to_list()[:40]
+    ours = encode(tokenizer, texts, with_offsets=True)
+    library = tokenizer.tokenize(texts)
+    for row, ids in enumerate(ours.ids):
+        assert ids == library.input_ids[row, : len(ids)].tolist()
+        assert int(library.attention_mask[row].sum()) == len(ids)
+
+
+def test_ngram_vocabulary_is_learned_from_cleaned_text():
+    tokenizer = train_ngram_tokenizer(["Bakery, Croissants.", "bakery croissants"], 3, 4, 100, min_count=2)
+    assert set(tokenizer.word_to_id) == {"bakery", "croissants"}  # the library alone would keep "Bakery," too
+
+
+@pytest.mark.parametrize("fixture", ["bag_model_dir", "attention_model_dir", "ngram_model_dir"])
+def test_every_word_span_is_the_word_typed(fixture, request, tiny_frame):
+    tokenizer = load_model(request.getfixturevalue(fixture), lambda: tiny_frame["code"].to_list()).ttc.tokenizer
+    text = "We repair Mercedes-Benz cars in Köln"
+    encoded = encode(tokenizer, [text], with_offsets=True)
+    spans: dict[int, tuple[int, int]] = {}
+    for (start, end), word in zip(encoded.offsets[0], encoded.word_ids[0], strict=True):
+        if word is not None:
+            first, last = spans.get(word, (start, end))
+            spans[word] = (min(first, start), max(last, end))
+    assert {"repair", "cars", "Köln"} <= {text[s:e] for s, e in spans.values()}
+
+
+def test_read_until_marks_where_a_windowed_model_stops(attention_model_dir, ngram_model_dir, tiny_frame):
+    windowed = load_model(attention_model_dir, lambda: tiny_frame["code"].to_list()).ttc.tokenizer
+    whole = load_model(ngram_model_dir).ttc.tokenizer
+    long_text = "we bake bread " * 60 + "and sell cars"
+    assert read_until(whole, long_text) is None
+    assert read_until(windowed, "I sell bread") is None
+    stop = read_until(windowed, long_text)
+    assert stop is not None and 0 < stop < len(long_text) - len("and sell cars")
