@@ -216,6 +216,7 @@ class TextSource:
     scan: pl.LazyFrame | None  # .csv and .parquet: the text column alone, as `text`
     lines: Path | None = None  # .txt: one text per line
     encoding: str = "utf-8-sig"
+    read_from: Path | None = None  # .csv: the file scanned (a UTF-8 copy of a latin-1 file)
 
     def chunks(self, rows: int) -> Iterator[list[str]]:
         """Lists of about `rows` texts (exactly `rows` for a .txt), in file order."""
@@ -326,13 +327,55 @@ def open_texts(path: Path, column: str) -> Iterator[TextSource]:
         except pl.exceptions.PolarsError as exc:
             raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
         check_text_column(schema, column)
-        yield _source(name, scan.select(text=pl.col(column)), f"{name} has a header but no rows")
+        yield _source(name, scan.select(text=pl.col(column)), f"{name} has a header but no rows", path)
 
 
-def _source(name: str, scan: pl.LazyFrame, no_rows: str) -> TextSource:
+def _source(name: str, scan: pl.LazyFrame, no_rows: str, read_from: Path | None = None) -> TextSource:
     total, filled = _count(name, scan)
     if total == 0:
         raise NaceAppError(no_rows)
     if not filled:
         raise NaceAppError(f"{name} has no text: the text column is empty in every row")
-    return TextSource(name, total, filled, scan)
+    return TextSource(name, total, filled, scan, read_from=read_from)
+
+
+
+@dataclass(frozen=True)
+class TableSource:
+    """A .csv or .parquet file read with every column, in chunks of rows, in file order (CSV columns stay text).
+
+    From `open_table`, valid only inside its `with` block.
+    """
+
+    name: str
+    total: int
+    scan: pl.LazyFrame
+
+    def chunks(self, rows: int) -> Iterator[pl.DataFrame]:
+        try:
+            yield from self.scan.collect_batches(chunk_size=rows)
+        except pl.exceptions.PolarsError as exc:  # damage past what was checked when it was opened
+            raise NaceAppError(f"cannot read {self.name}: {first_line(exc)}") from exc
+
+
+@contextmanager
+def open_table(path: Path, required: Iterable[str]) -> Iterator[TableSource]:
+    """A .csv/.tsv (UTF-8 or latin-1) or .parquet file with the `required` columns, every column kept, checked first.
+
+    `open_texts` runs the checks (and makes the UTF-8 copy of a latin-1 CSV, whose folder lives as long as the block).
+    """
+    required = list(required)
+    if path.suffix.lower() not in (".csv", ".tsv", ".parquet"):
+        raise NaceAppError(f"unsupported input type {path.suffix!r}: use .csv or .parquet")
+    with open_texts(path, required[0]) as texts:
+        if path.suffix.lower() == ".parquet":
+            scan = pl.scan_parquet(path)
+        else:
+            with path.open("rb") as raw:
+                separator = sniff_separator(decode_text(raw.read(1 << 16)))
+            scan = pl.scan_csv(texts.read_from or path, separator=separator, infer_schema=False)
+        schema = scan.collect_schema()
+        missing = [column for column in required if column not in schema]
+        if missing:
+            raise NaceAppError(f"no column {missing[0]!r} in the input (columns: {', '.join(schema)})")
+        yield TableSource(texts.name, texts.total, scan)
