@@ -1,4 +1,4 @@
-"""`nace-app`: info, predict, evaluate, explain-classes, train. User errors print one line and exit with code 2."""
+"""`nace-app`: info, predict, evaluate, explain-classes, train, relabel. User errors print one line and exit with code 2."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from nace_app.settings.errors import NaceAppError, first_line
 from nace_app.settings.logs import configure_logging
 
 EXIT_USAGE = 2
+DEFAULT_REVIEW_BELOW = 0.8  # as nace_app.coding.relabel, without importing polars for --help
 EXPLAIN_ROWS = 64  # rows explained between two progress reports
 STREAM_ROWS = 5_000  # rows coded at a time: about 80 MB of probabilities and logits
 UNKNOWN_NOTE = "unknown to the model (other alphabets, emoji, symbols or rare words)"
@@ -191,8 +192,14 @@ def _print_rows(rows: list[dict[str, Any]], coverage: float | None) -> None:
             print(f"  (the model read only: {row['text'][:row['read_until']]!r})")
         for c in row["predictions"]:
             print(f"  {c['code']:<6} {c['probability']:7.2%}  {c['heading']}")
+            if "rev2_codes" in c:
+                print(f"         Rev 2: {', '.join(c['rev2_codes']) or c.get('rev2_note', '')}")
         if row["predictions"] and "prediction_set" in row:
             print(f"  with {coverage:.0%} coverage: {', '.join(row['prediction_set'])}")
+        if "follow_up" in row:
+            print(f"  to narrow it, ask: {row['follow_up']['question']}")
+            for answer in row["follow_up"]["answers"]:
+                print(f"    - {answer['answer']}: {', '.join(answer['codes'])}")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -219,7 +226,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shows_progress = inputs.source is not None or args.explain
         report = _Report(inputs.total, ("coded and explained" if args.explain else "coded") if shows_progress else None,
                          from_file=inputs.source is not None)
-        chunks = report.follow(code_chunk(classifier, texts, args.top_k, calibrator, args.explain)
+        chunks = report.follow(code_chunk(classifier, texts, args.top_k, calibrator, args.explain, args.rev2)
                                for texts in inputs.chunks(rows_per_chunk))
         if output is not None:
             try:
@@ -234,6 +241,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 else:
                     _print_rows(chunk.rows(), args.coverage)
         report.close()
+    return 0
+
+
+# --- relabel --------------------------------------------------------------------------------------------------------
+
+
+def cmd_relabel(args: argparse.Namespace) -> int:
+    from nace_app.coding.relabel import OUTPUT_TYPES, relabel_file
+    from nace_app.data.tables import open_table
+    from nace_app.model.opening import open_model
+
+    output = Path(args.output)
+    if output.suffix.lower() not in OUTPUT_TYPES:
+        raise NaceAppError(f"unsupported output type {output.suffix!r}: use .parquet or .csv")
+    if args.chunk_rows < 1:
+        raise NaceAppError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
+    if not 0 <= args.review_below <= 1:
+        raise NaceAppError(f"--review-below must be between 0 and 1, got {args.review_below}")
+    with open_table(Path(args.input), (args.text_column, args.code_column)) as source:
+        opened = open_model(None, _settings(args))
+        _say_fallbacks([opened.source.fallback_reason] if opened.source.fallback_reason else [])
+
+        def progress(done: int) -> None:
+            print(f"relabelled {done:,} of {source.total:,} rows", file=sys.stderr, flush=True)
+
+        try:
+            counts = relabel_file(opened.classifier, source, output, args.code_column, args.text_column,
+                                  args.review_below, args.chunk_rows, progress)
+        except OSError as exc:
+            raise NaceAppError(f"cannot write {output}: {exc.strerror or first_line(exc)}") from exc
+    for line in counts.summary():
+        print(f"nace-app: {visible(line)}", file=sys.stderr)
     return 0
 
 
@@ -438,9 +477,22 @@ def build_parser() -> argparse.ArgumentParser:
                          "probability (0.80 to 0.99), calibrated on the validation split")
     predict.add_argument("--chunk-rows", type=int, help="rows read, coded and written at a time (default: "
                          f"{STREAM_ROWS:,}, {EXPLAIN_ROWS} with --explain); memory grows with it")
+    predict.add_argument("--rev2", action="store_true", help="add each code's NACE Rev 2 classes (the correspondence table)")
     predict.add_argument("--model")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(run=cmd_predict)
+
+    relabel = verbs.add_parser("relabel", help="relabel a file coded in NACE Rev 2 into Rev 2.1 (table, then the model)")
+    relabel.add_argument("--input", required=True, help=".csv or .parquet, every column kept")
+    relabel.add_argument("--code-column", required=True, help="the Rev 2 code (01.13, 0113)")
+    relabel.add_argument("--text-column", required=True, help="the description the model reads where the table links "
+                         "several Rev 2.1 classes")
+    relabel.add_argument("--output", required=True, help=".parquet or .csv")
+    relabel.add_argument("--review-below", type=float, default=DEFAULT_REVIEW_BELOW,
+                         help="flag model choices whose renormalised probability is below this for review")
+    relabel.add_argument("--chunk-rows", type=int, default=STREAM_ROWS, help="rows read, relabelled and written at a time")
+    relabel.add_argument("--model")
+    relabel.set_defaults(run=cmd_relabel)
 
     train = verbs.add_parser("train", help="train a model on the train split")
     train.add_argument("--data")

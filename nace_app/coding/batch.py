@@ -20,10 +20,13 @@ from typing import Any, BinaryIO
 import numpy as np
 import polars as pl
 
+from nace_app.coding.dual_codes import rev2_columns
+from nace_app.coding.follow_up import FollowUp, follow_up
 from nace_app.coding.predicting import MAX_CHARS, UNKNOWN_WARNING_SHARE
 from nace_app.data.tables import decode_text, looks_binary, read_csv_bytes, sniff_separator
 from nace_app.model.classifier import Classifier, TopK
 from nace_app.model.ranking import confidence_index
+from nace_app.nomenclature.correspondence import NO_REV2_LINK, load_correspondence
 from nace_app.review.metrics import CONFIDENCE_INDEX, TOP1_PROBABILITY
 from nace_app.settings.cachefiles import write_atomically
 from nace_app.settings.errors import NaceAppError
@@ -83,9 +86,10 @@ def code_frame(classifier: Classifier, frame: pl.DataFrame, column: str, top_k: 
     top_k = min(top_k, classifier.num_classes)
     rows = np.flatnonzero(filled)
     top = classifier.predict_top_k([texts[i] for i in rows], top_k=top_k, chunk_size=256, progress=progress)
-    ours = ("code_", "heading_", "probability_", "verdict", *SCORE_COLUMNS.values())
+    ours = ("code_", "heading_", "probability_", "rev2_codes_", "verdict", *SCORE_COLUMNS.values())
     suffix = "_nace" if any(c.startswith(ours) for c in frame.columns) else ""  # never overwrite an input column
     columns = ranked_columns(top, filled, DECIMALS, suffix)
+    columns.update(rev2_columns(columns, as_text=True))
     score = np.full(len(texts), np.nan)
     if len(rows):
         top_frame = top.frame()
@@ -120,8 +124,9 @@ def ranked_columns(top: TopK, filled: np.ndarray, decimals: int | None = DECIMAL
 class CodedChunk:
     """Consecutive input rows with their codes; blank rows keep their place, not coded.
 
-    Per coded (`filled`) row, in order: `top`, and when asked for `sets` (the prediction set's codes),
-    `read_until` (where a fixed-window model stopped reading, or None) and `explanations` (one per top code).
+    Per coded (`filled`) row, in order: `top`, and when asked for `sets` (the prediction set's codes) with
+    `follow_ups` (the question for a set of 2+ codes, else None), `read_until` (where a fixed-window model stopped
+    reading, or None) and `explanations` (one per top code). `rev2` adds each code's Rev 2 classes.
     `mostly_unknown` marks the coded rows most of whose words the model does not know.
     """
 
@@ -132,11 +137,13 @@ class CodedChunk:
     sets: list[list[str]] | None = None
     read_until: list[int | None] | None = None
     explanations: list[list[Any]] | None = None
+    follow_ups: list[FollowUp | None] | None = None
+    rev2: bool = False
 
     def rows(self) -> list[dict[str, Any]]:
         """JSON rows: `{"text", "predictions": [{"code", "heading", "probability"}...]}` plus, when computed,
-        `"prediction_set": [codes]`, `"read_until"` (only where the model stopped early) and each prediction's
-        explanation fields; a blank row has `"predictions": []`."""
+        `"prediction_set": [codes]`, `"follow_up"` (sets of 2+ codes), `"read_until"` (only where the model stopped
+        early), each prediction's `"rev2_codes"` and explanation fields; a blank row has `"predictions": []`."""
         coded = iter(range(len(self.top.texts)))
         top_rows = self.top.rows()
         rows = []
@@ -148,6 +155,10 @@ class CodedChunk:
             row = top_rows[i]
             if self.sets is not None:
                 row["prediction_set"] = self.sets[i]
+            if self.follow_ups is not None and self.follow_ups[i] is not None:
+                row["follow_up"] = self.follow_ups[i].to_dict()
+            if self.rev2:
+                add_rev2_codes(row["predictions"])
             if self.read_until is not None and self.read_until[i] is not None:
                 row["read_until"] = self.read_until[i]
             if self.explanations is not None:
@@ -157,21 +168,36 @@ class CodedChunk:
         return rows
 
     def frame(self) -> pl.DataFrame:
-        """text, code_i / heading_i / probability_i per rank, confidence_index, and prediction_set (a list)."""
+        """text, code_i / heading_i / probability_i (and rev2_codes_i, lists) per rank, confidence_index, and
+        prediction_set (a list) with follow_up (its JSON, where the set holds 2+ codes)."""
         score = np.full(len(self.texts), np.nan)
         score[self.filled] = confidence_index(self.top.probabilities)
-        columns = {"text": pl.Series(self.texts, dtype=pl.String), **ranked_columns(self.top, self.filled, None),
-                   "confidence_index": pl.Series(score, dtype=pl.Float64).fill_nan(None)}
+        columns = {"text": pl.Series(self.texts, dtype=pl.String), **ranked_columns(self.top, self.filled, None)}
+        if self.rev2:
+            columns.update(rev2_columns(columns, as_text=False))
+        columns["confidence_index"] = pl.Series(score, dtype=pl.Float64).fill_nan(None)
         if self.sets is not None:
-            sets = iter(self.sets)
+            sets, questions = iter(self.sets), iter(self.follow_ups or [])
             columns["prediction_set"] = pl.Series([next(sets) if f else None for f in self.filled.tolist()],
                                                   dtype=pl.List(pl.String))
+            asked = [next(questions) if f else None for f in self.filled.tolist()]
+            columns["follow_up"] = pl.Series([None if q is None else json.dumps(q.to_dict(), ensure_ascii=False)
+                                              for q in asked], dtype=pl.String)
         return pl.DataFrame(columns)
 
 
+def add_rev2_codes(predictions: list[dict[str, Any]]) -> None:
+    """Each JSON prediction's `"rev2_codes"`, and for a class without one (46.89) a `"rev2_note"` saying so."""
+    for prediction in predictions:
+        prediction["rev2_codes"] = load_correspondence().rev2_codes(prediction["code"])
+        if not prediction["rev2_codes"]:
+            prediction["rev2_note"] = NO_REV2_LINK
+
+
 def code_chunk(classifier: Classifier, texts: list[str], top_k: int, calibrator: Any = None,
-               explain: bool = False) -> CodedChunk:
-    """Code the non-blank texts of one chunk; `calibrator` (a `ConformalCalibrator`) adds prediction sets."""
+               explain: bool = False, rev2: bool = False) -> CodedChunk:
+    """Code the non-blank texts of one chunk; `calibrator` (a `ConformalCalibrator`) adds prediction sets and their
+    follow-up questions; `rev2` each code's Rev 2 classes."""
     from nace_app.model.tokenization import read_until
 
     filled = np.array([bool(t.strip()) for t in texts], dtype=bool)
@@ -181,9 +207,13 @@ def code_chunk(classifier: Classifier, texts: list[str], top_k: int, calibrator:
     labels = np.array(classifier.labels, dtype=object)
     headings = np.array([classifier.nomenclature.heading(code) for code in classifier.labels], dtype=object)
     chunk = CodedChunk(texts, filled, TopK(coded, labels[indices], headings[indices], values),
-                       np.array([classifier.unknown_token_share(t) > UNKNOWN_WARNING_SHARE for t in coded], dtype=bool))
+                       np.array([classifier.unknown_token_share(t) > UNKNOWN_WARNING_SHARE for t in coded], dtype=bool),
+                       rev2=rev2)
     if calibrator is not None:
-        chunk.sets = [labels[row].tolist() for row in calibrator.sets(probabilities)]
+        set_indices = calibrator.sets(probabilities)
+        chunk.sets = [labels[row].tolist() for row in set_indices]
+        chunk.follow_ups = [follow_up(classifier.nomenclature, codes, probabilities[i, row].tolist())
+                            for i, (codes, row) in enumerate(zip(chunk.sets, set_indices, strict=True))]
     if classifier.tokenizer.output_dim is not None:
         chunk.read_until = [read_until(classifier.tokenizer, t) for t in coded]
     if explain:
@@ -199,8 +229,8 @@ OUTPUT_TYPES = (".jsonl", ".csv", ".parquet")
 def write_coded(chunks: Iterable[CodedChunk], output: Path) -> None:
     """Rows appended as their chunk is coded, in input order, to a file beside `output` renamed at the end.
 
-    .jsonl: one JSON row a line (`CodedChunk.rows`); .csv: `CodedChunk.frame` with the set's codes joined by
-    spaces; .parquet: the frame, one row group a chunk, the set as a list column.
+    .jsonl: one JSON row a line (`CodedChunk.rows`); .csv: `CodedChunk.frame` with the set's (and the Rev 2)
+    codes joined by spaces; .parquet: the frame, one row group a chunk, the set as a list column.
     """
     suffix = output.suffix.lower()
     if suffix not in OUTPUT_TYPES:
@@ -215,9 +245,8 @@ def write_coded(chunks: Iterable[CodedChunk], output: Path) -> None:
                 out.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in chunk.rows()).encode("utf-8"))
                 continue
             frame = chunk.frame()
-            if suffix == ".csv":
-                if "prediction_set" in frame.columns:
-                    frame = frame.with_columns(pl.col("prediction_set").list.join(" "))
+            if suffix == ".csv":  # lists (the set, the Rev 2 codes) as codes joined by spaces
+                frame = frame.with_columns(pl.col(pl.List(pl.String)).list.join(" "))
                 frame.write_csv(out, include_header=number == 0)
                 continue
             table = frame.to_arrow()

@@ -39,6 +39,10 @@ def normalise_rev2_code(value: Any) -> str:
     return f"{int(match[1]):02d}.{match[2]}" if match else text
 
 
+def rows(count: int) -> str:
+    return f"{count:,} row" if count == 1 else f"{count:,} rows"
+
+
 @dataclass
 class RelabelCounts:
     """What a relabelling did, for the summary line: rows per method, unknown codes, blank texts left unknown."""
@@ -60,11 +64,11 @@ class RelabelCounts:
         lines = [f"relabelled {total:,} rows: " + ", ".join(f"{self.methods[m]:,} by {m}" for m in (TABLE, MODEL, UNKNOWN))]
         if self.unknown_codes:
             shown = ", ".join(f"{code!r} ({n:,})" for code, n in self.unknown_codes.most_common(10))
-            lines.append(f"{sum(self.unknown_codes.values()):,} rows have a code that is no NACE Rev 2 class: {shown}")
+            lines.append(f"{rows(sum(self.unknown_codes.values()))} with a code that is no NACE Rev 2 class: {shown}")
         if self.blank_ambiguous:
-            lines.append(f"{self.blank_ambiguous:,} rows have a Rev 2 code split between several Rev 2.1 classes and no "
+            lines.append(f"{rows(self.blank_ambiguous)} with a Rev 2 code split between several Rev 2.1 classes and no "
                          "text: left unknown, not guessed")
-        lines.append(f"{self.flagged:,} rows flagged for review")
+        lines.append(f"{rows(self.flagged)} flagged for review")
         return lines
 
 
