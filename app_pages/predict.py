@@ -1,8 +1,9 @@
-"""Predict: top-k NACE codes for a description, why each code, similar labelled rows, corrections, batch coding."""
+"""Predict: top-k NACE codes (with their Rev 2 classes) for a description, a follow-up question when the set holds
+several codes, why each code, similar labelled rows, corrections, batch coding, relabelling a Rev 2 file."""
 
 import streamlit as st
 
-from nace_app.app import caches, figures, links, picker, state, widgets
+from nace_app.app import caches, figures, links, picker, state, transition, widgets
 from nace_app.coding import batch, predicting
 from nace_app.explain import attributions
 from nace_app.explain.highlight import highlighted_text_html
@@ -17,6 +18,7 @@ if "predict_link_read" not in st.session_state:  # a shared link sets the first 
     st.session_state.update(predict_link_read=True, description=shared.text, submitted=shared.text,
                             top_k=shared.top_k, wanted_code=shared.code, wanted_rival=shared.rival,
                             explain_view=shared.view)
+    st.session_state[transition.ANSWER_KEY] = shared.follow_up
     if shared.model:
         uri = picker.model_uri_for_link(shared.model)
         if uri is None:
@@ -39,6 +41,7 @@ def submit(text: str | None = None) -> None:
         st.session_state.description = text
     st.session_state.submitted = st.session_state.description
     st.session_state.wanted_code = None
+    st.session_state.pop(transition.ANSWER_KEY, None)
 
 
 st.title("Code an activity description")
@@ -122,7 +125,7 @@ def show_label_attention(text: str, selected: str, codes: list[str], read_until:
     st.plotly_chart(caches.label_attention_figure(classifier, text, selected), width="stretch")
 
 
-single, batch_tab = st.tabs(["Single description", "Batch coding (CSV or TXT)"])
+single, batch_tab, relabel_tab = st.tabs(["Single description", "Batch coding (CSV or TXT)", "Relabel a Rev 2 file"])
 
 with single:
     if not typed.strip():
@@ -164,6 +167,8 @@ with single:
                     st.markdown(f"**{rank}. `{candidate.code}`** {candidate.heading}")
                     st.progress(min(max(candidate.probability, 0.0), 1.0), text=f"{candidate.probability:.1%}")
                     st.caption(predicting.nace_path(classifier.nomenclature, candidate.code))
+                    transition.rev2_caption(candidate.code)
+            transition.follow_up_chips(classifier, current.data, text, state.coverage_level())
         with right:
             st.subheader("Why this code?")
             st.radio("Explain candidate", codes, key="selected_code", horizontal=True)
@@ -184,7 +189,10 @@ with single:
                       current.source.uri if current.source.uri.startswith("runs:/") else None)
         st.query_params.from_dict(links.link_params(links.SharedView(
             text, top_k, selected, st.session_state.get("rival_code") if view == "contrast" else None, view,
-            model_link)))
+            model_link, transition.link_value())))
+
+with relabel_tab:  # before the batch tab, whose errors stop the script
+    transition.relabel_section(classifier)
 
 with batch_tab:
     st.caption("Upload a CSV (comma, semicolon or tab separated; UTF-8 or latin-1) or a TXT file with one "

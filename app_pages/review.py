@@ -123,7 +123,7 @@ def show_calibration() -> None:
 
 
 def show_per_class() -> None:
-    class_table = tables.per_class(table, nomenclature)
+    class_table = tables.with_rev2(tables.per_class(table, nomenclature), {"code": "rev2_codes"})
     search_columns = st.columns([3, 1])
     with search_columns[0]:
         query = state.kept(st.text_input, "Search by code, heading or description words", key="class_search", default="")
@@ -136,7 +136,7 @@ def show_per_class() -> None:
                "header to sort · empty precision: never predicted")
     event = st.dataframe(shown, width="stretch", hide_index=True, height=420, on_select="rerun",
                          selection_mode="single-row", key=f"class_table_{hash((query, section))}", column_config={
-        "code": "Code", "heading": "Heading", "section": "Section", "support": "Test rows",
+        "code": "Code", "heading": "Heading", "rev2_codes": "Rev 2 classes", "section": "Section", "support": "Test rows",
         "precision": st.column_config.NumberColumn("Precision", format="%.2f"),
         "recall": st.column_config.NumberColumn("Recall", format="%.2f"),
         "f1": st.column_config.NumberColumn("F1", format="%.2f"),
@@ -238,8 +238,9 @@ def show_misclassifications() -> None:
     page_columns[2].download_button("Export filtered rows", filtered.drop("top5").write_csv().encode("utf-8"),
                                     "review_rows.csv", mime="text/csv", width="stretch")
     window = tables.page_of(filtered, page)
-    shown = window.select("row", "text", "true_code", "true_heading", "predicted_code", "predicted_heading",
-                          "probability")
+    shown = tables.with_rev2(window, {"true_code": "true_rev2", "predicted_code": "predicted_rev2"}).select(
+        "row", "text", "true_code", "true_rev2", "true_heading", "predicted_code", "predicted_rev2", "predicted_heading",
+        "probability")
     table_key = f"error_table_{hash(filters)}_{page}"  # a new table when filters change: no stale positions
     st.session_state.review_window = window["row"].to_list()
 
@@ -251,7 +252,8 @@ def show_misclassifications() -> None:
     st.dataframe(shown, width="stretch", hide_index=True, on_select=pick_clicked_row, selection_mode="single-row",
                  key=table_key, column_config={
                      "row": st.column_config.NumberColumn("Row", width="small"), "text": "Description",
-                     "true_code": "True", "true_heading": "True heading", "predicted_code": "Predicted",
+                     "true_code": "True", "true_rev2": "True (Rev 2)", "true_heading": "True heading",
+                     "predicted_code": "Predicted", "predicted_rev2": "Predicted (Rev 2)",
                      "predicted_heading": "Predicted heading",
                      "probability": st.column_config.NumberColumn("Top-1", format="%.2f")})
     rows_here = st.session_state.review_window

@@ -43,6 +43,9 @@ class Correspondence:
         """The Rev 2.1 classes a Rev 2 class went to (one for about three Rev 2 classes in four); empty if unknown."""
         return self._rev21.get(rev2_code, [])
 
+    def is_rev21_class(self, code: str) -> bool:
+        return code in self._rev2
+
     def is_rev2_class(self, code: str) -> bool:
         return code in self._rev21
 
@@ -53,7 +56,7 @@ class Correspondence:
         """'Rev 2: 10.71 (partly), 10.86 (wholly inside)' or the sentence saying there is no link."""
         links = self.rev2_links(rev21_code)
         if not links:
-            return f"Rev 2: {NO_REV2_LINK}" if rev21_code in self._rev2 else "Rev 2: unknown code"
+            return f"Rev 2: {NO_REV2_LINK}" if self.is_rev21_class(rev21_code) else "Rev 2: unknown code"
         return "Rev 2: " + ", ".join(f"{link.code} ({'wholly inside' if link.wholly_inside else 'partly'})"
                                      for link in links)
 

@@ -9,6 +9,7 @@ import polars as pl
 
 from nace_app.explain.class_words import PULLS_AWAY, TOWARD
 from nace_app.model.ranking import confidence_index, top_k_indices
+from nace_app.nomenclature.correspondence import load_correspondence, rev2_cell
 from nace_app.nomenclature.structure import Nomenclature
 from nace_app.review import metrics
 from nace_app.review.conformal import CoverageReport
@@ -185,3 +186,13 @@ def words_of_class(words: pl.DataFrame, code: str) -> tuple[pl.DataFrame, pl.Dat
     toward = rows.filter(pl.col("kind") == TOWARD).select("rank", "word", "mean_score", "rows")
     away = rows.filter(pl.col("kind") == PULLS_AWAY).select("rank", "word", "wrong_code", "rows", "mean_score")
     return toward, away
+
+
+def with_rev2(frame: pl.DataFrame, code_columns: dict[str, str]) -> pl.DataFrame:
+    """Each Rev 2.1 code column's Rev 2 classes beside it ({code column: new column}), joined by spaces; empty for a
+    code that is no Rev 2.1 class."""
+    correspondence = load_correspondence()
+    return frame.with_columns(**{
+        name: pl.Series([rev2_cell(correspondence.rev2_codes(code)) if correspondence.is_rev21_class(code) else None
+                         for code in frame[column].to_list()], dtype=pl.String)
+        for column, name in code_columns.items()})
