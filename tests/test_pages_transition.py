@@ -41,7 +41,7 @@ def test_each_candidate_shows_its_rev2_classes_and_a_class_without_one_says_so(p
 def test_a_set_of_several_codes_gets_answer_chips_and_a_click_keeps_and_re_ranks_its_codes(page):
     code(page, SHOES)
     chips = answer_chips(page)
-    assert "stage:wholesale" in chips.options and "stage:retail" in chips.options
+    assert chips.options == ["It sells goods to other businesses (wholesale)", "It sells goods to the public (retail)"]
     chips.set_value("stage:retail").run()
     assert not page.exception
     kept = next(m.value for m in page.markdown if m.value.startswith("Kept after"))

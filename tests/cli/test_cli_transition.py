@@ -76,3 +76,13 @@ def test_relabel_refuses_bad_arguments_in_one_line(capsys, tmp_path, argv, says)
 
 def test_the_command_lines_review_threshold_is_the_modules():
     assert DEFAULT_REVIEW_BELOW == relabel.DEFAULT_REVIEW_BELOW
+
+
+def test_relabel_reads_a_latin1_semicolon_csv_and_writes_csv(capsys, tmp_path):
+    (tmp_path / "old.csv").write_bytes("naf;libellé\n0111;blé tendre\n".encode("latin-1"))
+    code, _, _ = run(capsys, "relabel", "--input", "old.csv", "--code-column", "naf", "--text-column", "libellé",
+                     "--output", "new.csv")
+    frame = pl.read_csv(tmp_path / "new.csv", infer_schema=False)
+    assert code == 0 and frame.row(0, named=True) | {"relabel_candidates": None} == {
+        "naf": "0111", "libellé": "blé tendre", "code_rev21": "01.11", "relabel_method": "table",
+        "relabel_probability": None, "relabel_review": "false", "relabel_candidates": None}

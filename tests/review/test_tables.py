@@ -94,3 +94,13 @@ def test_the_words_of_a_class_split_into_drivers_and_pulls_toward_wrong_codes():
     toward, away = tables.words_of_class(words, "10.71")
     assert toward["word"].to_list() == ["bakery", "bread"]
     assert away.select("word", "wrong_code").rows() == [("shop", "47.24")]
+
+
+def test_the_per_class_table_and_the_error_rows_get_their_rev2_classes(table):
+    classes = tables.with_rev2(tables.per_class(table, NOMENCLATURE), {"code": "rev2_codes"})
+    rev2 = dict(zip(classes["code"].to_list(), classes["rev2_codes"].to_list(), strict=True))
+    assert rev2["10.71"] == "10.71 10.86" and rev2["01.11"] == "01.11"
+    errors = tables.with_rev2(pl.DataFrame({"true_code": ["46.89", "?"], "predicted_code": ["47.24", "62.10"]}),
+                              {"true_code": "true_rev2", "predicted_code": "predicted_rev2"})
+    assert errors["true_rev2"].to_list() == ["no Rev 2 link (new in Rev 2.1)", None]
+    assert errors["predicted_rev2"].to_list() == ["47.24 47.81 47.91 47.99", "62.01"]
