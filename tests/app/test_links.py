@@ -21,3 +21,13 @@ def test_top_k_is_clamped_and_models_are_only_known_shapes():
     assert parse_query({"model": "runs:/abc123/model"}).model == "runs:/abc123/model"
     assert parse_query({"model": "trained:094512-3"}).model == "trained:094512-3"
     assert parse_query({"model": "s3://bucket/model"}).model is None  # never a source a link could point at
+
+
+def test_a_link_records_the_follow_up_answer_and_drops_a_malformed_one():
+    assert parse_query({"text": "shoes", "follow_up": "stage:retail"}).follow_up == "stage:retail"
+    assert parse_query({"text": "shoes", "follow_up": "product:47.2"}).follow_up == "product:47.2"
+    for bad in ("stage:<script>", "colour:red", "stage:" + "x" * 40):
+        assert parse_query({"text": "shoes", "follow_up": bad}).follow_up is None
+    view = SharedView("shoes", 5, None, None, "highlights", None, "customer:households")
+    assert link_params(view)["follow_up"] == "customer:households"
+    assert "follow_up" not in link_params(SharedView("shoes", 5, None, None, "highlights", None))
