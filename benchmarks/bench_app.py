@@ -50,8 +50,9 @@ def build_large_dataset(path: Path) -> None:
 
 def server_side_review_times(env: dict[str, str]) -> dict[str, float]:
     """The Review page's script time alone (Streamlit's AppTest, no browser), predictions already on disk."""
-    from nace_app.app.state import widget_key
     from streamlit.testing.v1 import AppTest
+
+    from nace_app.app.state import widget_key
 
     os.environ.update(env)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)

@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 import streamlit as st
-from nace_app.app.state import widget_key
 from streamlit.testing.v1 import AppTest
 
+from nace_app.app.state import widget_key
 from nace_app.model.opening import open_workspace
 from nace_app.review.neighbours import NeighbourIndex
 from nace_app.settings.config import load_settings
@@ -635,7 +635,6 @@ def test_per_class_words_are_computed_once_then_shown_for_the_clicked_class(embe
 
 def test_training_with_the_corrections_compares_both_models_without_the_corrected_test_rows(embedded):
     from nace_app.app.caches import job_registry
-
     from nace_app.review.corrections import CorrectionStore
 
     with fresh_app() as at:
