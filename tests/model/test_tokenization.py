@@ -55,8 +55,8 @@ def test_every_word_span_is_the_word_typed(fixture, request, tiny_frame):
 
 
 def test_read_until_marks_where_a_windowed_model_stops(attention_model_dir, ngram_model_dir, tiny_frame):
-    windowed = load_model(attention_model_dir, lambda: tiny_frame["code"].to_list()).ttc.tokenizer
-    whole = load_model(ngram_model_dir).ttc.tokenizer
+    windowed = load_model(attention_model_dir, lambda: tiny_frame["code"].to_list()).tokenizer
+    whole = load_model(ngram_model_dir).tokenizer
     long_text = "we bake bread " * 60 + "and sell cars"
     assert read_until(whole, long_text) is None
     assert read_until(windowed, "I sell bread") is None
