@@ -137,7 +137,7 @@ class Classifier:
             weights = ((k, t.detach().cpu().numpy()) for k, t in self.model.state_dict().items())
         for key, array in sorted(weights, key=lambda item: item[0]):
             digest.update(key.encode())
-            digest.update(np.ascontiguousarray(array).tobytes())
+            digest.update(np.ascontiguousarray(array, dtype=np.float32 if array.dtype.kind == "f" else None).tobytes())
         return digest.hexdigest()[:16]
 
     @property

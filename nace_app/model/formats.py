@@ -51,7 +51,7 @@ class OwnModel:
     """Our format as read from disk, without torch: what builds the library's model when something needs it."""
 
     model_config: dict[str, Any]
-    state: dict[str, np.ndarray]  # float32, the state_dict's keys
+    state: dict[str, np.ndarray]  # the state_dict as stored (float32 or float16: widened where used)
     tokenizer_text: str
     tokenizer: NGramIds | WordPieceIds
     numpy_forward: MeanPoolForward | None  # None when the architecture needs the library's forward
@@ -192,8 +192,7 @@ def _load_own(path: Path) -> LoadedModel:
     except (ValueError, KeyError, TypeError) as exc:  # a damaged tokenizer.json; bugs elsewhere stay loud
         raise NaceAppError(f"cannot read {path}/tokenizer.json: {first_line(exc)}") from exc
     try:
-        state = {k: v.astype(np.float32) if v.dtype.kind == "f" else v
-                 for k, v in load_file(str(path / "model.safetensors")).items()}
+        state = load_file(str(path / "model.safetensors"))
     except (OSError, ValueError, SafetensorError) as exc:
         raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {first_line(exc)}") from exc
     own = OwnModel(config["model_config"], state, tokenizer_text, tokenizer, None)

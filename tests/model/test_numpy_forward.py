@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nace_app.model.classifier import Classifier
-from nace_app.model.formats import load_model, save_model
+from nace_app.model.formats import LoadedModel, load_model, save_model
 from nace_app.sources.resolve import embedded_model_dir
 from tests.model.test_classifier import MIXED_TEXTS, library_probabilities
 
@@ -43,6 +43,8 @@ def test_embedded_model_half_precision_weights_give_the_torch_probabilities():
     reference = library_probabilities(loaded.ttc, texts)
     assert np.abs(ours - reference).max() < 1e-5
     assert np.array_equal(Classifier(loaded).top_k(ours, 5)[0], loaded.ttc.predict(np.asarray(texts), top_k=5)["prediction"].numpy())
+    torch_read = Classifier(LoadedModel(loaded.ttc, loaded.labels, "nace-explorer", "labels.json"))
+    assert torch_read.numpy_forward is None and torch_read.fingerprint == Classifier(loaded).fingerprint  # caches stay valid
 
 
 def test_numpy_and_torch_paths_share_a_fingerprint_and_sentence_embeddings(bag_model_dir, tiny_frame, tmp_path):
