@@ -77,6 +77,27 @@ def chart_specs(at: AppTest) -> list[dict]:
 
 # --- Predict ----------------------------------------------------------------------------------------------------
 
+OPEN_WITHOUT_TORCH = """
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=300)
+at.run()
+assert not at.exception, at.exception
+print("heavy modules:", sorted(m for m in ("torch", "torchTextClassifiers", "transformers") if m in sys.modules))
+"""
+
+
+def test_the_app_opens_on_the_predict_page_without_importing_torch(tmp_path):
+    """Predicting needs numpy only: torch (seconds, most of a gigabyte) waits until something is explained."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", OPEN_WITHOUT_TORCH, APP], capture_output=True, text=True, cwd=tmp_path,
+                            env={"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded", "PATH": "/usr/bin:/bin",
+                                 "NACE_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "heavy modules: []" in result.stdout
+
 
 def test_before_input_the_page_shows_a_hint_and_examples(app):
     assert any("Type a description" in i.value for i in app.info)

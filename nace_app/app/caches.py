@@ -5,6 +5,8 @@ Everything cached here is shared across sessions and threads, so nothing returne
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -31,10 +33,13 @@ def share_the_cores() -> None:
     """One torch thread per thread: N sessions (and a training run) then ask for N threads, not 2N on 2 cores.
 
     On 2 shared cores this halved the median time to code and explain with 10 sessions (benchmarks/bench_load.py).
+    Predicting needs no torch, so it is not imported here: until something imports it, OMP_NUM_THREADS=1 makes
+    it start with one thread (numpy's BLAS, already loaded, keeps its own).
     """
-    import torch
-
-    if torch.get_num_threads() != 1:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        os.environ["OMP_NUM_THREADS"] = "1"
+    elif torch.get_num_threads() != 1:
         torch.set_num_threads(1)
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from nace_app.model.classifier import Classifier
 from nace_app.settings.errors import NaceAppError
+
+if TYPE_CHECKING:
+    import torch
 
 STEP_SCHEDULE = (8, 16, 32, 64, 128, 256, 512)
 TOLERANCE = 0.01
@@ -65,6 +67,8 @@ class Explanation:
 @cache
 def gauss_legendre(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Nodes and weights on [0, 1]."""
+    import torch
+
     nodes, weights = np.polynomial.legendre.leggauss(steps)
     return torch.tensor((nodes + 1) / 2, dtype=torch.float32), torch.tensor(weights / 2, dtype=torch.float32)
 
@@ -86,6 +90,8 @@ def words_of(text: str, offsets: list[tuple[int, int]], word_ids: list[int | Non
 
 def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) -> list[Explanation]:
     """Explain each code in `codes` for `text`, all in one batched pass per step count."""
+    import torch  # here, not at the top: predicting never needs torch, only explaining does
+
     unknown = [c for c in codes if c not in classifier.label_index]
     if unknown:
         raise NaceAppError(f"code(s) not in the model's classes: {', '.join(unknown)}")
@@ -186,6 +192,7 @@ def label_attention(classifier: Classifier, text: str, codes: list[str]) -> dict
 
 def char_view(explanation: Explanation, text: str) -> np.ndarray:
     """The reference notebook's character view: torchTextClassifiers' `map_attributions_to_char` semantics."""
+    import torch
     from torchTextClassifiers.utilities.plot_explainability import map_attributions_to_char
 
     attributions = torch.tensor(explanation.token_scores, dtype=torch.float64)[None, :]

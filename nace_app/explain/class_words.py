@@ -23,15 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-import torch
 
 from nace_app.data.tables import fingerprint
 from nace_app.explain.attributions import STEP_SCHEDULE, TOLERANCE, Explanation, WordScore, gauss_legendre, integrated_gradients, words_of
 from nace_app.model.classifier import Classifier
 from nace_app.model.tokenization import Encoded
 from nace_app.settings.cachefiles import write_atomically
+
+if TYPE_CHECKING:
+    import torch
 
 TOWARD, PULLS_AWAY = "toward", "pulls_away"
 PATH_ROWS = 512  # interpolation rows (candidates x steps) per backward pass: fastest on the embedded model
@@ -45,6 +48,8 @@ def _one_pass(classifier: Classifier, encoded: Encoded, rows: list[int], codes: 
     The texts are padded to the longest of them, on the cut path. Exact: padding columns are padding in both the
     input and the baseline, so their path is constant and their attribution zero.
     """
+    import torch
+
     ids = [encoded.ids[i] for i in rows]
     input_ids, mask = classifier.explanation_inputs(ids, encoded.full_width, encoded.pad_id)
     owner = torch.tensor([t for t, text_codes in enumerate(codes) for _ in text_codes])
@@ -75,6 +80,8 @@ def explain_texts(classifier: Classifier, texts: list[str], codes: list[list[str
     Each text keeps the first step count at which all its candidates converge, as the one-text function does.
     Architectures without the cut path are explained one text at a time.
     """
+    import torch
+
     if not texts:
         return []
     if not classifier.forward.can_cut:

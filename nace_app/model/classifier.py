@@ -1,22 +1,30 @@
-"""The facade over a loaded model: full-precision probabilities in chunks, top-k predictions with headings."""
+"""The facade over a loaded model: full-precision probabilities in chunks, top-k predictions with headings.
+
+A mean-pooling model in our format predicts with numpy alone (`numpy_forward`); torch and the library are
+imported only when something needs the torch model (explanations, attention models, the library's pickles).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from nace_app.model.formats import LoadedModel
-from nace_app.model.forward import FastForward, pad
 from nace_app.model.ranking import confidence_index, top_k_indices
 from nace_app.model.tokenization import Encoded, encode, kind_of, unknown_word_share
 from nace_app.nomenclature.structure import load_nomenclature
 from nace_app.settings.errors import NaceAppError
+
+if TYPE_CHECKING:
+    import torch
+
+    from nace_app.model.forward import FastForward
 
 DEFAULT_CHUNK = 512
 
@@ -81,28 +89,63 @@ class Classifier:
     name: str = "model"
 
     def __post_init__(self) -> None:
-        if getattr(self.loaded.ttc, "categorical_var_net", None) is not None:
+        self.numpy_forward = self.loaded.numpy_forward
+        if self.numpy_forward is None and getattr(self.loaded.ttc, "categorical_var_net", None) is not None:
             raise NaceAppError("models with categorical variables are not supported: NACE coding uses text only")
-        self.model = self.loaded.ttc.pytorch_model.cpu().eval()
-        self.model.requires_grad_(False)
-        self.tokenizer = self.loaded.ttc.tokenizer
+        self.tokenizer = self.loaded.tokenizer
         self.labels = list(self.loaded.labels)
         self.label_index = {code: i for i, code in enumerate(self.labels)}
-        self.forward = FastForward(self.model)
+        self._torch_parts: tuple[torch.nn.Module, FastForward] | None = None
+        self._building = threading.Lock()
         self._replacement = threading.local()  # the embeddings that replace the layer's output, in this thread only
-        if not self.forward.can_cut:
-            self.model.token_embedder.embedding_layer.register_forward_hook(self._replace_embeddings)
         self.nomenclature = load_nomenclature()
         self._labels_array = np.array(self.labels, dtype=object)
         self._headings_array = np.array([self.nomenclature.heading(code) for code in self.labels], dtype=object)
         self.fingerprint = self._fingerprint()
+        if self.numpy_forward is None:
+            _ = self.model  # the torch model is what predicts: build it now, not during the first prediction
+
+    def _torch(self) -> tuple[torch.nn.Module, FastForward]:
+        """The torch model and its cut forward pass, built on first use (imports torch and the library)."""
+        if self._torch_parts is None:
+            with self._building:
+                if self._torch_parts is None:
+                    from nace_app.model.forward import FastForward
+
+                    model = self.loaded.ttc.pytorch_model.cpu().eval()
+                    model.requires_grad_(False)
+                    forward = FastForward(model)
+                    if not forward.can_cut:
+                        model.token_embedder.embedding_layer.register_forward_hook(self._replace_embeddings)
+                    self._torch_parts = (model, forward)
+        return self._torch_parts
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self._torch()[0]
+
+    @property
+    def forward(self) -> FastForward:
+        return self._torch()[1]
 
     def _fingerprint(self) -> str:
+        """Of the labels and the float32 weights: the same whether the model was read by numpy or by torch."""
         digest = hashlib.sha256("\n".join(self.labels).encode())
-        for key, tensor in sorted(self.model.state_dict().items()):
+        if self.loaded.own is not None:
+            weights = self.loaded.own.state.items()
+        else:
+            weights = ((k, t.detach().cpu().numpy()) for k, t in self.model.state_dict().items())
+        for key, array in sorted(weights, key=lambda item: item[0]):
             digest.update(key.encode())
-            digest.update(tensor.detach().cpu().numpy().tobytes())
+            digest.update(np.ascontiguousarray(array, dtype=np.float32 if array.dtype.kind == "f" else None).tobytes())
         return digest.hexdigest()[:16]
+
+    @property
+    def sentence_dim(self) -> int:
+        """The width of the sentence embedding the head reads."""
+        if self.numpy_forward is not None:
+            return self.numpy_forward.dim
+        return self.model.classification_head.input_dim
 
     @property
     def num_classes(self) -> int:
@@ -110,16 +153,17 @@ class Classifier:
 
     @property
     def has_label_attention(self) -> bool:
+        if self.numpy_forward is not None:
+            return False
         return bool(getattr(self.loaded.ttc, "enable_label_attention", False))
 
     def describe(self) -> dict[str, Any]:
-        ttc = self.loaded.ttc
         return {
             "name": self.name,
             "format": self.loaded.model_format,
             "labels_from": self.loaded.labels_from,
             "num_classes": self.num_classes,
-            "model_config": ttc.model_config.to_dict() if hasattr(ttc, "model_config") else None,
+            "model_config": self.loaded.model_config,
             "tokenizer": kind_of(self.tokenizer),
             "vocab_size": self.tokenizer.vocab_size,
             "output_dim": self.tokenizer.output_dim,
@@ -132,23 +176,38 @@ class Classifier:
 
     def logits(self, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """float32 logits (N, classes), computed in chunks of similar length."""
+        """float32 logits (N, classes), computed in chunks of similar length (with numpy when the model allows)."""
+        if self.numpy_forward is not None:
+            return self.by_length_chunks(texts, self.num_classes, self.numpy_forward.logits, chunk_size, progress)
         return self.by_length_chunks(texts, self.num_classes, self.forward.logits, chunk_size, progress)
 
     def by_length_chunks(self, texts: list[str], width: int,
-                         compute: Callable[[list[list[int]], int, int], torch.Tensor], chunk_size: int = DEFAULT_CHUNK,
+                         compute: Callable[[list[list[int]], int, int], torch.Tensor | np.ndarray],
+                         chunk_size: int = DEFAULT_CHUNK,
                          progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """`compute(ids, full_width, pad_id)` over texts sorted by length, in chunks; rows back in input order."""
+        """`compute(ids, full_width, pad_id)` over texts sorted by length, in chunks; rows back in input order.
+
+        `compute` returns numpy arrays or torch tensors; for the latter it runs under `torch.inference_mode()`.
+        """
         encoded = self.encode(texts)
         order = np.argsort([len(seq) for seq in encoded.ids], kind="stable")
         out = np.empty((len(texts), width), dtype=np.float32)
-        with torch.inference_mode():
+        with self._inference_mode():
             for start in range(0, len(texts), chunk_size):
                 rows = order[start : start + chunk_size]
-                out[rows] = compute([encoded.ids[i] for i in rows], encoded.full_width, encoded.pad_id).numpy()
+                result = compute([encoded.ids[i] for i in rows], encoded.full_width, encoded.pad_id)
+                out[rows] = result if isinstance(result, np.ndarray) else result.numpy()
                 if progress is not None:
                     progress(min(start + chunk_size, len(texts)), len(texts))
         return out
+
+    def _inference_mode(self):
+        """torch's inference mode when the torch model computes; nothing (and no torch import) otherwise."""
+        if self._torch_parts is None:
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.inference_mode()
 
     def predict_proba(self, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -186,6 +245,8 @@ class Classifier:
 
     def explanation_inputs(self, ids: list[list[int]], full_width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ids and mask as the logits below expect them: cut to the longest where the cut path is exact."""
+        from nace_app.model.forward import pad
+
         return pad(ids, max(len(seq) for seq in ids) if self.forward.can_cut else full_width, pad_id)
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -195,6 +256,8 @@ class Classifier:
     def logits_from_embeddings(self, embeddings: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor,
                                full_width: int) -> torch.Tensor:
         """Logits with the embedding layer's output replaced by `embeddings` (rows of `input_ids`' shape)."""
+        import torch
+
         if self.forward.can_cut:
             return self.forward.from_embeddings(embeddings, mask, full_width)
         rows = embeddings.shape[0]
@@ -215,6 +278,10 @@ class Classifier:
 
     def label_attention_weights(self, ids: list[list[int]], full_width: int, pad_id: int) -> torch.Tensor:
         """Label-attention models only: each class's attention over the tokens, mean over heads (texts, classes, width)."""
+        import torch
+
+        from nace_app.model.forward import pad
+
         input_ids, mask = pad(ids, full_width, pad_id)
         with torch.inference_mode():
             output = self.model(input_ids, mask, torch.empty((len(ids), 0)), return_label_attention_matrix=True)

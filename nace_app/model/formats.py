@@ -6,7 +6,9 @@ Two formats are read:
   "tokenizer": {"kind": "wordpiece"|"ngram", "output_dim": int|null}, "training": {...}}),
   `labels.json` (the class codes, in class-index order), `tokenizer.json` (for WordPiece the Hugging Face
   tokenizer file; for n-grams the library's `save_pretrained` JSON: n-gram range, buckets, word vocabulary)
-  and `model.safetensors` (the PyTorch model's state_dict, float32 or float16; loaded as float32);
+  and `model.safetensors` (the PyTorch model's state_dict, float32 or float16; loaded as float32), read with
+  safetensors' numpy API: a mean-pooling model is then used without torch (`numpy_forward`), and the library's
+  model is only built when something needs it (explanations, attention models);
 - the library's `torchTextClassifiers.save()` folder (`metadata.pkl`, `tokenizer.pkl`, `model_checkpoint.ckpt`,
   optional `value_encoder.pkl`), which is unpickled: only ever read it from the configured sources.
 """
@@ -16,19 +18,26 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import threading
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from nace_app.model.numpy_forward import MeanPoolForward, is_mean_pooling
 from nace_app.model.tokenization import (
     NGRAM,
     TOKENIZER_KINDS,
     WORDPIECE,
+    NGramIds,
+    WordPieceIds,
     kind_of,
     ngram_tokenizer_config,
     ngram_tokenizer_from_config,
+    own_tokenizer,
 )
 from nace_app.settings.errors import NaceAppError, first_line
 
@@ -38,14 +47,53 @@ FORMAT = "nace-explorer-model/1"
 
 
 @dataclass
-class LoadedModel:
-    """A torchTextClassifiers instance with its class codes and where they came from."""
+class OwnModel:
+    """Our format as read from disk, without torch: what builds the library's model when something needs it."""
 
-    ttc: Any
+    model_config: dict[str, Any]
+    state: dict[str, np.ndarray]  # the state_dict as stored (float32 or float16: widened where used)
+    tokenizer_text: str
+    tokenizer: NGramIds | WordPieceIds
+    numpy_forward: MeanPoolForward | None  # None when the architecture needs the library's forward
+
+
+@dataclass
+class LoadedModel:
+    """A model with its class codes and where they came from.
+
+    `library` is the torchTextClassifiers instance; for our format it is built from `own` on first use of `ttc`
+    (importing torch and the library then), so that predicting with a mean-pooling model never builds it.
+    """
+
+    library: Any
     labels: list[str]
     model_format: str
     labels_from: str
     training: dict[str, Any] = field(default_factory=dict)
+    own: OwnModel | None = None
+    _building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def ttc(self) -> Any:
+        if self.library is None:
+            with self._building:  # sessions share the model: build it once
+                if self.library is None:
+                    self.library = _library_model(self.own)
+        return self.library
+
+    @property
+    def tokenizer(self) -> NGramIds | WordPieceIds:
+        return self.own.tokenizer if self.own is not None else own_tokenizer(self.library.tokenizer)
+
+    @property
+    def model_config(self) -> dict[str, Any] | None:
+        if self.own is not None:
+            return self.own.model_config
+        return self.library.model_config.to_dict() if hasattr(self.library, "model_config") else None
+
+    @property
+    def numpy_forward(self) -> MeanPoolForward | None:
+        return self.own.numpy_forward if self.own is not None else None
 
 
 def is_own_format(path: Path) -> bool:
@@ -88,10 +136,7 @@ def _wordpiece_from_file(text: str, output_dim: int | None) -> Any:
     from torchTextClassifiers.tokenizers import WordPieceTokenizer
     from transformers import PreTrainedTokenizerFast
 
-    try:
-        backend = Tokenizer.from_str(text)
-    except Exception as exc:  # the tokenizers library raises a bare Exception for a malformed file
-        raise ValueError(first_line(exc)) from exc
+    backend = Tokenizer.from_str(text)
     tokenizer = WordPieceTokenizer(vocab_size=backend.get_vocab_size(), output_dim=output_dim)
     tokenizer.tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend)
     tokenizer.trained = True
@@ -100,10 +145,35 @@ def _wordpiece_from_file(text: str, output_dim: int | None) -> Any:
     return tokenizer
 
 
+def _own_tokenizer(kind: str, text: str, output_dim: int | None) -> NGramIds | WordPieceIds:
+    if kind == NGRAM:
+        return NGramIds.from_config(json.loads(text), output_dim)
+    if kind == WORDPIECE:
+        try:
+            return WordPieceIds(text, output_dim)
+        except Exception as exc:  # the tokenizers library raises a bare Exception for a malformed file
+            raise ValueError(first_line(exc)) from exc
+    raise NaceAppError(f"unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_KINDS)})")
+
+
+def _library_model(own: OwnModel) -> Any:
+    """The torchTextClassifiers instance of our format (imports torch and the library: seconds, a gigabyte)."""
+    import torch
+    from torchTextClassifiers import ModelConfig, torchTextClassifiers
+
+    output_dim = own.tokenizer.output_dim
+    if isinstance(own.tokenizer, NGramIds):
+        tokenizer = ngram_tokenizer_from_config(json.loads(own.tokenizer_text), output_dim)
+    else:
+        tokenizer = _wordpiece_from_file(own.tokenizer_text, output_dim)
+    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=ModelConfig.from_dict(own.model_config))
+    ttc.pytorch_model.load_state_dict({k: torch.from_numpy(v) for k, v in own.state.items()})  # copies them
+    return ttc
+
+
 def _load_own(path: Path) -> LoadedModel:
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
-    from torchTextClassifiers import ModelConfig, torchTextClassifiers
+    from safetensors.numpy import load_file
 
     try:
         config = json.loads((path / "config.json").read_text())
@@ -116,24 +186,43 @@ def _load_own(path: Path) -> LoadedModel:
     kind = config.get("tokenizer", {}).get("kind", WORDPIECE)
     output_dim = config["tokenizer"].get("output_dim")
     try:
-        if kind == NGRAM:
-            tokenizer = ngram_tokenizer_from_config(json.loads(tokenizer_text), output_dim)
-        elif kind == WORDPIECE:
-            tokenizer = _wordpiece_from_file(tokenizer_text, output_dim)
-        else:
-            raise NaceAppError(f"{path}: unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_KINDS)})")
+        tokenizer = _own_tokenizer(kind, tokenizer_text, output_dim)
+    except NaceAppError as exc:
+        raise NaceAppError(f"{path}: {exc}") from exc
     except (ValueError, KeyError, TypeError) as exc:  # a damaged tokenizer.json; bugs elsewhere stay loud
         raise NaceAppError(f"cannot read {path}/tokenizer.json: {first_line(exc)}") from exc
-    model_config = ModelConfig.from_dict(config["model_config"])
-    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config)
     try:
         state = load_file(str(path / "model.safetensors"))
-        ttc.pytorch_model.load_state_dict(state)  # copies into the float32 parameters, whatever was stored
-    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:  # damaged file, or weights of another shape
+    except (OSError, ValueError, SafetensorError) as exc:
         raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {first_line(exc)}") from exc
-    if len(labels) != ttc.num_classes:
-        raise NaceAppError(f"{path}: labels.json has {len(labels)} codes for {ttc.num_classes} classes")
-    return LoadedModel(ttc, [str(c) for c in labels], "nace-explorer", "labels.json", config.get("training", {}))
+    own = OwnModel(config["model_config"], state, tokenizer_text, tokenizer, None)
+    loaded = LoadedModel(None, [str(c) for c in labels], "nace-explorer", "labels.json", config.get("training", {}), own)
+    if is_mean_pooling(own.model_config, state):
+        try:
+            own.numpy_forward = MeanPoolForward.from_state(state)
+        except ValueError as exc:
+            raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {first_line(exc)}") from exc
+        _check_shapes(path, own, len(labels))
+    else:  # the library's forward: build it now, so that a damaged file is reported at load time
+        try:
+            num_classes = loaded.ttc.num_classes
+        except (RuntimeError, ValueError) as exc:  # weights of another shape than the configuration
+            raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {first_line(exc)}") from exc
+        if len(labels) != num_classes:
+            raise NaceAppError(f"{path}: labels.json has {len(labels)} codes for {num_classes} classes")
+    return loaded
+
+
+def _check_shapes(path: Path, own: OwnModel, label_count: int) -> None:
+    """What `load_state_dict` and the library would refuse, checked without them."""
+    forward, config = own.numpy_forward, own.model_config
+    expected = (own.tokenizer.vocab_size, config.get("embedding_dim"), config.get("num_classes"))
+    found = (forward.vocab_size, forward.dim, forward.num_classes)
+    if expected != found:
+        raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: (vocabulary, dimension, classes) "
+                           f"are {found}, the configuration says {expected}")
+    if label_count != forward.num_classes:
+        raise NaceAppError(f"{path}: labels.json has {label_count} codes for {forward.num_classes} classes")
 
 
 def _labels_from_value_encoder(encoder: Any) -> list[str] | None:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import torch
 
 from nace_app.data.tables import fingerprint
 from nace_app.model.classifier import DEFAULT_CHUNK, Classifier
@@ -31,12 +30,18 @@ def sentence_embeddings(classifier: Classifier, texts: list[str], chunk_size: in
     if classifier.has_label_attention:
         raise NaceAppError("similar examples need one sentence embedding per text; a label-attention model has one "
                            "per class")
-    dim = classifier.model.classification_head.input_dim
+    dim = classifier.sentence_dim
     if not texts:
         return np.empty((0, dim), dtype=np.float32)
+    numpy_forward = classifier.numpy_forward
 
-    def unit_sentences(ids: list[list[int]], full_width: int, pad_id: int) -> torch.Tensor:
-        return torch.nn.functional.normalize(classifier.forward.sentences(ids, full_width, pad_id), dim=-1)
+    def unit_sentences(ids: list[list[int]], full_width: int, pad_id: int) -> np.ndarray:
+        if numpy_forward is not None:
+            sentences = numpy_forward.sentences(ids, full_width, pad_id)
+        else:
+            sentences = classifier.forward.sentences(ids, full_width, pad_id).numpy()
+        norms = np.linalg.norm(sentences, axis=-1, keepdims=True)
+        return sentences / np.maximum(norms, 1e-12)  # torch.nn.functional.normalize
 
     return classifier.by_length_chunks(texts, dim, unit_sentences, chunk_size, progress)
 
@@ -71,7 +76,7 @@ class NeighbourIndex:
         else:
             headings = [classifier.nomenclature.heading(c) for c in codes]
         path = cache_dir / "neighbours" / f"{classifier.fingerprint}-{fingerprint(frame)}.npy"
-        expected = (len(texts), classifier.model.classification_head.input_dim)
+        expected = (len(texts), classifier.sentence_dim)
         if path.is_file():
             try:
                 embeddings = np.load(path)

@@ -310,3 +310,25 @@ def test_python_dash_m_entry_point_runs(tmp_path):
                             text=True, env={"NACE_MODEL_URI": "embedded", "PATH": "/usr/bin:/bin",
                                             "NACE_CACHE_DIR": str(tmp_path)})
     assert result.returncode == 2 and "top-k must be between" in result.stderr
+
+
+NO_TRAINING_STACK = """
+import sys
+from nace_app.cli.main import main
+code = main(sys.argv[1:])
+heavy = sorted(m for m in ("torch", "torchTextClassifiers", "transformers", "lightning", "pytorch_lightning") if m in sys.modules)
+print("heavy modules:", heavy, file=sys.stderr)
+raise SystemExit(code)
+"""
+
+
+@pytest.mark.parametrize("argv", [["predict", "plumber"], ["predict", "--input", "{rows}", "--output", "{out}"], ["evaluate"]])
+def test_predicting_and_evaluating_with_the_embedded_model_import_neither_torch_nor_the_library(argv, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("label\nplumber\nbakery selling bread\n")
+    argv = [a.format(rows=rows, out=tmp_path / "coded.csv") for a in argv]
+    result = subprocess.run([sys.executable, "-c", NO_TRAINING_STACK, *argv], capture_output=True, text=True,
+                            env={"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded", "PATH": "/usr/bin:/bin",
+                                 "NACE_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert "heavy modules: []" in result.stderr

@@ -55,10 +55,49 @@ def test_every_word_span_is_the_word_typed(fixture, request, tiny_frame):
 
 
 def test_read_until_marks_where_a_windowed_model_stops(attention_model_dir, ngram_model_dir, tiny_frame):
-    windowed = load_model(attention_model_dir, lambda: tiny_frame["code"].to_list()).ttc.tokenizer
-    whole = load_model(ngram_model_dir).ttc.tokenizer
+    windowed = load_model(attention_model_dir, lambda: tiny_frame["code"].to_list()).tokenizer
+    whole = load_model(ngram_model_dir).tokenizer
     long_text = "we bake bread " * 60 + "and sell cars"
     assert read_until(whole, long_text) is None
     assert read_until(windowed, "I sell bread") is None
     stop = read_until(windowed, long_text)
     assert stop is not None and 0 < stop < len(long_text) - len("and sell cars")
+
+
+VARIED = ODD_TEXTS + ["Café-bar à Lyon, plombier 24/7 !!", "3D printing & CNC 2024", "🍞🥐", "   ", "a", "ab", "x" * 40,
+                      "Größe ÆØÅ œuvre İstanbul", "naïve coöperation", "12345 67890", "!!!", "\u00a0tab\tnew\nline"]
+
+
+def test_own_ngram_ids_equal_the_library_ids_on_varied_texts(tiny_frame):
+    """Our hashing (no library, no torch) against the library's `tokenize`, on the embedded model's vocabulary."""
+    import json
+
+    from nace_app.model.tokenization import NGramIds, ngram_tokenizer_from_config
+    from nace_app.sources.resolve import embedded_model_dir
+
+    config = json.loads((embedded_model_dir() / "tokenizer.json").read_text())
+    rng = random.Random(1)
+    alphabet = string.ascii_letters + string.digits + " -'.,éèÀçñ\u0301İß\u00a0ﬁ😀Ωк"
+    texts = VARIED + tiny_frame["label"].to_list()[:200] + [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(300)]
+    for output_dim in (None, 7):
+        ours = encode(NGramIds.from_config(config, output_dim), texts)
+        library = ngram_tokenizer_from_config(config, output_dim).tokenize(texts)
+        for row, ids in enumerate(ours.ids):
+            assert ids == library.input_ids[row, : len(ids)].tolist()
+            assert int(library.attention_mask[row].sum()) == len(ids)
+
+
+@pytest.mark.parametrize("fixture", ["bag_model_dir", "attention_model_dir"])  # whole texts, a 125-token window
+def test_own_wordpiece_ids_equal_the_library_tokenizer(fixture, request, tiny_frame):
+    from nace_app.model.tokenization import WordPieceIds, own_tokenizer
+
+    library = load_model(request.getfixturevalue(fixture), lambda: tiny_frame["code"].to_list()).ttc.tokenizer
+    ours = own_tokenizer(library)
+    assert isinstance(ours, WordPieceIds) and ours.padding_idx == library.padding_idx
+    texts = VARIED + ["we bake bread " * 80] + tiny_frame["label"].to_list()[:60]
+    encoded = encode(ours, texts)
+    reference = library.tokenize(texts)
+    for row, ids in enumerate(encoded.ids):
+        assert ids == reference.input_ids[row, : len(ids)].tolist()
+        assert int(reference.attention_mask[row].sum()) == len(ids)

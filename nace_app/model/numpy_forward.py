@@ -1,0 +1,86 @@
+"""The forward pass of a mean-pooling model in numpy: prediction without torch or torchTextClassifiers.
+
+For the library's `TextClassificationModel` with no self-attention, no label attention, no categorical variables
+and mean pooling (the embedded model, and every model trained here without attention), the logits are
+
+    head(rms_norm(mean over real tokens of rms_norm(embedding[id])))
+
+which needs an embedding table, a linear layer and numpy. The RMS norm of a token depends on its own row only,
+so the table is normalised once at load; a text is then a gather and a segment sum, with no padding at all.
+Weights stored as float16 are widened to float32 first, as torch's `load_state_dict` does, and all arithmetic is
+float32 like the torch path (tests hold the probabilities within 1e-5 of it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+EMBEDDING = "token_embedder.embedding_layer.weight"
+HEAD_WEIGHT = "classification_head.net.weight"
+HEAD_BIAS = "classification_head.net.bias"
+_FLOAT32_EPS = np.finfo(np.float32).eps  # torch's rms_norm default eps for float32
+
+
+def rms_norm(x: np.ndarray) -> np.ndarray:
+    """`F.rms_norm(x, (x.shape[-1],))` in float32: x / sqrt(mean(x²) + eps)."""
+    return x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + _FLOAT32_EPS)
+
+
+def is_mean_pooling(model_config: dict[str, Any], state: dict[str, np.ndarray]) -> bool:
+    """True when the configuration and the weights are exactly those of the plain embedding bag."""
+    plain = (model_config.get("attention_config") is None and model_config.get("n_heads_label_attention") is None
+             and not model_config.get("categorical_vocabulary_sizes")
+             and model_config.get("aggregation_method", "mean") == "mean")
+    return plain and set(state) == {EMBEDDING, HEAD_WEIGHT, HEAD_BIAS}
+
+
+@dataclass(frozen=True)
+class MeanPoolForward:
+    """Logits and sentence embeddings of tokenized texts; nothing here is mutated after construction."""
+
+    normalised_embeddings: np.ndarray  # (vocabulary, dim) float32: rms_norm of each row of the embedding table
+    head_weight_t: np.ndarray  # (dim, classes) float32
+    head_bias: np.ndarray  # (classes,) float32
+
+    @classmethod
+    def from_state(cls, state: dict[str, np.ndarray]) -> MeanPoolForward:
+        embeddings = state[EMBEDDING].astype(np.float32)
+        weight, bias = state[HEAD_WEIGHT].astype(np.float32), state[HEAD_BIAS].astype(np.float32)
+        if weight.ndim != 2 or embeddings.ndim != 2 or weight.shape[1] != embeddings.shape[1] or bias.shape != weight.shape[:1]:
+            raise ValueError(f"weights of inconsistent shapes: embeddings {embeddings.shape}, head {weight.shape}, "
+                             f"bias {bias.shape}")
+        return cls(rms_norm(embeddings), np.ascontiguousarray(weight.T), bias)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head_bias.shape[0]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.normalised_embeddings.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.normalised_embeddings.shape[1]
+
+    def sentences(self, ids: list[list[int]], full_width: int, pad_id: int = 0) -> np.ndarray:
+        """The pooled sentence embeddings the head reads (texts, dim), before its normalisation.
+
+        Only the first `full_width` ids of a text count, as in the library's padded input; an empty text has a
+        zero sentence, as the library's `nan_to_num` of 0/1 gives.
+        """
+        lengths = np.fromiter((min(len(seq), full_width) for seq in ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter((token for seq in ids for token in seq[:full_width]), dtype=np.int64, count=int(lengths.sum()))
+        sums = np.zeros((len(ids), self.dim), dtype=np.float32)
+        filled = lengths > 0
+        if flat.size:
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[filled]
+            sums[filled] = np.add.reduceat(self.normalised_embeddings[flat], starts, axis=0)
+        return sums / np.maximum(lengths, 1).astype(np.float32)[:, None]
+
+    def logits(self, ids: list[list[int]], full_width: int, pad_id: int = 0) -> np.ndarray:
+        """float32 logits (texts, classes), equal to the library's forward on inputs padded to `full_width`."""
+        return rms_norm(self.sentences(ids, full_width, pad_id)) @ self.head_weight_t + self.head_bias
