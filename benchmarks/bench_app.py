@@ -131,7 +131,6 @@ def main() -> None:
     results.update(server_side_review_times(env))
 
     from nace_app.model.opening import open_data
-
     from nace_app.settings.config import load_settings
     from nace_app.training.core import TrainingSettings, train_model
 
