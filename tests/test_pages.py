@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 import streamlit as st
-from nace_app.app.state import widget_key
 from streamlit.testing.v1 import AppTest
 
+from nace_app.app.state import widget_key
 from nace_app.model.opening import open_workspace
 from nace_app.review.neighbours import NeighbourIndex
 from nace_app.settings.config import load_settings
@@ -223,6 +223,39 @@ def test_batch_output_keeps_every_row_its_columns_and_its_text(app):
     assert {"code_1", "heading_1", "probability_1", "code_5", "verdict"} <= set(frame.columns)
     assert frame["code_1"].isna()[1] and frame["verdict"][1] == "not coded (empty)"
     assert [b.label for b in app.get("download_button")] == ["Excel (.xlsx)", "CSV", "Parquet"]
+
+
+def test_an_upload_over_the_row_cap_is_refused_in_one_line_pointing_to_the_command_line(app):
+    from nace_app.coding import batch
+
+    upload(app, "many.txt", b"a\n" * (batch.MAX_PAGE_ROWS + 1))
+    assert len(app.error) == 1 and f"at most {batch.MAX_PAGE_ROWS:,} per file" in app.error[0].value
+    assert "nace-app predict" in app.error[0].value and not [b for b in app.button if b.label == "Code the file"]
+
+
+def test_a_batch_is_coded_a_chunk_at_a_time_to_disk_and_previewed_from_its_head(app, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from nace_app.coding import batch
+
+    monkeypatch.setattr(batch, "PAGE_CHUNK_ROWS", 2)
+    texts = ["bakery", "taxi driver", "", "florist", "car repair"]
+    upload(app, "firms.txt", "\n".join(texts).encode())
+    next(b for b in app.button if b.label == "Code the file").click().run()
+    assert not app.exception, app.exception
+    coded = app.session_state["batch_result"][1]
+    assert coded.path.parent.name == "batches" and pq.ParquetFile(coded.path).num_row_groups == 3
+    assert list(app.dataframe[-1].value["text"]) == texts
+    assert pl.read_parquet(coded.path)["verdict"][2] == batch.NOT_CODED
+
+
+def test_a_table_wider_than_a_worksheet_is_coded_and_says_why_excel_is_not_offered(app):
+    header = ",".join(["label", *(f"c{i}" for i in range(16_400))])
+    upload(app, "wide.csv", f"{header}\nbakery{',1' * 16_400}\n".encode())
+    next(b for b in app.button if b.label == "Code the file").click().run()
+    assert not app.exception, app.exception
+    assert [b.label for b in app.get("download_button")] == ["CSV", "Parquet"]
+    assert any("a worksheet holds 16,384" in c.value for c in app.caption)
 
 
 def test_changing_the_text_column_hides_the_old_codes(app):
@@ -512,7 +545,8 @@ def test_csv_download_opens_in_a_spreadsheet_with_its_separator_and_accents(app)
     upload(app, "firms.csv", "id;description\n1;boulangerie pâtisserie\n".encode("latin-1"))
     next(b for b in app.button if b.label == "Code the file").click().run()
     coded = app.session_state["batch_result"][1]
-    raw = batch.to_csv_bytes(coded, ";")
+    raw = coded.csv_bytes(";")
+    assert raw == batch.to_csv_bytes(pl.read_parquet(coded.path), ";")  # built from disk, a row group at a time
     assert raw.startswith(b"\xef\xbb\xbf") and ";" in raw.decode("utf-8-sig").splitlines()[0]
     back = pl.read_csv(io.BytesIO(raw[3:]), separator=";", infer_schema=False)
     assert back["description"][0] == "boulangerie pâtisserie" and "." in back["code_1"][0]
@@ -635,7 +669,6 @@ def test_per_class_words_are_computed_once_then_shown_for_the_clicked_class(embe
 
 def test_training_with_the_corrections_compares_both_models_without_the_corrected_test_rows(embedded):
     from nace_app.app.caches import job_registry
-
     from nace_app.review.corrections import CorrectionStore
 
     with fresh_app() as at:

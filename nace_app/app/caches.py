@@ -6,6 +6,7 @@ Everything cached here is shared across sessions and threads, so nothing returne
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -204,3 +205,8 @@ def evaluation_on(classifier: Classifier, frame: pl.DataFrame):
 
     return evaluate_classifier(classifier, frame)
 
+
+
+def batch_folder() -> Path:
+    """Where the page's coded uploads are written, a chunk at a time, and read back for the preview and downloads."""
+    return default_workspace().settings.cache_dir / "batches"

@@ -33,6 +33,9 @@ class _Parser(argparse.ArgumentParser):
 def _settings(args: argparse.Namespace):
     from nace_app.settings.config import load_settings
 
+    for flag in ("model", "data"):
+        if getattr(args, flag, None) == "":
+            raise NaceAppError(f"--{flag} is empty: give a URI, a local path or 'embedded'")
     settings = load_settings()
     if settings.cache_notice:
         print(f"nace-app: {settings.cache_notice}", file=sys.stderr)
@@ -118,6 +121,38 @@ class _Inputs:
             yield from self.source.chunks(rows)
 
 
+def _refuse_output_onto_input(input_path: str | None, output: Path | None) -> None:
+    """Writing the coded table over the file being read would destroy it: same path, link or inode."""
+    if input_path is None or output is None or not output.exists():
+        return
+    try:
+        same = Path(input_path).resolve() == output.resolve() or output.samefile(input_path)
+    except OSError:  # the input is missing: its own check says so
+        return
+    if same:
+        raise NaceAppError(f"--output {output} is the input file: give another name (the input would be replaced)")
+
+
+@dataclass
+class _LongTexts:
+    """Texts above the page's `MAX_CHARS` are cut to it, as the page does, and counted for one warning at the end."""
+
+    limit: int
+    cut: int = 0
+    seen: int = 0
+
+    def cut_down(self, texts: list[str]) -> list[str]:
+        self.seen += len(texts)
+        long = sum(len(text) > self.limit for text in texts)
+        self.cut += long
+        return [text[:self.limit] for text in texts] if long else texts
+
+    def close(self) -> None:
+        if self.cut:
+            print(f"nace-app: warning: {self.cut:,} of {self.seen:,} texts had more than {self.limit:,} characters: "
+                  f"only their first {self.limit:,} were coded", file=sys.stderr)
+
+
 @contextmanager
 def _open_inputs(args: argparse.Namespace) -> Iterator[_Inputs]:
     from nace_app.data.tables import open_texts
@@ -197,6 +232,7 @@ def _print_rows(rows: list[dict[str, Any]], coverage: float | None) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from nace_app.coding.batch import OUTPUT_TYPES, code_chunk, write_coded
+    from nace_app.coding.predicting import MAX_CHARS
     from nace_app.model.opening import open_data, open_model
 
     output = Path(args.output) if args.output else None
@@ -204,6 +240,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise NaceAppError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
     if output is not None and output.suffix.lower() not in OUTPUT_TYPES:
         raise NaceAppError(f"unsupported output type {output.suffix!r}: use .jsonl, .csv or .parquet")
+    _refuse_output_onto_input(args.input, output)
+    long_texts = _LongTexts(MAX_CHARS)
     with _open_inputs(args) as inputs:
         settings = _settings(args)
         opened = open_model(None, settings)
@@ -219,7 +257,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shows_progress = inputs.source is not None or args.explain
         report = _Report(inputs.total, ("coded and explained" if args.explain else "coded") if shows_progress else None,
                          from_file=inputs.source is not None)
-        chunks = report.follow(code_chunk(classifier, texts, args.top_k, calibrator, args.explain)
+        chunks = report.follow(code_chunk(classifier, long_texts.cut_down(texts), args.top_k, calibrator, args.explain)
                                for texts in inputs.chunks(rows_per_chunk))
         if output is not None:
             try:
@@ -234,6 +272,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 else:
                     _print_rows(chunk.rows(), args.coverage)
         report.close()
+        long_texts.close()
     return 0
 
 
@@ -317,12 +356,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nace_app.training.core import TrainingSettings
     from nace_app.training.runs import run_logged_training
 
-    settings = _settings(args)
-    data = open_data(settings)
-    _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
     training = TrainingSettings(**{name: getattr(args, name) for name in TRAINING_FLAGS})
+    settings = _settings(args)
     workdir = settings.cache_dir / "runs" / time.strftime("cli-%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else workdir / "model"
+    _check_writable(workdir, "the run's files")
+    _check_writable(out, "the model")
+    data = open_data(settings)
+    _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
 
     extra_rows = data.splits.validation if args.train_on_validation else None
     stopping_frame = None
@@ -358,6 +399,17 @@ def cmd_train(args: argparse.Namespace) -> int:
               file=sys.stderr)
         run.close(FINAL_STATUS_SECONDS)
     return 0
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Create `folder` and write a probe into it, so that a full disk or a bad --out fails before training, not after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".nace-write-check"
+        probe.write_bytes(b"\0" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise NaceAppError(f"cannot write {what} to {folder}: {exc.strerror or first_line(exc)}") from exc
 
 
 TRAINING_FLAGS = {  # TrainingSettings field: (flag, help); types and defaults come from the dataclass

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """The file gets the umask's usual mode (0644 under 0022), as any other written file, not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".partial-", suffix=path.suffix, dir=path.parent)
+    tmp = str(path.parent / f".partial-{secrets.token_hex(8)}{path.suffix}")
+    handle = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as out:
             write(out)

@@ -225,9 +225,19 @@ class RemoteFile:
     name: str
     size: int | None
     etag: str | None = None
+    md5: str | None = None  # the content MD5 the remote vouches for (an S3 single-part ETag, a Content-MD5)
 
     def to_dict(self) -> dict[str, object]:
         return {"size": self.size, "etag": self.etag}
+
+
+@dataclass(frozen=True)
+class Announced:
+    """What a download's own response said about its body: length, Content-MD5 (hex) and ETag, when sent."""
+
+    size: int | None = None
+    md5: str | None = None
+    etag: str | None = None
 
 
 def _md5_of_etag(etag: str | None) -> str | None:
@@ -236,6 +246,15 @@ def _md5_of_etag(etag: str | None) -> str | None:
         return None
     value = etag.strip().removeprefix("W/").strip('"').lower()
     return value if re.fullmatch(r"[0-9a-f]{32}", value) else None
+
+
+def _md5_of_header(value: str | None) -> str | None:
+    """A Content-MD5 header (base64 of the digest) as hex; None when absent or malformed."""
+    try:
+        digest = base64.b64decode(value or "", validate=True)
+    except ValueError:
+        return None
+    return digest.hex() if len(digest) == 16 else None
 
 
 def _md5_of_file(path: Path) -> str:
@@ -262,13 +281,59 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
     expected = 8 + header_size + max(ends, default=0)
     if size != expected:
         return f"safetensors file has {size:,} bytes, its header says {expected:,} (truncated)"
+    return _safetensors_layout_problem(header)
+
+
+SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                           "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _safetensors_layout_problem(header: dict) -> str | None:
+    """Every tensor's bytes match its dtype and shape, and the tensors tile the data section without gap or overlap."""
+    spans = []
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(tensor, dict):
+            return f"safetensors entry {name[:40]!r} is not an object"
+        width = SAFETENSORS_DTYPE_BYTES.get(tensor.get("dtype"))
+        shape, offsets = tensor.get("shape"), tensor.get("data_offsets")
+        if (width is None or not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
+                or not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)):
+            return f"safetensors entry {name[:40]!r} is malformed"
+        count = 1
+        for dimension in shape:
+            count *= dimension
+        if offsets[1] - offsets[0] != count * width:
+            return f"safetensors tensor {name[:40]!r} has {offsets[1] - offsets[0]:,} bytes, its shape needs {count * width:,}"
+        spans.append(offsets)
+    position = 0
+    for start, end in sorted(spans):
+        if start != position:
+            return "safetensors tensors overlap or leave a gap"
+        position = end
     return None
 
 
-def load_check_problem(path: Path) -> str | None:
+def _parquet_problem(path: Path) -> str | None:
+    """Every row group read and decompressed: damage inside the pages shows here, not in the footer."""
+    import pyarrow
+    import pyarrow.parquet
+
+    try:
+        with pyarrow.parquet.ParquetFile(path) as parquet:
+            for group in range(parquet.num_row_groups):
+                parquet.read_row_group(group)
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        return f"parquet data unreadable ({first_line(exc, 80)})"
+    return None
+
+
+def load_check_problem(path: Path, whole: bool = False) -> str | None:
     """A cheap load check of a file's format, for damage that sizes alone cannot show; None when it looks whole.
 
     Only formats recognised by their first bytes are checked, so a file of another kind is left to its reader.
+    `whole` also reads a parquet's every page (done once, before a download is cached).
     """
     size = path.stat().st_size
     with path.open("rb") as handle:
@@ -286,6 +351,8 @@ def load_check_problem(path: Path) -> str | None:
             pyarrow.parquet.read_metadata(path)
         except (pyarrow.ArrowException, OSError) as exc:
             return f"parquet metadata unreadable ({first_line(exc, 80)})"
+        if whole:
+            return _parquet_problem(path)
     elif suffix == ".json":
         try:
             json.loads(path.read_bytes())
@@ -303,14 +370,21 @@ def load_check_problem(path: Path) -> str | None:
     return None
 
 
-def _file_problem(path: Path, expected: RemoteFile, announced: int | None) -> str | None:
+def _size_problem(path: Path, expected: RemoteFile, announced: int | None) -> str | None:
     if not path.is_file():
         return f"{expected.name} is missing"
     size = path.stat().st_size
     wanted = expected.size if expected.size is not None else announced
     if wanted is not None and size != wanted:
         return f"{expected.name}: got {size:,} of {wanted:,} bytes"
-    problem = load_check_problem(path)
+    return None
+
+
+def _file_problem(path: Path, expected: RemoteFile, announced: int | None, whole: bool = False) -> str | None:
+    problem = _size_problem(path, expected, announced)
+    if problem:
+        return problem
+    problem = load_check_problem(path, whole)
     return f"{expected.name}: {problem}" if problem else None
 
 
@@ -358,14 +432,14 @@ def _remove_other_copies(uri_dir: Path, keep: str) -> None:
         logger.info("removed the replaced cache copy %s", child)
 
 
-Download = Callable[[RemoteFile, Path], "int | None"]
+Download = Callable[[RemoteFile, Path], "Announced | None"]
 
 
 def _cached_download(settings: Settings, kind: str, uri: str, files: list[RemoteFile], download: Download,
                      progress: _Progress, extra: dict[str, object] | None = None) -> Path:
     """The cache entry for `files` of `uri`, downloaded and checked if missing or damaged (see the module doc).
 
-    `download(remote, destination)` writes one file and returns the size its response announced, if any.
+    `download(remote, destination)` writes one file and returns what its response announced, if anything.
     """
     uri_dir = settings.cache_dir / ("models" if kind == "model" else "data") / _key(uri)
     final = uri_dir / _key(_version_of(files))
@@ -378,13 +452,12 @@ def _cached_download(settings: Settings, kind: str, uri: str, files: list[Remote
     uri_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"uri": redact_uri(uri), "version": _version_of(files), **(extra or {}),
                 "files": {f.name: f.to_dict() for f in files}}
-    first_digests: dict[str, str] = {}
     problem = ""
     for attempt in (1, 2):
         tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=uri_dir))
         progress.watch(tmp)
         try:
-            problem, digests = _download_all(files, tmp, download, first_digests, settings)
+            problem = _download_all(files, tmp, download, settings)
             if problem is None:
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
                 try:
@@ -394,41 +467,44 @@ def _cached_download(settings: Settings, kind: str, uri: str, files: list[Remote
                         raise
                 _remove_other_copies(uri_dir, keep=final.name)
                 return final
-            first_digests = digests
             if attempt == 1:
-                logger.warning("download of %s failed its check (%s): fetching it again", redact_uri(uri), problem)
+                logger.info("download of %s failed its check (%s): fetching it again", redact_uri(uri), problem)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     raise SourceProblem(f"{problem}, twice in a row")
 
 
-def _download_all(files: list[RemoteFile], tmp: Path, download: Download, first_digests: dict[str, str],
-                  settings: Settings) -> tuple[str | None, dict[str, str]]:
-    """Download every file into `tmp` and check it; returns the first problem (None if whole) and the MD5s seen.
+def _download_all(files: list[RemoteFile], tmp: Path, download: Download, settings: Settings) -> str | None:
+    """Download every file into `tmp` and check it whole; returns the first problem, None if every file is whole.
 
-    A network error during a download counts as a problem (the caller fetches once more); an MD5 that differs from
-    the ETag but equals the previous download's is accepted: that remote's ETags are not content MD5s.
+    A network error during a download counts as a problem (the caller fetches once more). A copy whose MD5
+    contradicts the one the remote vouches for is a problem however often it comes back the same.
     """
-    digests: dict[str, str] = {}
     total = 0
     for remote in files:
         destination = tmp / remote.name
         try:
-            announced = download(remote, destination)
+            announced = download(remote, destination) or Announced()
         except (OSError, http.client.HTTPException) as exc:
-            return f"{remote.name}: download interrupted ({type(exc).__name__}: {first_line(exc, 120)})", digests
-        problem = _file_problem(destination, remote, announced)
+            return f"{remote.name}: download interrupted ({type(exc).__name__}: {first_line(exc, 120)})"
+        if remote.etag and announced.etag and announced.etag != remote.etag:
+            return f"{remote.name}: the file changed on the server while it was downloaded"
+        problem = _size_problem(destination, remote, announced.size)
         if problem:
-            return problem, digests
+            return problem
         total += destination.stat().st_size
         if total > settings.max_download_mb * 1_000_000:
             raise SourceProblem(f"the download is over the {settings.max_download_mb:,} MB limit (NACE_MAX_DOWNLOAD_MB)")
-        expected_md5 = _md5_of_etag(remote.etag)
-        if expected_md5:
-            digests[remote.name] = digest = _md5_of_file(destination)
-            if digest != expected_md5 and first_digests.get(remote.name) != digest:
-                return f"{remote.name}: content MD5 differs from the ETag", digests
-    return None, digests
+        vouched = [(announced.md5, "its Content-MD5"),
+                   (remote.md5, "the ETag" if remote.md5 == _md5_of_etag(remote.etag) else "its Content-MD5")]
+        digest = _md5_of_file(destination) if any(md5 for md5, _ in vouched) else None
+        for md5, vouched_by in vouched:
+            if md5 and digest != md5:
+                return f"{remote.name}: content MD5 differs from {vouched_by}"
+        problem = load_check_problem(destination, whole=True)
+        if problem:
+            return f"{remote.name}: {problem}"
+    return None
 
 
 # --- S3 -------------------------------------------------------------------------------------------------------------
@@ -465,6 +541,12 @@ def _s3_callback(progress: _Progress):
             progress.got(inc)
 
     return _S3Progress()
+
+
+def _s3_remote(name: str, info: dict) -> RemoteFile:
+    """An S3 object as listed: a single-part upload's ETag is its content MD5, which its download must match."""
+    etag = info.get("ETag") or info.get("etag")
+    return RemoteFile(name, info.get("size"), etag, _md5_of_etag(etag))
 
 
 def _find_model_dir(fs, prefix: str) -> tuple[str, dict[str, dict]]:
@@ -504,7 +586,7 @@ def fetch_s3_model(uri: str, settings: Settings, progress: _Progress, allow_pick
     folder, infos = _find_model_dir(fs, uri[len("s3://") :].rstrip("/"))
     progress.answer()
     names = model_files_to_fetch(f"s3://{folder}", sorted(infos), allow_pickle)
-    files = [RemoteFile(n, infos[n].get("size"), infos[n].get("ETag") or infos[n].get("etag")) for n in sorted(names)]
+    files = [_s3_remote(n, infos[n]) for n in sorted(names)]
     _check_size_cap(uri, files, settings)
 
     def download(remote: RemoteFile, destination: Path) -> None:
@@ -520,7 +602,7 @@ def fetch_s3_file(uri: str, settings: Settings, progress: _Progress) -> Path:
     progress.answer()
     if info.get("type") == "directory":
         raise FileNotFoundError(f"{uri} is a folder, not a file")
-    remote = RemoteFile(Path(key).name, info.get("size"), info.get("ETag") or info.get("etag"))
+    remote = _s3_remote(Path(key).name, info)
     _check_size_cap(uri, [remote], settings)
 
     def download(remote: RemoteFile, destination: Path) -> None:
@@ -553,14 +635,15 @@ def fetch_http_file(uri: str, settings: Settings, progress: _Progress) -> Path:
     with urllib.request.urlopen(_request(uri, "HEAD"), timeout=settings.connect_timeout) as response:
         name = Path(urlsplit(uri).path).name or "data"
         remote = RemoteFile(f"data-{name}" if name == MANIFEST else name, _content_length(response.headers),
-                            response.headers.get("ETag"))
+                            response.headers.get("ETag"), _md5_of_header(response.headers.get("Content-MD5")))
     progress.answer()
     _check_size_cap(uri, [remote], settings)
     cap = settings.max_download_mb * 1_000_000
 
-    def download(remote: RemoteFile, destination: Path) -> int | None:
+    def download(remote: RemoteFile, destination: Path) -> Announced:
         with urllib.request.urlopen(_request(uri, "GET"), timeout=2 * answer_window(settings)) as response:
-            announced = _content_length(response.headers)
+            announced = Announced(_content_length(response.headers), _md5_of_header(response.headers.get("Content-MD5")),
+                                  response.headers.get("ETag"))
             written = 0
             with destination.open("wb") as out:
                 while chunk := response.read1(CHUNK):  # what has arrived, so progress is seen as it comes
@@ -707,6 +790,11 @@ def resolve(kind: str, uri: str, explicit: bool, settings: Settings, *, allow_pi
 
     `allow_pickle=False` refuses the library's pickled model format before anything is downloaded.
     """
+    if "://" in uri:
+        try:
+            urlsplit(uri).port  # noqa: B018 (parsing the port is what checks it)
+        except ValueError as exc:
+            raise NaceAppError(f"malformed {kind} URI {redact_uri(uri)!r}: {first_line(exc, 120)}") from exc
     endpoint = _endpoint_of(uri, settings)
     try:
         silent = None if explicit else _recently_silent(endpoint)
@@ -720,9 +808,27 @@ def resolve(kind: str, uri: str, explicit: bool, settings: Settings, *, allow_pi
         reason = redact_text(f"{kind} source {redact_uri(uri)} unavailable ({_describe(exc)})", settings.sensitive_strings())
         if explicit or uri == EMBEDDED:
             raise NaceAppError(reason) from exc
-        logger.warning("%s; using the embedded demo %s instead", reason, kind)
+        logger.info("%s; using the embedded demo %s instead", reason, kind)  # the caller says it to the user
         return ResolvedSource(uri, EMBEDDED, _fetch(kind, EMBEDDED, settings, allow_pickle), False,
                               fallback_reason=reason)
+
+
+def drop_cached_copy(source: ResolvedSource, settings: Settings) -> bool:
+    """Remove the download-cache entry `source` was read from, when it came from one: its reader found it damaged.
+
+    Whether an entry was removed (then resolving again fetches a fresh copy).
+    """
+    for kind in ("models", "data"):
+        try:
+            parts = source.local_path.resolve().relative_to((settings.cache_dir / kind).resolve()).parts
+        except (ValueError, OSError):
+            continue
+        if len(parts) >= 2 and not parts[1].startswith(".partial-"):
+            entry = settings.cache_dir / kind / parts[0] / parts[1]
+            logger.warning("the cached copy of %s could not be read: fetching it again", source.shown_uri)
+            shutil.rmtree(entry, ignore_errors=True)
+            return True
+    return False
 
 
 def resolve_model(settings: Settings) -> ResolvedSource:

@@ -10,6 +10,9 @@ FAILED, not FINISHED: its record in MLflow is incomplete (the training itself su
 cache folder). The final status is retried for `FINAL_STATUS_SECONDS`, so a server that comes back soon does not
 keep a run RUNNING for ever. MLflow's own HTTP retries (7 with backoff, about 4 minutes a call) are turned down to
 `FAIL_FAST_HTTP` unless those variables are set in the environment.
+
+Passwords: MLflow's own "View run … at" lines (which carry the tracking URI's password) are silenced, the link
+is redacted, and every parameter and logged dictionary passes through the redactor before it is sent.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nace_app.settings.config import Settings, redact_text, tracking_uri
+from nace_app.settings.config import Settings, redact_text, redact_uri, tracking_uri
 from nace_app.settings.errors import first_line
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd and 4th attempt at
 FINAL_STATUS_SECONDS = 30.0  # how long the final status is retried after training
 FLUSH_SECONDS = 5.0  # how long `finish` waits for a logger that MLflow no longer answers
 FAIL_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+SILENT_MLFLOW = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # its run links would print the URI's password
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class RunLogger:
         if self.uri.startswith(("http://", "https://")):
             for name, value in FAIL_FAST_HTTP.items():
                 os.environ.setdefault(name, value)
+        os.environ.update(SILENT_MLFLOW)
         self._secrets = settings.sensitive_strings()  # library errors may quote the tracking URI's password
         self.run_id: str | None = None
         self.experiment_id: str | None = None
@@ -187,14 +192,25 @@ class RunLogger:
         """A browser link for HTTP tracking servers; a command that opens the local store otherwise."""
         if self.run_id is None:
             return None
+        shown = redact_text(redact_uri(self.uri) or self.uri, self._secrets)
         if self.uri.startswith(("http://", "https://")):
-            return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
-        return f"mlflow ui --backend-store-uri {self.uri}  (then open run {self.run_id})"
+            return f"{shown.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"mlflow ui --backend-store-uri {shown}  (then open run {self.run_id})"
+
+    def _redacted(self, value: Any) -> Any:
+        """`value` with any password inside its strings replaced by `***`, at any depth of dictionaries and lists."""
+        if isinstance(value, str):
+            return redact_text(redact_uri(value) or value, self._secrets)
+        if isinstance(value, dict):
+            return {key: self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redacted(item) for item in value]
+        return value
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        batch = [Param(key, str(value)) for key, value in params.items()]
+        batch = [Param(key, self._redacted(str(value))) for key, value in params.items()]
         self._enqueue(_Record("parameters", lambda client: client.log_batch(self.run_id, params=batch)))
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
@@ -208,6 +224,7 @@ class RunLogger:
         self._enqueue(_Record(name, lambda client: client.log_batch(self.run_id, metrics=batch)))
 
     def log_dict(self, data: dict[str, Any], name: str) -> None:
+        data = self._redacted(data)
         self._enqueue(_Record(name, lambda client: client.log_dict(self.run_id, data, name)))
 
     def log_artifacts(self, folder: Path, artifact_path: str) -> None:

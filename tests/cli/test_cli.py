@@ -235,6 +235,8 @@ INPUT_FILES = {  # written in the test's folder before each row runs
     "ragged.csv": b"label,n\nbakery,1\nflorist,2,3\ntaxi,4\n",
     "quote.csv": b'label,n\nbakery,1\ntaxi,2\n"flo"rist,3\n',
     "emoji.txt": "bakery\n\U0001f35e\U0001f35e\U0001f35e\n".encode(),
+    "firms.csv": b"label,n\nbakery,1\nflorist,2\n",
+    "long.txt": b"bakery\n" + b"our family bakery " * 3000 + b"\n",
 }
 PARQUETS = {"ints.parquet": pl.Series("label", [1, 2]), "lists.parquet": pl.Series("label", [[1, 2], [3]]),
             "structs.parquet": pl.Series("label", [{"a": 1}, {"a": 2}]), "bytes.parquet": pl.Series("label", [b"x", b"y"])}
@@ -278,6 +280,24 @@ PARQUETS = {"ints.parquet": pl.Series("label", [1, 2]), "lists.parquet": pl.Seri
     (["predict", "\U0001f35e\U0001f35e\U0001f35e", "--top-k", "1"], 0, "most of '\U0001f35e\U0001f35e\U0001f35e' is unknown to the model"),
     (["predict", "\u0645\u062e\u0628\u0632 \u0644\u0644\u062e\u0628\u0632", "--top-k", "1"], 0, "is unknown to the model"),
     (["predict", "--input", "emoji.txt", "--output", "out.jsonl"], 0, "1 of 2 texts are mostly unknown to the model"),
+    (["predict", "--input", "firms.csv", "--output", "firms.csv"], 2, "--output firms.csv is the input file"),
+    (["predict", "--input", "firms.csv", "--output", "./firms.csv"], 2, "--output ./firms.csv is the input file"),
+    (["predict", "--input", "firms.csv", "--output", "../firms.csv/../firms.csv"], 2, "is the input file"),
+    (["predict", "--input", "ints.parquet", "--output", "ints.parquet"], 2, "--output ints.parquet is the input file"),
+    (["predict", "--input", "long.txt", "--output", "out.jsonl"], 0,
+     "1 of 2 texts had more than 2,000 characters: only their first 2,000 were coded"),
+    (["predict", "bakery " * 400, "--top-k", "1"], 0, "1 of 1 texts had more than 2,000 characters"),
+    (["predict", "x", "--model", ""], 2, "--model is empty"),
+    (["evaluate", "--data", ""], 2, "--data is empty"),
+    (["evaluate", "--data", "http://[::1/x"], 2, "malformed data URI"),
+    (["predict", "x", "--model", "s3://[bucket/x"], 2, "malformed model URI"),
+    (["train", "--learning-rate", "nan"], 2, "the learning rate must be a positive finite number"),
+    (["train", "--learning-rate", "inf"], 2, "the learning rate must be a positive finite number"),
+    (["train", "--label-smoothing", "5"], 2, "label smoothing must be in [0, 1)"),
+    (["train", "--label-smoothing", "nan"], 2, "label smoothing must be in [0, 1)"),
+    (["train", "--weight-decay", "-1"], 2, "weight decay must be a finite number of at least 0"),
+    (["train", "--token-dropout", "nan"], 2, "token dropout must be in [0, 1)"),
+    (["train", "--epochs", "1", "--out", "firms.csv/model"], 2, "cannot write the model to firms.csv/model"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_bad_input_is_one_line_on_stderr_and_leaves_no_partial_output(capsys, tmp_path, request, argv, exit_code,
                                                                       message):
@@ -296,6 +316,33 @@ def test_bad_input_is_one_line_on_stderr_and_leaves_no_partial_output(capsys, tm
         assert len(err.strip().splitlines()) == 1
         assert not (tmp_path / "out.jsonl").exists()
     assert not list(tmp_path.glob(".partial-*"))
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink", "hardlink"])
+def test_an_output_that_is_the_input_under_any_name_is_refused_and_the_input_left_untouched(capsys, tmp_path, spelling):
+    import os
+
+    source = tmp_path / "firms.csv"
+    source.write_bytes(b"id,label\n1,bakery\n")
+    output = {"same": source, "symlink": tmp_path / "link.csv", "hardlink": tmp_path / "hard.csv"}[spelling]
+    if spelling == "symlink":
+        output.symlink_to(source)
+    elif spelling == "hardlink":
+        os.link(source, output)
+    code, _, err = run(capsys, "predict", "--input", str(source), "--output", str(output))
+    assert code == 2 and "is the input file" in err and len(err.strip().splitlines()) == 1
+    assert source.read_bytes() == b"id,label\n1,bakery\n"
+
+
+def test_output_files_follow_the_umask_like_any_other_file(capsys, tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        code, _, _ = run(capsys, "predict", "bakery", "--output", "out.csv")
+    finally:
+        os.umask(previous)
+    assert code == 0 and (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
 
 
 def test_malformed_arguments_are_one_line_and_exit_code_2(capsys):

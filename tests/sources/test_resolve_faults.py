@@ -24,7 +24,7 @@ import pytest
 from nace_app.settings.config import load_settings
 from nace_app.settings.errors import NaceAppError
 from nace_app.sources.resolve import embedded_model_dir, resolve, resolve_data, resolve_model
-from tests.conftest import DATA_KEY, assert_fell_back_to_embedded, closed_port_endpoint
+from tests.conftest import DATA_KEY, assert_fell_back_to_embedded, closed_port_endpoint, upload_folder
 
 CHECKSUM_HEADERS = ("x-amz-checksum", "content-md5")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
@@ -89,13 +89,15 @@ class FileServer(_HTTPServer):
     """One file over HTTP whose successive GETs follow a script, then `then`:
 
     `ok`; `cut` (the full Content-Length announced, half the body sent, connection closed); `stall` (half the body,
-    then silence until the test ends, 30 s at most); `trickle` (the whole body in 20 slow, steady pieces).
+    then silence until the test ends, 30 s at most); `trickle` (the whole body in 20 slow, steady pieces); `corrupt`
+    (the middle byte flipped, same length); `drip` (one byte a second until the test ends, 60 s at most).
+    With `content_md5`, every answer carries the payload's Content-MD5.
     """
 
     def __init__(self, payload: bytes, script: tuple[str, ...] = (), then: str = "ok", etag: str = '"v1"',
-                 credentials: tuple[str, str] | None = None, trickle_seconds: float = 3.0):
+                 credentials: tuple[str, str] | None = None, trickle_seconds: float = 3.0, content_md5: bool = False):
         self.payload, self.script, self.then, self.etag = payload, list(script), then, etag
-        self.credentials, self.trickle_seconds = credentials, trickle_seconds
+        self.credentials, self.trickle_seconds, self.content_md5 = credentials, trickle_seconds, content_md5
         self.gets = 0
         owner = self
 
@@ -115,6 +117,8 @@ class FileServer(_HTTPServer):
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(owner.payload)))
                 self.send_header("ETag", owner.etag)
+                if owner.content_md5:
+                    self.send_header("Content-MD5", base64.b64encode(hashlib.md5(owner.payload).digest()).decode())
                 self.end_headers()
 
             def do_HEAD(self):  # noqa: N802 (http.server's naming)
@@ -135,6 +139,14 @@ class FileServer(_HTTPServer):
                     self.wfile.write(body[:half])
                     self.wfile.flush()
                     owner.released.wait(30)
+                elif behaviour == "corrupt":
+                    self.wfile.write(body[:half] + bytes([body[half] ^ 0xFF]) + body[half + 1:])
+                elif behaviour == "drip":
+                    for byte in range(min(len(body), 60)):
+                        if owner.released.wait(1):
+                            break
+                        self.wfile.write(body[byte:byte + 1])
+                        self.wfile.flush()
                 elif behaviour == "trickle":
                     step = max(len(body) // 20, 1)
                     for start in range(0, len(body), step):
@@ -320,12 +332,49 @@ def test_damaged_cached_copy_is_treated_as_absent_and_fetched_again(parquet_byte
         assert server.gets == 2
 
 
-def test_etag_that_is_not_an_md5_of_the_content_is_accepted_when_two_downloads_agree(parquet_bytes, monkeypatch):
+def test_an_http_etag_is_a_version_not_a_checksum_so_one_whole_download_suffices(parquet_bytes, monkeypatch):
     not_the_md5 = '"' + hashlib.md5(b"something else").hexdigest() + '"'
     with FileServer(parquet_bytes, etag=not_the_md5) as server:
         monkeypatch.setenv("NACE_DATA_URI", server.url)
         assert resolve_data(load_settings()).local_path.read_bytes() == parquet_bytes
+        assert server.gets == 1
+
+
+def test_http_data_damaged_the_same_way_on_both_tries_against_its_content_md5_is_never_cached(parquet_bytes,
+                                                                                              monkeypatch):
+    with FileServer(parquet_bytes, then="corrupt", content_md5=True) as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        with pytest.raises(NaceAppError, match="content MD5 differs from its Content-MD5, twice in a row"):
+            resolve_data(settings)
         assert server.gets == 2
+    assert cached_files(settings, "data") == []
+
+
+def test_http_parquet_damaged_on_both_tries_without_any_checksum_is_caught_by_reading_it_whole(parquet_bytes,
+                                                                                               monkeypatch):
+    with FileServer(parquet_bytes, then="corrupt") as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        with pytest.raises(NaceAppError, match="data.parquet: parquet data unreadable .*, twice in a row"):
+            resolve_data(settings)
+    assert cached_files(settings, "data") == []
+
+
+def test_a_cached_parquet_that_no_longer_reads_is_dropped_and_fetched_again_before_any_error(parquet_bytes,
+                                                                                             monkeypatch):
+    from nace_app.model.opening import open_data
+
+    with FileServer(parquet_bytes) as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        cached = resolve_data(settings).local_path
+        damaged = bytearray(parquet_bytes)
+        damaged[len(damaged) // 2] ^= 0xFF  # same size, footer intact: only reading it whole shows the damage
+        cached.write_bytes(bytes(damaged))
+        data = open_data(settings)
+        assert server.gets == 2 and data.frame.height > 0
+        assert data.source.local_path.read_bytes() == parquet_bytes
 
 
 @pytest.fixture()
@@ -350,6 +399,23 @@ def test_default_data_truncated_on_every_get_falls_back_to_embedded_with_the_rea
     settings = load_settings()
     assert_fell_back_to_embedded(resolve_data(settings), because="bytes, twice in a row")
     assert cached_files(settings, "data") == []
+
+
+def test_default_s3_data_damaged_the_same_way_on_every_get_is_never_cached_and_falls_back(s3_proxy):
+    s3_proxy.damage(f"projet-formation/{DATA_KEY}", always="corrupt")
+    settings = load_settings()
+    assert_fell_back_to_embedded(resolve_data(settings), because="content MD5 differs from the ETag, twice in a row")
+    assert cached_files(settings, "data") == []
+    assert resolve_data(settings).is_embedded  # and the next run does not find a poisoned copy either
+
+
+def test_explicit_s3_weights_damaged_the_same_way_on_every_get_are_refused_not_used(s3_proxy, sspcloud_layout):
+    upload_folder(sspcloud_layout, embedded_model_dir(), "projet-funathon", "own-model")
+    s3_proxy.damage("projet-funathon/own-model/model.safetensors", always="corrupt")
+    settings = load_settings()
+    with pytest.raises(NaceAppError, match="model.safetensors: content MD5 differs from the ETag, twice in a row"):
+        resolve("model", "s3://projet-funathon/own-model/", True, settings)
+    assert cached_files(settings, "models") == []
 
 
 def test_s3_model_checkpoint_truncated_once_on_the_wire_is_fetched_again(s3_proxy, attention_model_dir):

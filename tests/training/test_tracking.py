@@ -134,3 +134,24 @@ def test_a_tracking_server_killed_after_epoch_1_neither_stops_training_nor_leave
     assert run.close(timeout=FINAL_STATUS_SECONDS), run.failure  # the final status reaches the restarted server
     status = MlflowClient(tracking_uri=tracking_server.uri).get_run(run.run_id).info.status
     assert status == run.delivery().final_status == "FAILED"  # some epochs' metrics never arrived
+
+
+def test_passwords_in_the_tracking_and_data_uris_reach_no_output_link_parameter_artifact_or_file(
+        tracking_server, tiny_frame, tmp_path, monkeypatch, capfd):
+    import json
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri.replace("http://", "http://trainer:TRACKpw-1@"))
+    data = DataSet(ResolvedSource("https://reader:DATApw-2@example.org/x.parquet",
+                                  "https://reader:DATApw-2@example.org/x.parquet", None, True), tiny_frame)
+    result, run = run_logged_training(data, SMALL, load_settings(), tmp_path / "work")
+    assert run.close(timeout=FINAL_STATUS_SECONDS), run.failure
+    client = MlflowClient(tracking_uri=tracking_server.uri)
+    logged = client.get_run(run.run_id)
+    split = Path(client.download_artifacts(run.run_id, "split.json", str(tmp_path / "artifacts"))).read_text()
+    printed = capfd.readouterr()
+    everything = [printed.out, printed.err, run.link, json.dumps(logged.data.params), split,
+                  (tmp_path / "work" / "result.json").read_text()]
+    for text in everything:
+        assert "TRACKpw-1" not in text and "DATApw-2" not in text
+    assert logged.data.params["data_uri"] == "https://reader:***@example.org/x.parquet"
+    assert "View run" not in printed.out  # MLflow's own link lines would carry the password
