@@ -641,6 +641,37 @@ def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedd
         assert store.list() == [] and any("No corrections yet" in i.value for i in at.info)
 
 
+def test_a_damaged_corrections_database_breaks_no_page_and_is_reported_once_moved_aside(embedded):
+    folder = load_settings().cache_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "corrections.sqlite3").write_bytes(b"not a database" * 1000)
+    with fresh_app() as at:
+        code(at, CROISSANTS)
+        submit(at, "Confirm 10.71")
+        assert any("confirmed 10.71" in s.value for s in at.success)
+        at.switch_page("app_pages/review.py").run()
+        open_tab(at, "Corrections")
+        assert not at.exception and any("moved aside" in w.value for w in at.warning)
+        listed = next(d.value for d in at.dataframe if "corrected_code" in d.value.columns)
+        assert list(listed["corrected_code"]) == ["10.71"]
+        at.switch_page("app_pages/train.py").run()
+        assert not at.exception and not [e for e in at.error if "database" in e.value]
+
+
+def test_a_cache_folder_that_cannot_be_written_leaves_predict_and_review_working_with_a_notice(embedded):
+    folder = load_settings().cache_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind in ("predictions", "neighbours"):  # taken by files: nothing can be stored under them, as on a full disk
+        (folder / kind).write_text("not a folder")
+    with fresh_app() as at:
+        code(at, CROISSANTS)
+        assert any("similarity" in d.value.columns for d in at.dataframe)
+        assert any("cache folder cannot be written" in w.value for w in at.sidebar.warning)
+        at.switch_page("app_pages/review.py").run()
+        assert not at.exception, at.exception
+        assert any("cache folder cannot be written" in w.value for w in at.sidebar.warning)
+
+
 def test_an_error_is_confirmed_from_the_error_browser_with_its_predicted_code(review):
     from nace_app.app import caches
 

@@ -382,8 +382,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     result, run = run_logged_training(data, training, settings, workdir, progress=show,
                                       run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
                                       stopping_frame=stopping_frame)
+    if run.failure is not None and run.run_id is not None:  # this process's exit would end the logger's retries
+        from nace_app.training.tracking import FINAL_STATUS_SECONDS
+
+        print(f"nace-app: waiting up to {FINAL_STATUS_SECONDS:.0f} s for MLflow to record the end of run {run.run_id}",
+              file=sys.stderr)
+        run.close(FINAL_STATUS_SECONDS)
+    failure = run.final_report() if run.failure is not None else None
     summary = {**result.to_dict(), "data": data.source.shown_uri, "mlflow_run_id": run.run_id,
-               "mlflow_tracking_uri": redact_uri(run.uri), "mlflow_failure": run.failure}
+               "mlflow_tracking_uri": redact_uri(run.uri), "mlflow_failure": failure}
     if args.json:
         _emit(summary)
     else:
@@ -391,13 +398,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for name, evaluation in (("validation", result.validation), ("test", result.test)):
             print(f"{name:<10} top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
                   f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}  (n={evaluation.n})")
-        print(f"mlflow run {run.run_id} in {redact_uri(run.uri)}" if run.failure is None else run.failure)
-    if run.failure is not None and run.run_id is not None:  # this process's exit would end the logger's retries
-        from nace_app.training.tracking import FINAL_STATUS_SECONDS
-
-        print(f"nace-app: waiting up to {FINAL_STATUS_SECONDS:.0f} s for MLflow to record the end of run {run.run_id}",
-              file=sys.stderr)
-        run.close(FINAL_STATUS_SECONDS)
+        print(f"mlflow run {run.run_id} in {redact_uri(run.uri)}" if failure is None else failure)
     return 0
 
 

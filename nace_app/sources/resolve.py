@@ -11,10 +11,12 @@ download that fails its check is fetched once more; a cached copy that no longer
 When the remote's version changes, the new copy replaces the old one of the same URI.
 
 Time bound: a remote source must give a first answer (a listing, a HEAD) within 3 x `NACE_CONNECT_TIMEOUT`
-seconds, and after that must not stay silent (no bytes received) for as long; a download that keeps progressing
-is never cut. Past that, resolution gives up with the reason ("no answer within 15 s", "download stalled"):
-defaults fall back, explicit sources fail. For a minute after an endpoint gave no answer, other default sources
-on it fall back at once (the model and the data do not wait twice).
+seconds, counted from the moment the request is sent (local start-up work, such as building the S3 client, does
+not count), and after that must not stay silent (no bytes received) for as long. Once bytes arrive, each window of
+that length must bring at least `NACE_MIN_DOWNLOAD_KBPS` kilobytes a second (default 20): a drip is cut. Past
+that, resolution gives up with the reason ("no answer within 15 s", "download stalled", "download too slow"):
+defaults fall back, explicit sources fail, and the partial download is removed at once. For a minute after an
+endpoint gave no answer, other default sources on it fall back at once (the model and the data do not wait twice).
 
 Size bound: a download larger than `NACE_MAX_DOWNLOAD_MB` is refused before it starts when the remote announces
 sizes, and stopped (and deleted) when it does not. MLflow `runs:/` sources are checked from the run's file list:
@@ -129,6 +131,7 @@ class _Progress:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.begun = False  # until the first request goes out, the work is local and does not count as silence
         self.answered = False
         self.received = 0
         self.last = time.monotonic()
@@ -136,6 +139,13 @@ class _Progress:
         self._watched: list[Path] = []
         self._watched_bytes = 0  # on disk under the watched folders at the last look
         self._watched_peak = 0
+
+    def begin(self) -> None:
+        """Local set-up is done and the first request goes out: the remote's silence counts from now."""
+        self.check()
+        with self._lock:
+            self.begun = True
+            self.last = time.monotonic()
 
     def answer(self) -> None:
         """The remote answered (a listing, a HEAD): from now on only silence counts."""
@@ -177,11 +187,44 @@ class _Progress:
                 self._watched_peak = max(self._watched_peak, size)
                 self.answered = True
                 self.last = time.monotonic()
-            return time.monotonic() - self.last
+            return time.monotonic() - self.last if self.begun else 0.0
 
     @property
     def bytes_seen(self) -> int:
         return max(self.received, self._watched_peak)
+
+    def discard_partials(self) -> None:
+        """Remove the watched temporary folders of a fetch given up on, not waiting for its thread to notice."""
+        with self._lock:
+            watched = list(self._watched)
+        for folder in watched:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class _RateWatch:
+    """Bytes received per window once the first ones arrived: a download slower than the minimum rate is cut."""
+
+    def __init__(self, window: float, min_bytes_per_second: float):
+        self.window, self.min_rate = window, min_bytes_per_second
+        self.started: float | None = None
+        self.bytes_at_start = 0
+
+    def too_slow(self, received: int) -> str | None:
+        now = time.monotonic()
+        if received == 0:
+            return None
+        if self.started is None:
+            self.started, self.bytes_at_start = now, received
+            return None
+        elapsed = now - self.started
+        if elapsed < self.window:
+            return None
+        rate = (received - self.bytes_at_start) / elapsed
+        self.started, self.bytes_at_start = now, received
+        if rate < self.min_rate:
+            return (f"download too slow: {rate / 1000:,.2f} kB/s over the last {elapsed:.0f} s, under the "
+                    f"{self.min_rate / 1000:g} kB/s minimum (NACE_MIN_DOWNLOAD_KBPS)")
+        return None
 
 
 def _within_bound(work: Callable[[_Progress], Path], settings: Settings) -> Path:
@@ -202,14 +245,21 @@ def _within_bound(work: Callable[[_Progress], Path], settings: Settings) -> Path
         finally:
             done.set()
 
+    rate = _RateWatch(window, settings.min_download_kbps * 1000)
     threading.Thread(target=run, name="nace-source-fetch", daemon=True).start()
     while not done.wait(min(0.25, window / 4)):
-        if progress.silence() > window:
+        silence = progress.silence()
+        problem = None
+        if silence > window and not progress.answered:
+            problem = f"no answer within {window:g} s (3 x NACE_CONNECT_TIMEOUT)"
+        elif silence > window:
+            problem = f"download stalled: nothing received for {window:g} s after {progress.bytes_seen:,} bytes"
+        else:
+            problem = rate.too_slow(progress.bytes_seen)
+        if problem:
             progress.cancelled.set()
-            if not progress.answered:
-                raise SourceProblem(f"no answer within {window:g} s (3 x NACE_CONNECT_TIMEOUT)")
-            raise SourceProblem(f"download stalled: nothing received for {window:g} s "
-                                f"after {progress.bytes_seen:,} bytes")
+            progress.discard_partials()
+            raise SourceProblem(problem)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["path"]  # type: ignore[return-value]
@@ -581,8 +631,16 @@ def model_files_to_fetch(where: str, names: list[str], allow_pickle: bool) -> li
                         "model_checkpoint.ckpt")
 
 
-def fetch_s3_model(uri: str, settings: Settings, progress: _Progress, allow_pickle: bool = True) -> Path:
+def _connected_s3(settings: Settings, progress: _Progress):
+    """The S3 client, built (botocore's models loaded) before the remote's silence starts counting."""
     fs = s3_filesystem(settings)
+    fs.connect()
+    progress.begin()
+    return fs
+
+
+def fetch_s3_model(uri: str, settings: Settings, progress: _Progress, allow_pickle: bool = True) -> Path:
+    fs = _connected_s3(settings, progress)
     folder, infos = _find_model_dir(fs, uri[len("s3://") :].rstrip("/"))
     progress.answer()
     names = model_files_to_fetch(f"s3://{folder}", sorted(infos), allow_pickle)
@@ -596,7 +654,7 @@ def fetch_s3_model(uri: str, settings: Settings, progress: _Progress, allow_pick
 
 
 def fetch_s3_file(uri: str, settings: Settings, progress: _Progress) -> Path:
-    fs = s3_filesystem(settings)
+    fs = _connected_s3(settings, progress)
     key = uri[len("s3://") :]
     info = fs.info(key)
     progress.answer()
@@ -632,6 +690,7 @@ def _content_length(headers) -> int | None:
 
 
 def fetch_http_file(uri: str, settings: Settings, progress: _Progress) -> Path:
+    progress.begin()
     with urllib.request.urlopen(_request(uri, "HEAD"), timeout=settings.connect_timeout) as response:
         name = Path(urlsplit(uri).path).name or "data"
         remote = RemoteFile(f"data-{name}" if name == MANIFEST else name, _content_length(response.headers),
@@ -711,6 +770,7 @@ def fetch_mlflow_model(uri: str, settings: Settings, progress: _Progress, allow_
         return cached
     run_id, artifact_path = _split_runs_uri(uri)
     client = MlflowClient(tracking_uri=tracking_uri(settings))
+    progress.begin()
     folder, sizes = _find_run_model(client, run_id, artifact_path, progress)
     names = model_files_to_fetch(f"runs:/{run_id}/{folder}", sorted(sizes), allow_pickle)
     files = [RemoteFile(n, sizes[n]) for n in sorted(names)]

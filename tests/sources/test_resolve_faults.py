@@ -24,7 +24,7 @@ import pytest
 from nace_app.settings.config import load_settings
 from nace_app.settings.errors import NaceAppError
 from nace_app.sources.resolve import embedded_model_dir, resolve, resolve_data, resolve_model
-from tests.conftest import DATA_KEY, assert_fell_back_to_embedded, closed_port_endpoint, upload_folder
+from tests.conftest import DATA_KEY, assert_fell_back_to_embedded, closed_port_endpoint, make_public_bucket, upload_folder
 
 CHECKSUM_HEADERS = ("x-amz-checksum", "content-md5")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
@@ -470,12 +470,44 @@ def test_http_download_that_stalls_midway_is_an_error_saying_it_stalled(parquet_
             within(60, lambda: resolve_data(load_settings()))
 
 
-def test_slow_download_that_keeps_progressing_is_not_cut(parquet_bytes, monkeypatch):
+def test_slow_download_that_keeps_progressing_above_the_minimum_rate_is_not_cut(parquet_bytes, monkeypatch):
     monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1")  # silent 3 s at most; the whole download takes 4.5 s
+    monkeypatch.setenv("NACE_MIN_DOWNLOAD_KBPS", str(len(parquet_bytes) / 4.5 / 1000 / 4))  # a quarter of its rate
     with FileServer(parquet_bytes, then="trickle", trickle_seconds=4.5) as server:
         monkeypatch.setenv("NACE_DATA_URI", server.url)
         source = within(60, lambda: resolve_data(load_settings()))
     assert source.local_path.read_bytes() == parquet_bytes
+
+
+def test_a_one_byte_a_second_drip_is_cut_by_the_minimum_rate_and_leaves_no_partial_download(parquet_bytes,
+                                                                                            monkeypatch):
+    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1")  # the rate is measured over 3 s windows
+    with FileServer(parquet_bytes, then="drip") as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        with pytest.raises(NaceAppError, match=r"download too slow: 0.00 kB/s .* under the 20 kB/s minimum "
+                                               r"\(NACE_MIN_DOWNLOAD_KBPS\)") as caught:
+            within(60, lambda: resolve_data(settings))
+        assert not list(settings.cache_dir.rglob(".partial-*"))
+    assert "\n" not in str(caught.value)
+
+
+def test_slow_local_start_up_does_not_count_as_the_remote_s_silence(s3_client, s3_server, tiny_parquet, monkeypatch):
+    import s3fs
+
+    make_public_bucket(s3_client, "start-up")
+    s3_client.put_object(Bucket="start-up", Key="data.parquet", Body=tiny_parquet.read_bytes())
+    monkeypatch.setenv("NACE_S3_ENDPOINT", s3_server)
+    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "0.5")  # 1.5 s without an answer from S3 would be too long
+    build_client = s3fs.S3FileSystem.connect
+
+    def loaded_machine_connect(self, *args, **kwargs):  # botocore loading its models on a busy machine
+        time.sleep(3)
+        return build_client(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "connect", loaded_machine_connect)
+    source = within(60, lambda: resolve("data", "s3://start-up/data.parquet", False, load_settings()))
+    assert source.fallback_reason is None and source.local_path.read_bytes() == tiny_parquet.read_bytes()
 
 
 # --- Fault 5: MLflow runs are checked before anything is downloaded -----------------------------------------------

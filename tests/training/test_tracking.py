@@ -155,3 +155,30 @@ def test_passwords_in_the_tracking_and_data_uris_reach_no_output_link_parameter_
         assert "TRACKpw-1" not in text and "DATApw-2" not in text
     assert logged.data.params["data_uri"] == "https://reader:***@example.org/x.parquet"
     assert "View run" not in printed.out  # MLflow's own link lines would carry the password
+
+
+def test_a_run_whose_server_stays_down_past_the_final_window_is_reported_dropped_and_ended_by_the_next_run(
+        tracking_server, tiny_data, tmp_path, monkeypatch):
+    from nace_app.training import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri)
+    monkeypatch.setattr(tracking, "FINAL_STATUS_SECONDS", 2.0)  # the 30 s window, shortened for the test
+
+    def progress(event) -> None:
+        if event.kind == "epoch" and event.epoch == 1:
+            tracking_server.wait_for_a_running_run()
+            tracking_server.stop()
+
+    try:
+        _, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work", progress=progress)
+        run.close(timeout=10)
+        report = run.final_report()
+    finally:
+        tracking_server.start()
+    assert report.startswith("MLflow logging failed: ") and "records were dropped" in report and "\n" not in report
+    assert f"run {run.run_id} stays RUNNING in MLflow until the next training run" in report
+    client = MlflowClient(tracking_uri=tracking_server.uri)
+    assert client.get_run(run.run_id).info.status == "RUNNING"
+    following = tracking.RunLogger(load_settings(), "the next run")
+    assert following.finish(), following.failure
+    assert client.get_run(run.run_id).info.status == "FAILED"
