@@ -113,8 +113,12 @@ def _load_own(path: Path) -> LoadedModel:
         raise NaceAppError(f"cannot read the model in {path}: {first_line(exc)}") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise NaceAppError(f"{path}/config.json is not a {FORMAT} model")
-    kind = config.get("tokenizer", {}).get("kind", WORDPIECE)
-    output_dim = config["tokenizer"].get("output_dim")
+    try:
+        kind = config.get("tokenizer", {}).get("kind", WORDPIECE)
+        output_dim = config["tokenizer"].get("output_dim")
+        model_config = ModelConfig.from_dict(config["model_config"])
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise NaceAppError(f"{path}/config.json is damaged or incomplete ({type(exc).__name__}: {first_line(exc, 120)})") from exc
     try:
         if kind == NGRAM:
             tokenizer = ngram_tokenizer_from_config(json.loads(tokenizer_text), output_dim)
@@ -124,8 +128,11 @@ def _load_own(path: Path) -> LoadedModel:
             raise NaceAppError(f"{path}: unknown tokenizer kind {kind!r} (known: {', '.join(TOKENIZER_KINDS)})")
     except (ValueError, KeyError, TypeError) as exc:  # a damaged tokenizer.json; bugs elsewhere stay loud
         raise NaceAppError(f"cannot read {path}/tokenizer.json: {first_line(exc)}") from exc
-    model_config = ModelConfig.from_dict(config["model_config"])
-    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config)
+    try:
+        ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a config.json whose settings cannot build a model
+        raise NaceAppError(f"{path}/config.json describes no buildable model ({type(exc).__name__}: "
+                           f"{first_line(exc, 120)})") from exc
     try:
         state = load_file(str(path / "model.safetensors"))
         ttc.pytorch_model.load_state_dict(state)  # copies into the float32 parameters, whatever was stored
@@ -173,6 +180,9 @@ def _load_library(path: Path, dataset_codes: Callable[[], list[str]] | None) -> 
     except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, RuntimeError) as exc:
         # what pickle and torch.load raise on a damaged file that passed the checks above (torch: RuntimeError)
         raise NaceAppError(f"cannot load the model in {path}: a file is truncated or damaged ({first_line(exc)})") from exc
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # whole pickles of the wrong content
+        raise NaceAppError(f"cannot load the model in {path}: its files do not hold a torchTextClassifiers model "
+                           f"({type(exc).__name__}: {first_line(exc, 120)})") from exc
     if not hasattr(ttc, "lightning_module"):
         raise NaceAppError(f"cannot load the model in {path}: the checkpoint was not restored")
     labels = _labels_from_value_encoder(ttc.value_encoder) if ttc.value_encoder is not None else None

@@ -222,6 +222,23 @@ def _truncated_model(request, folder):
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
 
 
+def _model_with_bad_config(folder):
+    """Our format, with a config.json whose model settings are nonsense."""
+    from nace_app.sources.resolve import embedded_model_dir
+
+    shutil.copytree(embedded_model_dir(), folder)
+    (folder / "config.json").write_text(json.dumps({"format": "nace-explorer-model/1", "tokenizer": {"kind": "wordpiece"},
+                                                    "model_config": {"embedding_dim": "wide"}}))
+
+
+def _library_model_with_a_list_as_metadata(request, folder):
+    """A `torchTextClassifiers.save()` folder whose metadata.pkl holds a whole pickle of a list, not a dict."""
+    import pickle
+
+    shutil.copytree(request.getfixturevalue("bag_model_dir"), folder)
+    (folder / "metadata.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+
+
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
 INPUT_FILES = {  # written in the test's folder before each row runs
     "empty.csv": b"",
@@ -298,6 +315,8 @@ PARQUETS = {"ints.parquet": pl.Series("label", [1, 2]), "lists.parquet": pl.Seri
     (["train", "--weight-decay", "-1"], 2, "weight decay must be a finite number of at least 0"),
     (["train", "--token-dropout", "nan"], 2, "token dropout must be in [0, 1)"),
     (["train", "--epochs", "1", "--out", "firms.csv/model"], 2, "cannot write the model to firms.csv/model"),
+    (["predict", "x", "--model", "bad_config_model"], 2, "bad_config_model/config.json"),
+    (["predict", "x", "--model", "list_metadata_model"], 2, "its files do not hold a torchTextClassifiers model"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_bad_input_is_one_line_on_stderr_and_leaves_no_partial_output(capsys, tmp_path, request, argv, exit_code,
                                                                       message):
@@ -309,6 +328,10 @@ def test_bad_input_is_one_line_on_stderr_and_leaves_no_partial_output(capsys, tm
     (tmp_path / "taken.jsonl").mkdir()  # the output's place is taken by a folder: the final rename fails
     if "truncated_model" in argv:
         _truncated_model(request, tmp_path / "truncated_model")
+    if "bad_config_model" in argv:
+        _model_with_bad_config(tmp_path / "bad_config_model")
+    if "list_metadata_model" in argv:
+        _library_model_with_a_list_as_metadata(request, tmp_path / "list_metadata_model")
     code, _, err = run(capsys, *argv)
     assert code == exit_code and "Traceback" not in err
     assert len(messages(err)) == 1 and message in messages(err)[0]
@@ -350,6 +373,18 @@ def test_malformed_arguments_are_one_line_and_exit_code_2(capsys):
         main(["predict", "--top-k", "abc", "x"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "invalid int value" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_default_fallback_is_said_once_on_stderr(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("NACE_MODEL_URI")
+    monkeypatch.delenv("NACE_DATA_URI")
+    result = subprocess.run([sys.executable, "-m", "nace_app", "info"], capture_output=True, text=True,
+                            env={**os.environ, "NACE_CACHE_DIR": str(tmp_path / "cache")})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 0 and len(lines) == 2  # the model's fallback, then the data's
+    assert all(line.startswith("nace-app: ") and "using the embedded demo instead" in line for line in lines)
 
 
 def test_python_dash_m_entry_point_runs(tmp_path):

@@ -90,7 +90,8 @@ class FileServer(_HTTPServer):
 
     `ok`; `cut` (the full Content-Length announced, half the body sent, connection closed); `stall` (half the body,
     then silence until the test ends, 30 s at most); `trickle` (the whole body in 20 slow, steady pieces); `corrupt`
-    (the middle byte flipped, same length); `drip` (one byte a second until the test ends, 60 s at most).
+    (the middle byte flipped, same length); `drip` (one byte a second until the test ends, 60 s at most);
+    `replaced` (another version of the same size, with its own ETag, replaced the file after the HEAD).
     With `content_md5`, every answer carries the payload's Content-MD5.
     """
 
@@ -129,6 +130,8 @@ class FileServer(_HTTPServer):
                 if not self._authorised():
                     return
                 behaviour = owner.next_behaviour()
+                if behaviour == "replaced":  # another version of the same size, put there since the HEAD
+                    owner.etag = '"v2"'
                 self._head()
                 body, half = owner.payload, len(owner.payload) // 2
                 if behaviour == "ok":
@@ -357,6 +360,16 @@ def test_http_parquet_damaged_on_both_tries_without_any_checksum_is_caught_by_re
         monkeypatch.setenv("NACE_DATA_URI", server.url)
         settings = load_settings()
         with pytest.raises(NaceAppError, match="data.parquet: parquet data unreadable .*, twice in a row"):
+            resolve_data(settings)
+    assert cached_files(settings, "data") == []
+
+
+def test_a_file_replaced_between_its_head_and_its_get_is_never_cached_under_the_old_version(parquet_bytes,
+                                                                                            monkeypatch):
+    with FileServer(parquet_bytes, then="replaced") as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        with pytest.raises(NaceAppError, match="changed on the server while it was downloaded"):
             resolve_data(settings)
     assert cached_files(settings, "data") == []
 
