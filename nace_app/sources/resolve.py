@@ -5,10 +5,14 @@ An *explicit* source (environment variable, `--model`/`--data`, the app's picker
 
 Cache: `<cache>/<models|data>/<hash of the URI>/<hash of the remote version>/` holds the files and `source.json`
 (the URI, the version, each file's announced size and ETag). A download lands in a temporary folder, is checked
-against the size (and MD5 ETag) that the listing or HEAD announced and against a cheap load check of its format
-(parquet footer, JSON, safetensors header, zip directory, pickle end), and only then is renamed into place. A
-download that fails its check is fetched once more; a cached copy that no longer passes is treated as absent.
-When the remote's version changes, the new copy replaces the old one of the same URI.
+against the size the listing or HEAD announced, against the content MD5 the remote vouches for (an S3 single-part
+ETag, a Content-MD5 header; an HTTP ETag is only a version), and against its format read whole (every parquet page,
+every safetensors tensor's place and size, JSON, zip directory, pickle end), and only then is renamed into place.
+A copy that contradicts the remote's checksum is never cached, however often it comes back the same; nor is one
+whose ETag changed since the listing. A download that fails its check is fetched once more; a cached copy that no
+longer passes the cheap checks (sizes, footers, headers) is treated as absent, and one its reader cannot read is
+dropped (`drop_cached_copy`) and fetched again once. When the remote's version changes, the new copy replaces the
+old one of the same URI.
 
 Time bound: a remote source must give a first answer (a listing, a HEAD) within 3 x `NACE_CONNECT_TIMEOUT`
 seconds, counted from the moment the request is sent (local start-up work, such as building the S3 client, does
