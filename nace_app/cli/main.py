@@ -121,16 +121,16 @@ class _Inputs:
             yield from self.source.chunks(rows)
 
 
-def _refuse_output_onto_input(input_path: str | None, output: Path | None) -> None:
+def _refuse_output_onto_input(input_path: str | None, output_path: str | None) -> None:
     """Writing the coded table over the file being read would destroy it: same path, link or inode."""
-    if input_path is None or output is None or not output.exists():
+    if input_path is None or output_path is None or not Path(output_path).exists():
         return
     try:
-        same = Path(input_path).resolve() == output.resolve() or output.samefile(input_path)
+        same = Path(input_path).resolve() == Path(output_path).resolve() or Path(output_path).samefile(input_path)
     except OSError:  # the input is missing: its own check says so
         return
     if same:
-        raise NaceAppError(f"--output {output} is the input file: give another name (the input would be replaced)")
+        raise NaceAppError(f"--output {output_path} is the input file: give another name (the input would be replaced)")
 
 
 @dataclass
@@ -240,7 +240,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise NaceAppError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
     if output is not None and output.suffix.lower() not in OUTPUT_TYPES:
         raise NaceAppError(f"unsupported output type {output.suffix!r}: use .jsonl, .csv or .parquet")
-    _refuse_output_onto_input(args.input, output)
+    _refuse_output_onto_input(args.input, args.output)
     long_texts = _LongTexts(MAX_CHARS)
     with _open_inputs(args) as inputs:
         settings = _settings(args)

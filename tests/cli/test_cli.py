@@ -227,8 +227,8 @@ def _model_with_bad_config(folder):
     from nace_app.sources.resolve import embedded_model_dir
 
     shutil.copytree(embedded_model_dir(), folder)
-    (folder / "config.json").write_text(json.dumps({"format": "nace-explorer-model/1", "tokenizer": {"kind": "wordpiece"},
-                                                    "model_config": {"embedding_dim": "wide"}}))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_config": {"embedding_dim": "wide"}}))
 
 
 def _library_model_with_a_list_as_metadata(request, folder):
@@ -299,7 +299,7 @@ PARQUETS = {"ints.parquet": pl.Series("label", [1, 2]), "lists.parquet": pl.Seri
     (["predict", "--input", "emoji.txt", "--output", "out.jsonl"], 0, "1 of 2 texts are mostly unknown to the model"),
     (["predict", "--input", "firms.csv", "--output", "firms.csv"], 2, "--output firms.csv is the input file"),
     (["predict", "--input", "firms.csv", "--output", "./firms.csv"], 2, "--output ./firms.csv is the input file"),
-    (["predict", "--input", "firms.csv", "--output", "../firms.csv/../firms.csv"], 2, "is the input file"),
+    (["predict", "--input", "firms.csv", "--output", "folder/../firms.csv"], 2, "is the input file"),
     (["predict", "--input", "ints.parquet", "--output", "ints.parquet"], 2, "--output ints.parquet is the input file"),
     (["predict", "--input", "long.txt", "--output", "out.jsonl"], 0,
      "1 of 2 texts had more than 2,000 characters: only their first 2,000 were coded"),
