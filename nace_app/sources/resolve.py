@@ -253,7 +253,6 @@ def _within_bound(work: Callable[[_Progress], Path], settings: Settings) -> Path
     threading.Thread(target=run, name="nace-source-fetch", daemon=True).start()
     while not done.wait(min(0.25, window / 4)):
         silence = progress.silence()
-        problem = None
         if silence > window and not progress.answered:
             problem = f"no answer within {window:g} s (3 x NACE_CONNECT_TIMEOUT)"
         elif silence > window:
