@@ -379,9 +379,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
             print(f"epoch {event.epoch}: {shown}", file=sys.stderr)
 
-    result, run = run_logged_training(data, training, settings, workdir, progress=show,
-                                      run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
-                                      stopping_frame=stopping_frame)
+    try:
+        result, run = run_logged_training(data, training, settings, workdir, progress=show,
+                                          run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
+                                          stopping_frame=stopping_frame)
+    except OSError as exc:  # the disk filled up during the run: checked writable before it started
+        raise NaceAppError(f"training stopped: cannot write its files ({exc.strerror or first_line(exc)})") from exc
     if run.failure is not None and run.run_id is not None:  # this process's exit would end the logger's retries
         from nace_app.training.tracking import FINAL_STATUS_SECONDS
 
