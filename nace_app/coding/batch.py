@@ -126,7 +126,8 @@ class CodedFile:
         """As `to_csv_bytes`, a row group at a time."""
         import pyarrow.parquet as pq
 
-        out = io.BytesIO(b"\xef\xbb\xbf")
+        out = io.BytesIO()
+        out.write(b"\xef\xbb\xbf")
         with pq.ParquetFile(self.path) as parquet:
             for group in range(parquet.num_row_groups):
                 frame = pl.from_arrow(parquet.read_row_group(group))
