@@ -196,7 +196,8 @@ with relabel_tab:  # before the batch tab, whose errors stop the script
 
 with batch_tab:
     st.caption("Upload a CSV (comma, semicolon or tab separated; UTF-8 or latin-1) or a TXT file with one "
-               "description per line. Limit 20 MB. Every row comes back, in order, with its codes.")
+               f"description per line. Limit 20 MB and {batch.MAX_PAGE_ROWS:,} rows (the command line and Spark take "
+               "more). Every row comes back, in order, with its codes.")
     upload = st.file_uploader("File to code", type=["csv", "txt"], key="batch_file")
     if upload is not None:
         try:
@@ -213,25 +214,30 @@ with batch_tab:
         if st.button("Code the file", type="primary"):
             bar = st.progress(0.0, text="Coding…")
             try:
-                coded = batch.code_frame(classifier, frame, column, top_k, score_name, threshold,
-                                         progress=lambda done, total: bar.progress(
-                                             done / total, text=f"Coded {done:,} of {total:,}"))
+                coded = batch.code_upload(classifier, frame, column, top_k, score_name, threshold,
+                                          caches.batch_folder(), progress=lambda done, total: bar.progress(
+                                              done / total, text=f"Coded {done:,} of {total:,}"))
             except NaceAppError as exc:
                 st.error(widgets.literal(str(exc)))
                 st.stop()
             st.session_state.batch_result = (request, coded)
         result = st.session_state.get("batch_result")
-        if result is not None and result[0] == request:
+        if result is not None and result[0] == request and result[1].path.is_file():
             coded = result[1]
-            st.dataframe(coded.head(200), width="stretch", hide_index=True)
+            st.dataframe(coded.head(), width="stretch", hide_index=True)
+            if coded.rows > 200:
+                st.caption(f"The first 200 of {coded.rows:,} rows; the downloads hold them all.")
             stem = upload.name.rsplit(".", 1)[0]
             downloads = st.columns(3)
-            downloads[0].download_button("Excel (.xlsx)", batch.to_xlsx_bytes(coded), f"{stem}_coded.xlsx",
-                                         mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                                         width="stretch")
-            downloads[1].download_button("CSV", batch.to_csv_bytes(coded, read.separator), f"{stem}_coded.csv",
+            if coded.xlsx_refusal:
+                downloads[0].caption(coded.xlsx_refusal)
+            else:
+                downloads[0].download_button("Excel (.xlsx)", coded.xlsx_bytes, f"{stem}_coded.xlsx",
+                                             mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                                             width="stretch")
+            downloads[1].download_button("CSV", lambda: coded.csv_bytes(read.separator), f"{stem}_coded.csv",
                                          mime="text/csv", width="stretch")
-            downloads[2].download_button("Parquet", batch.to_parquet_bytes(coded), f"{stem}_coded.parquet",
+            downloads[2].download_button("Parquet", coded.parquet_bytes, f"{stem}_coded.parquet",
                                          mime="application/octet-stream", width="stretch")
         elif result is not None:
             st.caption("The file, column or settings changed: press **Code the file** again.")

@@ -306,7 +306,13 @@ def show_corrections() -> None:
     search, code_start = st.columns(2)
     words = state.kept(search.text_input, "Text or comment contains", key="corrections_search", default="")
     code = state.kept(code_start.text_input, "Code starts with", key="corrections_code", default="")
-    corrections = store.frame(words, code)
+    try:
+        corrections = store.frame(words, code)
+    except NaceAppError as exc:
+        st.error(widgets.literal(str(exc)))
+        return
+    if store.damage_notice():
+        st.warning(widgets.literal(store.damage_notice()), icon=":material/healing:")
     if corrections.height == 0:
         st.info("No corrections yet: confirm or correct a code on the Predict page or under **Errors**."
                 if not (words or code) else "No corrections match these filters.")

@@ -43,7 +43,8 @@ def run_concurrently(workers: list, timeout: float | None = None) -> None:
 def isolated_environment(monkeypatch, tmp_path):
     """No developer .env, no real network: default remotes are unreachable, the cache is private to the test."""
     for key in ("NACE_MODEL_URI", "NACE_DATA_URI", "NACE_S3_ENDPOINT", "NACE_CACHE_DIR", "MLFLOW_TRACKING_URI",
-                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NACE_MAX_TRAINING_RUNS", "NACE_MAX_DOWNLOAD_MB"):
+                "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "NACE_MAX_TRAINING_RUNS", "NACE_MAX_DOWNLOAD_MB",
+                "NACE_MIN_DOWNLOAD_KBPS"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NACE_CACHE_DIR", str(tmp_path / "cache"))

@@ -246,6 +246,39 @@ def test_batch_output_keeps_every_row_its_columns_and_its_text(app):
     assert [b.label for b in app.get("download_button")] == ["Excel (.xlsx)", "CSV", "Parquet"]
 
 
+def test_an_upload_over_the_row_cap_is_refused_in_one_line_pointing_to_the_command_line(app):
+    from nace_app.coding import batch
+
+    upload(app, "many.txt", b"a\n" * (batch.MAX_PAGE_ROWS + 1))
+    assert len(app.error) == 1 and f"at most {batch.MAX_PAGE_ROWS:,} per file" in as_read(app.error[0].value)
+    assert "nace-app predict" in as_read(app.error[0].value) and not [b for b in app.button if b.label == "Code the file"]
+
+
+def test_a_batch_is_coded_a_chunk_at_a_time_to_disk_and_previewed_from_its_head(app, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from nace_app.coding import batch
+
+    monkeypatch.setattr(batch, "PAGE_CHUNK_ROWS", 2)
+    texts = ["bakery", "taxi driver", "", "florist", "car repair"]
+    upload(app, "firms.txt", "\n".join(texts).encode())
+    next(b for b in app.button if b.label == "Code the file").click().run()
+    assert not app.exception, app.exception
+    coded = app.session_state["batch_result"][1]
+    assert coded.path.parent.name == "batches" and pq.ParquetFile(coded.path).num_row_groups == 3
+    assert list(app.dataframe[-1].value["text"]) == texts
+    assert pl.read_parquet(coded.path)["verdict"][2] == batch.NOT_CODED
+
+
+def test_a_table_wider_than_a_worksheet_is_coded_and_says_why_excel_is_not_offered(app):
+    header = ",".join(["label", *(f"c{i}" for i in range(16_400))])
+    upload(app, "wide.csv", f"{header}\nbakery{',1' * 16_400}\n".encode())
+    next(b for b in app.button if b.label == "Code the file").click().run()
+    assert not app.exception, app.exception
+    assert [b.label for b in app.get("download_button")] == ["CSV", "Parquet"]
+    assert any("a worksheet holds 16,384" in c.value for c in app.caption)
+
+
 def test_changing_the_text_column_hides_the_old_codes(app):
     upload(app, "firms.csv", b"a,b\nbakery,taxi\nplumber,dentist\n")
     next(b for b in app.button if b.label == "Code the file").click().run()
@@ -533,7 +566,8 @@ def test_csv_download_opens_in_a_spreadsheet_with_its_separator_and_accents(app)
     upload(app, "firms.csv", "id;description\n1;boulangerie pâtisserie\n".encode("latin-1"))
     next(b for b in app.button if b.label == "Code the file").click().run()
     coded = app.session_state["batch_result"][1]
-    raw = batch.to_csv_bytes(coded, ";")
+    raw = coded.csv_bytes(";")
+    assert raw == batch.to_csv_bytes(pl.read_parquet(coded.path), ";")  # built from disk, a row group at a time
     assert raw.startswith(b"\xef\xbb\xbf") and ";" in raw.decode("utf-8-sig").splitlines()[0]
     back = pl.read_csv(io.BytesIO(raw[3:]), separator=";", infer_schema=False)
     assert back["description"][0] == "boulangerie pâtisserie" and "." in back["code_1"][0]
@@ -626,6 +660,38 @@ def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedd
         at.text_input(key=widget_key("corrections_search")).input("").run()
         submit(at, "Undo this correction")
         assert store.list() == [] and any("No corrections yet" in i.value for i in at.info)
+
+
+def test_a_damaged_corrections_database_breaks_no_page_and_is_reported_once_moved_aside(embedded):
+    folder = load_settings().cache_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "corrections.sqlite3").write_bytes(b"not a database" * 1000)
+    with fresh_app() as at:
+        code(at, CROISSANTS)
+        submit(at, "Confirm 10.71")
+        assert any("confirmed 10.71" in s.value for s in at.success)
+        at.switch_page("app_pages/review.py").run()
+        open_tab(at, "Corrections")
+        assert not at.exception and any("moved aside" in w.value for w in at.warning)
+        listed = next(d.value for d in at.dataframe if "corrected_code" in d.value.columns)
+        assert list(listed["corrected_code"]) == ["10.71"]
+        at.switch_page("app_pages/train.py").run()
+        assert not at.exception and not [e for e in at.error if "database" in e.value]
+
+
+def test_a_cache_folder_that_cannot_be_written_leaves_predict_and_review_working_with_a_notice(embedded):
+    folder = load_settings().cache_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind in ("predictions", "neighbours"):  # taken by files: nothing can be stored under them, as on a full disk
+        (folder / kind).write_text("not a folder")
+    with fresh_app() as at:
+        code(at, CROISSANTS)
+        assert any("similarity" in d.value.columns for d in at.dataframe)
+        at.run()  # the sidebar is drawn before the page: the notice shows from the next run on
+        assert any("cache folder cannot be written" in as_read(w.value) for w in at.sidebar.warning)
+        at.switch_page("app_pages/review.py").run()
+        assert not at.exception, at.exception
+        assert any("cache folder cannot be written" in as_read(w.value) for w in at.sidebar.warning)
 
 
 def test_an_error_is_confirmed_from_the_error_browser_with_its_predicted_code(review):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -209,3 +210,8 @@ def evaluation_on(classifier: Classifier, frame: pl.DataFrame):
 
     return evaluate_classifier(classifier, frame)
 
+
+
+def batch_folder() -> Path:
+    """Where the page's coded uploads are written, a chunk at a time, and read back for the preview and downloads."""
+    return default_workspace().settings.cache_dir / "batches"

@@ -15,6 +15,7 @@ from nace_app.app.widgets import literal
 from nace_app.model.classifier import Classifier
 from nace_app.model.opening import DataSet, OpenedModel
 from nace_app.review.metrics import AUTOMATION_SCORES
+from nace_app.settings.cachefiles import unstored_notice
 from nace_app.settings.config import EMBEDDED, Settings
 from nace_app.settings.errors import NaceAppError
 from nace_app.sources.resolve import ResolvedSource
@@ -158,6 +159,8 @@ def sidebar() -> None:
         st.caption(f"**Data:** `{current.data.source.shown_uri}` · {current.data.frame.height:,} rows")
         if workspace.settings.cache_notice:
             st.caption(literal(workspace.settings.cache_notice))
+        if unstored_notice():
+            st.warning(literal(unstored_notice()), icon=":material/sd_card_alert:")
         st.divider()
         kept(st.radio, "Automate on", AUTOMATION_SCORES, key=SCORE_KEY, default=AUTOMATION_SCORES[0],
              horizontal=True, help="The score compared with the threshold, on the Predict and Review pages alike.")

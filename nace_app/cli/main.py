@@ -34,6 +34,9 @@ class _Parser(argparse.ArgumentParser):
 def _settings(args: argparse.Namespace):
     from nace_app.settings.config import load_settings
 
+    for flag in ("model", "data"):
+        if getattr(args, flag, None) == "":
+            raise NaceAppError(f"--{flag} is empty: give a URI, a local path or 'embedded'")
     settings = load_settings()
     if settings.cache_notice:
         print(f"nace-app: {settings.cache_notice}", file=sys.stderr)
@@ -117,6 +120,38 @@ class _Inputs:
             yield self.texts[start:start + rows]
         if self.source is not None:
             yield from self.source.chunks(rows)
+
+
+def _refuse_output_onto_input(input_path: str | None, output_path: str | None) -> None:
+    """Writing the coded table over the file being read would destroy it: same path, link or inode."""
+    if input_path is None or output_path is None or not Path(output_path).exists():
+        return
+    try:
+        same = Path(input_path).resolve() == Path(output_path).resolve() or Path(output_path).samefile(input_path)
+    except OSError:  # the input is missing: its own check says so
+        return
+    if same:
+        raise NaceAppError(f"--output {output_path} is the input file: give another name (the input would be replaced)")
+
+
+@dataclass
+class _LongTexts:
+    """Texts above the page's `MAX_CHARS` are cut to it, as the page does, and counted for one warning at the end."""
+
+    limit: int
+    cut: int = 0
+    seen: int = 0
+
+    def cut_down(self, texts: list[str]) -> list[str]:
+        self.seen += len(texts)
+        long = sum(len(text) > self.limit for text in texts)
+        self.cut += long
+        return [text[:self.limit] for text in texts] if long else texts
+
+    def close(self) -> None:
+        if self.cut:
+            print(f"nace-app: warning: {self.cut:,} of {self.seen:,} texts had more than {self.limit:,} characters: "
+                  f"only their first {self.limit:,} were coded", file=sys.stderr)
 
 
 @contextmanager
@@ -204,6 +239,7 @@ def _print_rows(rows: list[dict[str, Any]], coverage: float | None) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from nace_app.coding.batch import OUTPUT_TYPES, code_chunk, write_coded
+    from nace_app.coding.predicting import MAX_CHARS
     from nace_app.model.opening import open_data, open_model
 
     output = Path(args.output) if args.output else None
@@ -211,6 +247,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise NaceAppError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
     if output is not None and output.suffix.lower() not in OUTPUT_TYPES:
         raise NaceAppError(f"unsupported output type {output.suffix!r}: use .jsonl, .csv or .parquet")
+    _refuse_output_onto_input(args.input, args.output)
+    long_texts = _LongTexts(MAX_CHARS)
     with _open_inputs(args) as inputs:
         settings = _settings(args)
         opened = open_model(None, settings)
@@ -226,7 +264,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         shows_progress = inputs.source is not None or args.explain
         report = _Report(inputs.total, ("coded and explained" if args.explain else "coded") if shows_progress else None,
                          from_file=inputs.source is not None)
-        chunks = report.follow(code_chunk(classifier, texts, args.top_k, calibrator, args.explain, args.rev2)
+        chunks = report.follow(code_chunk(classifier, long_texts.cut_down(texts), args.top_k, calibrator, args.explain,
+                                          args.rev2)
                                for texts in inputs.chunks(rows_per_chunk))
         if output is not None:
             try:
@@ -241,6 +280,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 else:
                     _print_rows(chunk.rows(), args.coverage)
         report.close()
+        long_texts.close()
     return 0
 
 
@@ -356,12 +396,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nace_app.training.core import TrainingSettings
     from nace_app.training.runs import run_logged_training
 
-    settings = _settings(args)
-    data = open_data(settings)
-    _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
     training = TrainingSettings(**{name: getattr(args, name) for name in TRAINING_FLAGS})
+    settings = _settings(args)
     workdir = settings.cache_dir / "runs" / time.strftime("cli-%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else workdir / "model"
+    _check_writable(workdir, "the run's files")
+    _check_writable(out, "the model")
+    data = open_data(settings)
+    _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
 
     extra_rows = data.splits.validation if args.train_on_validation else None
     stopping_frame = None
@@ -377,11 +419,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
             print(f"epoch {event.epoch}: {shown}", file=sys.stderr)
 
-    result, run = run_logged_training(data, training, settings, workdir, progress=show,
-                                      run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
-                                      stopping_frame=stopping_frame)
+    try:
+        result, run = run_logged_training(data, training, settings, workdir, progress=show,
+                                          run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
+                                          stopping_frame=stopping_frame)
+    except OSError as exc:  # the disk filled up during the run: checked writable before it started
+        raise NaceAppError(f"training stopped: cannot write its files ({exc.strerror or first_line(exc)})") from exc
+    if run.failure is not None and run.run_id is not None:  # this process's exit would end the logger's retries
+        from nace_app.training.tracking import FINAL_STATUS_SECONDS
+
+        print(f"nace-app: waiting up to {FINAL_STATUS_SECONDS:.0f} s for MLflow to record the end of run {run.run_id}",
+              file=sys.stderr)
+        run.close(FINAL_STATUS_SECONDS)
+    failure = run.final_report() if run.failure is not None else None
     summary = {**result.to_dict(), "data": data.source.shown_uri, "mlflow_run_id": run.run_id,
-               "mlflow_tracking_uri": redact_uri(run.uri), "mlflow_failure": run.failure}
+               "mlflow_tracking_uri": redact_uri(run.uri), "mlflow_failure": failure}
     if args.json:
         _emit(summary)
     else:
@@ -389,14 +441,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         for name, evaluation in (("validation", result.validation), ("test", result.test)):
             print(f"{name:<10} top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
                   f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}  (n={evaluation.n})")
-        print(f"mlflow run {run.run_id} in {redact_uri(run.uri)}" if run.failure is None else run.failure)
-    if run.failure is not None and run.run_id is not None:  # this process's exit would end the logger's retries
-        from nace_app.training.tracking import FINAL_STATUS_SECONDS
-
-        print(f"nace-app: waiting up to {FINAL_STATUS_SECONDS:.0f} s for MLflow to record the end of run {run.run_id}",
-              file=sys.stderr)
-        run.close(FINAL_STATUS_SECONDS)
+        print(f"mlflow run {run.run_id} in {redact_uri(run.uri)}" if failure is None else failure)
     return 0
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """Create `folder` and write a probe into it, so that a full disk or a bad --out fails before training, not after."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".nace-write-check"
+        probe.write_bytes(b"\0" * 4096)
+        probe.unlink()
+    except OSError as exc:
+        raise NaceAppError(f"cannot write {what} to {folder}: {exc.strerror or first_line(exc)}") from exc
 
 
 TRAINING_FLAGS = {  # TrainingSettings field: (flag, help); types and defaults come from the dataclass

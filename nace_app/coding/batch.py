@@ -5,14 +5,18 @@ the input's own separator, probabilities are rounded, codes are quoted; the .xls
 (Excel would read the CSV's 01.11 as the number 1.11).
 
 The command line codes files of any length a chunk at a time (`code_chunk`), writing each chunk as it is coded
-(`write_coded`): memory stays bounded by the chunk, not the file.
+(`write_coded`): memory stays bounded by the chunk, not the file. The page does the same with an upload of at most
+`MAX_PAGE_ROWS` rows (`code_upload`): chunks of `PAGE_CHUNK_ROWS` rows appended to a parquet file in the cache
+folder, the preview read from its head, each download built from it when clicked (`CodedFile`).
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable
+import secrets
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,6 +36,10 @@ from nace_app.settings.cachefiles import write_atomically
 from nace_app.settings.errors import NaceAppError
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_PAGE_ROWS = 200_000  # rows per upload on the page; the command line and Spark code files of any length
+PAGE_CHUNK_ROWS = 5_000
+EXCEL_MAX_ROWS, EXCEL_MAX_COLUMNS = 1_048_576, 16_384  # one worksheet's limits
+STALE_RESULT_SECONDS = 24 * 3600  # coded uploads older than this are removed when another is coded
 DECIMALS = 4
 NOT_CODED = "not coded (empty)"
 SCORE_COLUMNS = {TOP1_PROBABILITY: "top1_probability", CONFIDENCE_INDEX: "confidence_index"}
@@ -52,6 +60,11 @@ def read_upload(name: str, raw: bytes) -> Upload:
         raise NaceAppError(f"{name} is {len(raw) / 1e6:.1f} MB: the limit is 20 MB")
     if looks_binary(raw):
         raise NaceAppError(f"{name} looks like a binary file, not text")
+    lines = raw.count(b"\n") + (not raw.endswith(b"\n"))
+    rows = lines if name.lower().endswith(".txt") else lines - 1
+    if rows > MAX_PAGE_ROWS:
+        raise NaceAppError(f"{name} has about {rows:,} rows: the page codes at most {MAX_PAGE_ROWS:,} per file. For more, "
+                           f"use the command line (nace-app predict --input {name} --output coded.parquet) or Spark")
     if name.lower().endswith(".txt"):
         lines = decode_text(raw).splitlines()
         if not any(line.strip() for line in lines):
@@ -99,6 +112,82 @@ def code_frame(classifier: Classifier, frame: pl.DataFrame, column: str, top_k: 
     columns[f"{SCORE_COLUMNS[score_name]}{suffix}"] = pl.Series(np.round(score, DECIMALS)).fill_nan(None)
     columns[f"verdict{suffix}"] = pl.Series(verdicts.tolist(), dtype=pl.String)
     return frame.with_columns(**columns)
+
+
+@dataclass(frozen=True)
+class CodedFile:
+    """A coded upload on disk (parquet, one row group a chunk): the page previews its head and builds each download
+    from it when asked, so that no whole table stays in the server's memory."""
+
+    path: Path
+    rows: int
+    columns: int
+
+    def head(self, rows: int = 200) -> pl.DataFrame:
+        return pl.read_parquet(self.path, n_rows=rows)
+
+    def csv_bytes(self, separator: str = ",") -> bytes:
+        """As `to_csv_bytes`, a row group at a time."""
+        import pyarrow.parquet as pq
+
+        out = io.BytesIO()
+        out.write(b"\xef\xbb\xbf")
+        with pq.ParquetFile(self.path) as parquet:
+            for group in range(parquet.num_row_groups):
+                frame = pl.from_arrow(parquet.read_row_group(group))
+                frame.write_csv(out, separator=separator, quote_style="non_numeric", include_header=group == 0)
+        return out.getvalue()
+
+    def parquet_bytes(self) -> bytes:
+        return self.path.read_bytes()
+
+    @property
+    def xlsx_refusal(self) -> str | None:
+        """Why the table does not fit one Excel worksheet, or None."""
+        if self.columns > EXCEL_MAX_COLUMNS:
+            return f"Excel is not offered: the table has {self.columns:,} columns, a worksheet holds {EXCEL_MAX_COLUMNS:,}."
+        if self.rows >= EXCEL_MAX_ROWS:
+            return f"Excel is not offered: the table has {self.rows:,} rows, a worksheet holds {EXCEL_MAX_ROWS - 1:,}."
+        return None
+
+    def xlsx_bytes(self) -> bytes:
+        return to_xlsx_bytes(pl.read_parquet(self.path))
+
+
+def code_upload(classifier: Classifier, frame: pl.DataFrame, column: str, top_k: int, score_name: str,
+                threshold: float, folder: Path, progress: Callable[[int, int], None] | None = None) -> CodedFile:
+    """`code_frame` a chunk of `PAGE_CHUNK_ROWS` rows at a time, each chunk appended to a parquet file in `folder`."""
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.parquet"):
+        try:
+            if time.time() - old.stat().st_mtime > STALE_RESULT_SECONDS:
+                old.unlink()
+        except OSError:  # removed by another session meanwhile
+            pass
+    path = folder / f"{secrets.token_hex(12)}.parquet"
+
+    def write(out: BinaryIO) -> None:
+        writer = None
+        for start in range(0, frame.height, PAGE_CHUNK_ROWS):
+            def chunk_progress(done: int, total: int, start: int = start) -> None:
+                if progress is not None:
+                    progress(start + done, frame.height)
+
+            table = code_frame(classifier, frame.slice(start, PAGE_CHUNK_ROWS), column, top_k, score_name, threshold,
+                               progress=chunk_progress).to_arrow()
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table.cast(writer.schema))
+        if writer is not None:
+            writer.close()
+
+    try:
+        write_atomically(path, write)
+    except OSError as exc:
+        raise NaceAppError(f"cannot store the coded file in the cache folder: {exc.strerror or exc}") from exc
+    columns = len(pq.read_schema(path).names)
+    return CodedFile(path, frame.height, columns)
 
 
 def ranked_columns(top: TopK, filled: np.ndarray, decimals: int | None = DECIMALS, suffix: str = "") -> dict[str, pl.Series]:

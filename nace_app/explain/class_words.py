@@ -31,7 +31,7 @@ from nace_app.data.tables import fingerprint
 from nace_app.explain.attributions import STEP_SCHEDULE, TOLERANCE, Explanation, WordScore, gauss_legendre, integrated_gradients, words_of
 from nace_app.model.classifier import Classifier
 from nace_app.model.tokenization import Encoded
-from nace_app.settings.cachefiles import write_atomically
+from nace_app.settings.cachefiles import keep_in_cache
 
 if TYPE_CHECKING:
     import torch
@@ -198,5 +198,5 @@ def class_words(classifier: Classifier, test: pl.DataFrame, cache_dir: Path, per
     if path.is_file():
         return top_class_words(pl.read_parquet(path), per_class)
     words = all_class_words(classifier, test, progress)
-    write_atomically(path, words.write_parquet)
+    keep_in_cache(path, words.write_parquet)
     return top_class_words(words, per_class)

@@ -183,8 +183,13 @@ def _load_own(path: Path) -> LoadedModel:
         raise NaceAppError(f"cannot read the model in {path}: {first_line(exc)}") from exc
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise NaceAppError(f"{path}/config.json is not a {FORMAT} model")
-    kind = config.get("tokenizer", {}).get("kind", WORDPIECE)
-    output_dim = config["tokenizer"].get("output_dim")
+    try:
+        kind = config.get("tokenizer", {}).get("kind", WORDPIECE)
+        output_dim = config["tokenizer"].get("output_dim")
+        if not isinstance(config["model_config"], dict):
+            raise TypeError("model_config is not an object")
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise NaceAppError(f"{path}/config.json is damaged or incomplete ({type(exc).__name__}: {first_line(exc, 120)})") from exc
     try:
         tokenizer = _own_tokenizer(kind, tokenizer_text, output_dim)
     except NaceAppError as exc:
@@ -208,6 +213,9 @@ def _load_own(path: Path) -> LoadedModel:
             num_classes = loaded.ttc.num_classes
         except (RuntimeError, ValueError) as exc:  # weights of another shape than the configuration
             raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {first_line(exc)}") from exc
+        except (AttributeError, KeyError, TypeError) as exc:  # a config.json whose settings cannot build a model
+            raise NaceAppError(f"{path}/config.json describes no buildable model ({type(exc).__name__}: "
+                               f"{first_line(exc, 120)})") from exc
         if len(labels) != num_classes:
             raise NaceAppError(f"{path}: labels.json has {len(labels)} codes for {num_classes} classes")
     return loaded
@@ -262,6 +270,9 @@ def _load_library(path: Path, dataset_codes: Callable[[], list[str]] | None) -> 
     except (EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, RuntimeError) as exc:
         # what pickle and torch.load raise on a damaged file that passed the checks above (torch: RuntimeError)
         raise NaceAppError(f"cannot load the model in {path}: a file is truncated or damaged ({first_line(exc)})") from exc
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # whole pickles of the wrong content
+        raise NaceAppError(f"cannot load the model in {path}: its files do not hold a torchTextClassifiers model "
+                           f"({type(exc).__name__}: {first_line(exc, 120)})") from exc
     if not hasattr(ttc, "lightning_module"):
         raise NaceAppError(f"cannot load the model in {path}: the checkpoint was not restored")
     labels = _labels_from_value_encoder(ttc.value_encoder) if ttc.value_encoder is not None else None

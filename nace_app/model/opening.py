@@ -17,7 +17,7 @@ from nace_app.model.classifier import Classifier
 from nace_app.model.formats import is_own_format, load_model
 from nace_app.settings.config import Settings
 from nace_app.settings.errors import NaceAppError
-from nace_app.sources.resolve import ResolvedSource, resolve, resolve_data
+from nace_app.sources.resolve import ResolvedSource, drop_cached_copy, resolve, resolve_data
 
 
 @dataclass
@@ -35,6 +35,13 @@ class DataSet:
 
 
 def open_data(settings: Settings) -> DataSet:
+    """The configured data; a cached download that no longer reads is dropped and fetched again, once."""
+    source = resolve_data(settings)
+    try:
+        return DataSet(source, load_labelled(source.local_path))
+    except NaceAppError:
+        if not drop_cached_copy(source, settings):
+            raise
     source = resolve_data(settings)
     return DataSet(source, load_labelled(source.local_path))
 
@@ -65,7 +72,13 @@ def open_model(uri: str | None, settings: Settings, *, explicit: bool = True, al
             holder["data"] = data_loader(settings)
         return holder["data"].frame["code"].to_list()
 
-    loaded = load_model(source.local_path, dataset_codes)
+    try:
+        loaded = load_model(source.local_path, dataset_codes)
+    except NaceAppError:  # a cached download that no longer loads is dropped and fetched again, once
+        if not drop_cached_copy(source, settings):
+            raise
+        source = resolve("model", uri, explicit, settings, allow_pickle=allow_pickle)
+        loaded = load_model(source.local_path, dataset_codes)
     return OpenedModel(Classifier(loaded, name=source.uri), source, holder["data"])
 
 

@@ -8,16 +8,22 @@ Table `corrections`: id (increasing in commit order), created_at (UTC, ISO 8601)
 model's), corrected_code (equal to proposed_code for a confirmation), model_name, model_fingerprint, comment.
 Only the corrected code must be a NACE class: it becomes a training label, while the proposed code is recorded
 as the model gave it, so a model with codes outside the nomenclature can still be corrected.
+
+Faults: a file that is not (or no longer) an SQLite database is moved aside as `corrections.sqlite3.damaged-<time>`,
+never deleted, and a new database is started (`damage_notice` says so); a file deleted while the server runs is
+created again on the next call; any other database error (read-only file, full disk) is a one-line `NaceAppError`.
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
+import logging
 import os
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +34,10 @@ import polars as pl
 from nace_app.nomenclature.structure import LEVELS, load_nomenclature
 from nace_app.settings.errors import NaceAppError, first_line
 
+logger = logging.getLogger(__name__)
+
 DATABASE_NAME = "corrections.sqlite3"
+DAMAGE_SIGNS = ("file is not a database", "malformed")
 BUSY_TIMEOUT_SECONDS = 30.0
 COLUMNS = ("id", "created_at", "text", "proposed_code", "corrected_code", "model_name", "model_fingerprint", "comment")
 SCHEMA = """
@@ -77,11 +86,7 @@ class CorrectionStore:
 
     def __init__(self, folder: Path):
         self.path = Path(folder) / DATABASE_NAME
-        try:
-            if not self.path.exists():
-                self._create()
-        except (OSError, sqlite3.Error) as exc:
-            raise NaceAppError(f"cannot open the corrections database {self.path}: {first_line(exc)}") from exc
+        self._use(lambda connection: connection.execute("SELECT COUNT(*) FROM corrections").fetchone())
 
     def _create(self) -> None:
         """Build the database under a temporary name, then link it into place.
@@ -113,6 +118,54 @@ class CorrectionStore:
         finally:
             connection.close()
 
+    def _use(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """`work` on a fresh connection to the database, created when missing and moved aside (once) when damaged."""
+        for attempt in (1, 2):
+            try:
+                if not self.path.exists():
+                    self._create()
+                with self._connect() as connection:
+                    return work(connection)
+            except sqlite3.DatabaseError as exc:
+                if attempt == 1 and any(sign in str(exc) for sign in DAMAGE_SIGNS) and self._move_aside_if_damaged():
+                    continue
+                raise NaceAppError(f"the corrections database {self.path} cannot be used: {first_line(exc)}") from exc
+            except OSError as exc:
+                raise NaceAppError(f"cannot open the corrections database {self.path}: {first_line(exc)}") from exc
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _move_aside_if_damaged(self) -> bool:
+        """Rename a damaged database (and its WAL files) out of the way; False if another session already did."""
+        try:
+            with self._connect() as connection:  # looked at again: another session may have replaced it meanwhile
+                connection.execute("SELECT COUNT(*) FROM corrections").fetchone()
+            return True
+        except sqlite3.DatabaseError as exc:
+            if not any(sign in str(exc) for sign in DAMAGE_SIGNS):
+                return False
+        aside = self.path.with_name(f"{DATABASE_NAME}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return True  # moved by another session: a new database will be created
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(f"{self.path}{suffix}", f"{aside}{suffix}")
+        logger.warning("the corrections database %s was damaged: moved aside to %s, a new one started", self.path, aside)
+        return True
+
+    def damaged_copies(self) -> list[Path]:
+        """Damaged databases moved aside in this folder, oldest first."""
+        return sorted(p for p in self.path.parent.glob(f"{DATABASE_NAME}.damaged-*") if not p.name.endswith(("-wal", "-shm")))
+
+    def damage_notice(self) -> str | None:
+        """One line for the page when a damaged database was moved aside, or None."""
+        copies = self.damaged_copies()
+        if not copies:
+            return None
+        return (f"A damaged corrections database was moved aside (not deleted) as {copies[-1].name}, in "
+                f"{self.path.parent}; a new one was started, and corrections made since are in it.")
+
     def add(self, text: str, proposed_code: str, corrected_code: str, model_name: str, model_fingerprint: str,
             comment: str | None = None) -> Correction:
         """Record one correction (or a confirmation, when both codes are equal) and return it with its id."""
@@ -125,26 +178,30 @@ class CorrectionStore:
         comment = (comment or "").strip() or None
         created_at = datetime.now(UTC).isoformat(timespec="microseconds")
         values = (created_at, text, proposed_code, corrected_code, model_name, model_fingerprint, comment)
-        with self._connect() as connection:
+        def insert(connection: sqlite3.Connection) -> int:
             connection.execute("BEGIN IMMEDIATE")
             cursor = connection.execute(f"INSERT INTO corrections ({', '.join(COLUMNS[1:])}) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                         values)
             connection.execute("COMMIT")
-        return Correction(int(cursor.lastrowid), *values)
+            return int(cursor.lastrowid)
+
+        return Correction(self._use(insert), *values)
 
     def undo(self, correction_id: int) -> None:
         """Delete one correction; an id already undone (perhaps in another session) is an error."""
-        with self._connect() as connection:
+        def delete(connection: sqlite3.Connection) -> int:
             connection.execute("BEGIN IMMEDIATE")
             deleted = connection.execute("DELETE FROM corrections WHERE id = ?", (correction_id,)).rowcount
             connection.execute("COMMIT")
-        if not deleted:
+            return deleted
+
+        if not self._use(delete):
             raise NaceAppError(f"there is no correction #{correction_id} (already undone?)")
 
     def list(self, filter_text: str | None = None, code: str | None = None) -> list[Correction]:
         """Newest first; `filter_text` matches words of the text or comment (any case), `code` a code's start."""
-        with self._connect() as connection:
-            rows = connection.execute(f"SELECT {', '.join(COLUMNS)} FROM corrections ORDER BY id DESC").fetchall()
+        rows = self._use(lambda connection: connection.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM corrections ORDER BY id DESC").fetchall())
         corrections = [Correction(*row) for row in rows]
         if filter_text and filter_text.strip():
             needle = filter_text.strip().casefold()
@@ -165,8 +222,7 @@ class CorrectionStore:
 
     def training_rows(self) -> pl.DataFrame:
         """Columns code, label: for each distinct text the code of its latest correction, oldest text first."""
-        with self._connect() as connection:
-            rows = connection.execute(
-                "SELECT corrected_code, text FROM corrections WHERE id IN (SELECT MAX(id) FROM corrections GROUP BY text)"
-                " ORDER BY id").fetchall()
+        rows = self._use(lambda connection: connection.execute(
+            "SELECT corrected_code, text FROM corrections WHERE id IN (SELECT MAX(id) FROM corrections GROUP BY text)"
+            " ORDER BY id").fetchall())
         return pl.DataFrame(rows, schema={"code": pl.String, "label": pl.String}, orient="row")

@@ -18,7 +18,7 @@ import polars as pl
 
 from nace_app.data.tables import fingerprint
 from nace_app.model.classifier import DEFAULT_CHUNK, Classifier
-from nace_app.settings.cachefiles import write_atomically
+from nace_app.settings.cachefiles import keep_in_cache
 from nace_app.settings.errors import NaceAppError
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class NeighbourIndex:
             except (OSError, ValueError) as exc:  # a damaged cache file is recomputed, not fatal
                 logger.warning("ignoring the unreadable neighbour cache %s: %s", path, exc)
         embeddings = sentence_embeddings(classifier, texts, progress=progress)
-        write_atomically(path, lambda out: np.save(out, embeddings, allow_pickle=False))
+        keep_in_cache(path, lambda out: np.save(out, embeddings, allow_pickle=False))
         return cls(classifier, texts, codes, headings, embeddings, path, False)
 
     def nearest(self, text: str, k: int = 5) -> list[Neighbour]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nace_app.model.classifier import Classifier
-from nace_app.settings.cachefiles import write_atomically
+from nace_app.settings.cachefiles import keep_in_cache
 
 
 def cached_probabilities(classifier: Classifier, texts: list[str], data_fingerprint: str, cache_dir: Path,
@@ -23,5 +23,5 @@ def cached_probabilities(classifier: Classifier, texts: list[str], data_fingerpr
         except (OSError, ValueError):
             pass  # a damaged cache file is recomputed below
     probabilities = classifier.predict_proba(texts, progress=progress).astype(np.float32)
-    write_atomically(path, lambda out: np.save(out, probabilities, allow_pickle=False))
+    keep_in_cache(path, lambda out: np.save(out, probabilities, allow_pickle=False))
     return probabilities

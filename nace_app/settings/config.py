@@ -25,6 +25,7 @@ DEFAULT_DATA_URI = "s3://projet-formation/diffusion/funathon/2026/project2/gener
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_MAX_TRAINING_RUNS = 1
 DEFAULT_MAX_DOWNLOAD_MB = 2048
+DEFAULT_MIN_DOWNLOAD_KBPS = 20.0  # slower than this after the first bytes, a download is given up
 EMBEDDED = "embedded"
 
 _KEYS = (
@@ -35,6 +36,7 @@ _KEYS = (
     "NACE_CONNECT_TIMEOUT",
     "NACE_MAX_TRAINING_RUNS",
     "NACE_MAX_DOWNLOAD_MB",
+    "NACE_MIN_DOWNLOAD_KBPS",
     "MLFLOW_TRACKING_URI",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
@@ -131,6 +133,7 @@ class Settings:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     max_training_runs: int = DEFAULT_MAX_TRAINING_RUNS
     max_download_mb: int = DEFAULT_MAX_DOWNLOAD_MB
+    min_download_kbps: float = DEFAULT_MIN_DOWNLOAD_KBPS
     model_uri_explicit: bool = False
     data_uri_explicit: bool = False
     mlflow_tracking_uri: str | None = None
@@ -269,6 +272,8 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
                                       "a whole number of training runs at once, 1 or more"))
     max_download_mb = int(_positive(values, "NACE_MAX_DOWNLOAD_MB", DEFAULT_MAX_DOWNLOAD_MB, int,
                                     "a whole number of megabytes, 1 or more"))
+    min_download_kbps = _positive(values, "NACE_MIN_DOWNLOAD_KBPS", DEFAULT_MIN_DOWNLOAD_KBPS, float,
+                                  "a number of kilobytes per second greater than 0")
     configured = Path(values["NACE_CACHE_DIR"]).expanduser() if "NACE_CACHE_DIR" in values else _default_cache_dir()
     cache_dir, cache_notice = usable_cache_dir(configured, "NACE_CACHE_DIR" in values)
     return Settings(
@@ -279,6 +284,7 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
         connect_timeout=connect_timeout,
         max_training_runs=max_training_runs,
         max_download_mb=max_download_mb,
+        min_download_kbps=min_download_kbps,
         model_uri_explicit="NACE_MODEL_URI" in values,
         data_uri_explicit="NACE_DATA_URI" in values,
         mlflow_tracking_uri=values.get("MLFLOW_TRACKING_URI"),

@@ -5,16 +5,22 @@ An *explicit* source (environment variable, `--model`/`--data`, the app's picker
 
 Cache: `<cache>/<models|data>/<hash of the URI>/<hash of the remote version>/` holds the files and `source.json`
 (the URI, the version, each file's announced size and ETag). A download lands in a temporary folder, is checked
-against the size (and MD5 ETag) that the listing or HEAD announced and against a cheap load check of its format
-(parquet footer, JSON, safetensors header, zip directory, pickle end), and only then is renamed into place. A
-download that fails its check is fetched once more; a cached copy that no longer passes is treated as absent.
-When the remote's version changes, the new copy replaces the old one of the same URI.
+against the size the listing or HEAD announced, against the content MD5 the remote vouches for (an S3 single-part
+ETag, a Content-MD5 header; an HTTP ETag is only a version), and against its format read whole (every parquet page,
+every safetensors tensor's place and size, JSON, zip directory, pickle end), and only then is renamed into place.
+A copy that contradicts the remote's checksum is never cached, however often it comes back the same; nor is one
+whose ETag changed since the listing. A download that fails its check is fetched once more; a cached copy that no
+longer passes the cheap checks (sizes, footers, headers) is treated as absent, and one its reader cannot read is
+dropped (`drop_cached_copy`) and fetched again once. When the remote's version changes, the new copy replaces the
+old one of the same URI.
 
 Time bound: a remote source must give a first answer (a listing, a HEAD) within 3 x `NACE_CONNECT_TIMEOUT`
-seconds, and after that must not stay silent (no bytes received) for as long; a download that keeps progressing
-is never cut. Past that, resolution gives up with the reason ("no answer within 15 s", "download stalled"):
-defaults fall back, explicit sources fail. For a minute after an endpoint gave no answer, other default sources
-on it fall back at once (the model and the data do not wait twice).
+seconds, counted from the moment the request is sent (local start-up work, such as building the S3 client, does
+not count), and after that must not stay silent (no bytes received) for as long. Once bytes arrive, each window of
+that length must bring at least `NACE_MIN_DOWNLOAD_KBPS` kilobytes a second (default 20): a drip is cut. Past
+that, resolution gives up with the reason ("no answer within 15 s", "download stalled", "download too slow"):
+defaults fall back, explicit sources fail, and the partial download is removed at once. For a minute after an
+endpoint gave no answer, other default sources on it fall back at once (the model and the data do not wait twice).
 
 Size bound: a download larger than `NACE_MAX_DOWNLOAD_MB` is refused before it starts when the remote announces
 sizes, and stopped (and deleted) when it does not. MLflow `runs:/` sources are checked from the run's file list:
@@ -129,6 +135,7 @@ class _Progress:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self.begun = False  # until the first request goes out, the work is local and does not count as silence
         self.answered = False
         self.received = 0
         self.last = time.monotonic()
@@ -136,6 +143,13 @@ class _Progress:
         self._watched: list[Path] = []
         self._watched_bytes = 0  # on disk under the watched folders at the last look
         self._watched_peak = 0
+
+    def begin(self) -> None:
+        """Local set-up is done and the first request goes out: the remote's silence counts from now."""
+        self.check()
+        with self._lock:
+            self.begun = True
+            self.last = time.monotonic()
 
     def answer(self) -> None:
         """The remote answered (a listing, a HEAD): from now on only silence counts."""
@@ -177,11 +191,44 @@ class _Progress:
                 self._watched_peak = max(self._watched_peak, size)
                 self.answered = True
                 self.last = time.monotonic()
-            return time.monotonic() - self.last
+            return time.monotonic() - self.last if self.begun else 0.0
 
     @property
     def bytes_seen(self) -> int:
         return max(self.received, self._watched_peak)
+
+    def discard_partials(self) -> None:
+        """Remove the watched temporary folders of a fetch given up on, not waiting for its thread to notice."""
+        with self._lock:
+            watched = list(self._watched)
+        for folder in watched:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class _RateWatch:
+    """Bytes received per window once the first ones arrived: a download slower than the minimum rate is cut."""
+
+    def __init__(self, window: float, min_bytes_per_second: float):
+        self.window, self.min_rate = window, min_bytes_per_second
+        self.started: float | None = None
+        self.bytes_at_start = 0
+
+    def too_slow(self, received: int) -> str | None:
+        now = time.monotonic()
+        if received == 0:
+            return None
+        if self.started is None:
+            self.started, self.bytes_at_start = now, received
+            return None
+        elapsed = now - self.started
+        if elapsed < self.window:
+            return None
+        rate = (received - self.bytes_at_start) / elapsed
+        self.started, self.bytes_at_start = now, received
+        if rate < self.min_rate:
+            return (f"download too slow: {rate / 1000:,.2f} kB/s over the last {elapsed:.0f} s, under the "
+                    f"{self.min_rate / 1000:g} kB/s minimum (NACE_MIN_DOWNLOAD_KBPS)")
+        return None
 
 
 def _within_bound(work: Callable[[_Progress], Path], settings: Settings) -> Path:
@@ -202,14 +249,20 @@ def _within_bound(work: Callable[[_Progress], Path], settings: Settings) -> Path
         finally:
             done.set()
 
+    rate = _RateWatch(window, settings.min_download_kbps * 1000)
     threading.Thread(target=run, name="nace-source-fetch", daemon=True).start()
     while not done.wait(min(0.25, window / 4)):
-        if progress.silence() > window:
+        silence = progress.silence()
+        if silence > window and not progress.answered:
+            problem = f"no answer within {window:g} s (3 x NACE_CONNECT_TIMEOUT)"
+        elif silence > window:
+            problem = f"download stalled: nothing received for {window:g} s after {progress.bytes_seen:,} bytes"
+        else:
+            problem = rate.too_slow(progress.bytes_seen)
+        if problem:
             progress.cancelled.set()
-            if not progress.answered:
-                raise SourceProblem(f"no answer within {window:g} s (3 x NACE_CONNECT_TIMEOUT)")
-            raise SourceProblem(f"download stalled: nothing received for {window:g} s "
-                                f"after {progress.bytes_seen:,} bytes")
+            progress.discard_partials()
+            raise SourceProblem(problem)
     if "error" in outcome:
         raise outcome["error"]  # type: ignore[misc]
     return outcome["path"]  # type: ignore[return-value]
@@ -225,9 +278,19 @@ class RemoteFile:
     name: str
     size: int | None
     etag: str | None = None
+    md5: str | None = None  # the content MD5 the remote vouches for (an S3 single-part ETag, a Content-MD5)
 
     def to_dict(self) -> dict[str, object]:
         return {"size": self.size, "etag": self.etag}
+
+
+@dataclass(frozen=True)
+class Announced:
+    """What a download's own response said about its body: length, Content-MD5 (hex) and ETag, when sent."""
+
+    size: int | None = None
+    md5: str | None = None
+    etag: str | None = None
 
 
 def _md5_of_etag(etag: str | None) -> str | None:
@@ -236,6 +299,15 @@ def _md5_of_etag(etag: str | None) -> str | None:
         return None
     value = etag.strip().removeprefix("W/").strip('"').lower()
     return value if re.fullmatch(r"[0-9a-f]{32}", value) else None
+
+
+def _md5_of_header(value: str | None) -> str | None:
+    """A Content-MD5 header (base64 of the digest) as hex; None when absent or malformed."""
+    try:
+        digest = base64.b64decode(value or "", validate=True)
+    except ValueError:
+        return None
+    return digest.hex() if len(digest) == 16 else None
 
 
 def _md5_of_file(path: Path) -> str:
@@ -262,13 +334,59 @@ def _safetensors_problem(path: Path, size: int) -> str | None:
     expected = 8 + header_size + max(ends, default=0)
     if size != expected:
         return f"safetensors file has {size:,} bytes, its header says {expected:,} (truncated)"
+    return _safetensors_layout_problem(header)
+
+
+SAFETENSORS_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
+                           "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def _safetensors_layout_problem(header: dict) -> str | None:
+    """Every tensor's bytes match its dtype and shape, and the tensors tile the data section without gap or overlap."""
+    spans = []
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(tensor, dict):
+            return f"safetensors entry {name[:40]!r} is not an object"
+        width = SAFETENSORS_DTYPE_BYTES.get(tensor.get("dtype"))
+        shape, offsets = tensor.get("shape"), tensor.get("data_offsets")
+        if (width is None or not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape)
+                or not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)):
+            return f"safetensors entry {name[:40]!r} is malformed"
+        count = 1
+        for dimension in shape:
+            count *= dimension
+        if offsets[1] - offsets[0] != count * width:
+            return f"safetensors tensor {name[:40]!r} has {offsets[1] - offsets[0]:,} bytes, its shape needs {count * width:,}"
+        spans.append(offsets)
+    position = 0
+    for start, end in sorted(spans):
+        if start != position:
+            return "safetensors tensors overlap or leave a gap"
+        position = end
     return None
 
 
-def load_check_problem(path: Path) -> str | None:
+def _parquet_problem(path: Path) -> str | None:
+    """Every row group read and decompressed: damage inside the pages shows here, not in the footer."""
+    import pyarrow
+    import pyarrow.parquet
+
+    try:
+        with pyarrow.parquet.ParquetFile(path) as parquet:
+            for group in range(parquet.num_row_groups):
+                parquet.read_row_group(group)
+    except (pyarrow.ArrowException, OSError, ValueError) as exc:
+        return f"parquet data unreadable ({first_line(exc, 80)})"
+    return None
+
+
+def load_check_problem(path: Path, whole: bool = False) -> str | None:
     """A cheap load check of a file's format, for damage that sizes alone cannot show; None when it looks whole.
 
     Only formats recognised by their first bytes are checked, so a file of another kind is left to its reader.
+    `whole` also reads a parquet's every page (done once, before a download is cached).
     """
     size = path.stat().st_size
     with path.open("rb") as handle:
@@ -286,6 +404,8 @@ def load_check_problem(path: Path) -> str | None:
             pyarrow.parquet.read_metadata(path)
         except (pyarrow.ArrowException, OSError) as exc:
             return f"parquet metadata unreadable ({first_line(exc, 80)})"
+        if whole:
+            return _parquet_problem(path)
     elif suffix == ".json":
         try:
             json.loads(path.read_bytes())
@@ -303,14 +423,21 @@ def load_check_problem(path: Path) -> str | None:
     return None
 
 
-def _file_problem(path: Path, expected: RemoteFile, announced: int | None) -> str | None:
+def _size_problem(path: Path, expected: RemoteFile, announced: int | None) -> str | None:
     if not path.is_file():
         return f"{expected.name} is missing"
     size = path.stat().st_size
     wanted = expected.size if expected.size is not None else announced
     if wanted is not None and size != wanted:
         return f"{expected.name}: got {size:,} of {wanted:,} bytes"
-    problem = load_check_problem(path)
+    return None
+
+
+def _file_problem(path: Path, expected: RemoteFile, announced: int | None, whole: bool = False) -> str | None:
+    problem = _size_problem(path, expected, announced)
+    if problem:
+        return problem
+    problem = load_check_problem(path, whole)
     return f"{expected.name}: {problem}" if problem else None
 
 
@@ -358,14 +485,14 @@ def _remove_other_copies(uri_dir: Path, keep: str) -> None:
         logger.info("removed the replaced cache copy %s", child)
 
 
-Download = Callable[[RemoteFile, Path], "int | None"]
+Download = Callable[[RemoteFile, Path], "Announced | None"]
 
 
 def _cached_download(settings: Settings, kind: str, uri: str, files: list[RemoteFile], download: Download,
                      progress: _Progress, extra: dict[str, object] | None = None) -> Path:
     """The cache entry for `files` of `uri`, downloaded and checked if missing or damaged (see the module doc).
 
-    `download(remote, destination)` writes one file and returns the size its response announced, if any.
+    `download(remote, destination)` writes one file and returns what its response announced, if anything.
     """
     uri_dir = settings.cache_dir / ("models" if kind == "model" else "data") / _key(uri)
     final = uri_dir / _key(_version_of(files))
@@ -378,13 +505,12 @@ def _cached_download(settings: Settings, kind: str, uri: str, files: list[Remote
     uri_dir.mkdir(parents=True, exist_ok=True)
     manifest = {"uri": redact_uri(uri), "version": _version_of(files), **(extra or {}),
                 "files": {f.name: f.to_dict() for f in files}}
-    first_digests: dict[str, str] = {}
     problem = ""
     for attempt in (1, 2):
         tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=uri_dir))
         progress.watch(tmp)
         try:
-            problem, digests = _download_all(files, tmp, download, first_digests, settings)
+            problem = _download_all(files, tmp, download, settings)
             if problem is None:
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
                 try:
@@ -394,41 +520,44 @@ def _cached_download(settings: Settings, kind: str, uri: str, files: list[Remote
                         raise
                 _remove_other_copies(uri_dir, keep=final.name)
                 return final
-            first_digests = digests
             if attempt == 1:
-                logger.warning("download of %s failed its check (%s): fetching it again", redact_uri(uri), problem)
+                logger.info("download of %s failed its check (%s): fetching it again", redact_uri(uri), problem)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     raise SourceProblem(f"{problem}, twice in a row")
 
 
-def _download_all(files: list[RemoteFile], tmp: Path, download: Download, first_digests: dict[str, str],
-                  settings: Settings) -> tuple[str | None, dict[str, str]]:
-    """Download every file into `tmp` and check it; returns the first problem (None if whole) and the MD5s seen.
+def _download_all(files: list[RemoteFile], tmp: Path, download: Download, settings: Settings) -> str | None:
+    """Download every file into `tmp` and check it whole; returns the first problem, None if every file is whole.
 
-    A network error during a download counts as a problem (the caller fetches once more); an MD5 that differs from
-    the ETag but equals the previous download's is accepted: that remote's ETags are not content MD5s.
+    A network error during a download counts as a problem (the caller fetches once more). A copy whose MD5
+    contradicts the one the remote vouches for is a problem however often it comes back the same.
     """
-    digests: dict[str, str] = {}
     total = 0
     for remote in files:
         destination = tmp / remote.name
         try:
-            announced = download(remote, destination)
+            announced = download(remote, destination) or Announced()
         except (OSError, http.client.HTTPException) as exc:
-            return f"{remote.name}: download interrupted ({type(exc).__name__}: {first_line(exc, 120)})", digests
-        problem = _file_problem(destination, remote, announced)
+            return f"{remote.name}: download interrupted ({type(exc).__name__}: {first_line(exc, 120)})"
+        if remote.etag and announced.etag and announced.etag != remote.etag:
+            return f"{remote.name}: the file changed on the server while it was downloaded"
+        problem = _size_problem(destination, remote, announced.size)
         if problem:
-            return problem, digests
+            return problem
         total += destination.stat().st_size
         if total > settings.max_download_mb * 1_000_000:
             raise SourceProblem(f"the download is over the {settings.max_download_mb:,} MB limit (NACE_MAX_DOWNLOAD_MB)")
-        expected_md5 = _md5_of_etag(remote.etag)
-        if expected_md5:
-            digests[remote.name] = digest = _md5_of_file(destination)
-            if digest != expected_md5 and first_digests.get(remote.name) != digest:
-                return f"{remote.name}: content MD5 differs from the ETag", digests
-    return None, digests
+        vouched = [(announced.md5, "its Content-MD5"),
+                   (remote.md5, "the ETag" if remote.md5 == _md5_of_etag(remote.etag) else "its Content-MD5")]
+        digest = _md5_of_file(destination) if any(md5 for md5, _ in vouched) else None
+        for md5, vouched_by in vouched:
+            if md5 and digest != md5:
+                return f"{remote.name}: content MD5 differs from {vouched_by}"
+        problem = load_check_problem(destination, whole=True)
+        if problem:
+            return f"{remote.name}: {problem}"
+    return None
 
 
 # --- S3 -------------------------------------------------------------------------------------------------------------
@@ -467,6 +596,12 @@ def _s3_callback(progress: _Progress):
     return _S3Progress()
 
 
+def _s3_remote(name: str, info: dict) -> RemoteFile:
+    """An S3 object as listed: a single-part upload's ETag is its content MD5, which its download must match."""
+    etag = info.get("ETag") or info.get("etag")
+    return RemoteFile(name, info.get("size"), etag, _md5_of_etag(etag))
+
+
 def _find_model_dir(fs, prefix: str) -> tuple[str, dict[str, dict]]:
     """The shallowest folder under `prefix` that holds a saved model, with its files' S3 info."""
     found = fs.find(prefix, detail=True)
@@ -499,12 +634,20 @@ def model_files_to_fetch(where: str, names: list[str], allow_pickle: bool) -> li
                         "model_checkpoint.ckpt")
 
 
-def fetch_s3_model(uri: str, settings: Settings, progress: _Progress, allow_pickle: bool = True) -> Path:
+def _connected_s3(settings: Settings, progress: _Progress):
+    """The S3 client, built (botocore's models loaded) before the remote's silence starts counting."""
     fs = s3_filesystem(settings)
+    fs.connect()
+    progress.begin()
+    return fs
+
+
+def fetch_s3_model(uri: str, settings: Settings, progress: _Progress, allow_pickle: bool = True) -> Path:
+    fs = _connected_s3(settings, progress)
     folder, infos = _find_model_dir(fs, uri[len("s3://") :].rstrip("/"))
     progress.answer()
     names = model_files_to_fetch(f"s3://{folder}", sorted(infos), allow_pickle)
-    files = [RemoteFile(n, infos[n].get("size"), infos[n].get("ETag") or infos[n].get("etag")) for n in sorted(names)]
+    files = [_s3_remote(n, infos[n]) for n in sorted(names)]
     _check_size_cap(uri, files, settings)
 
     def download(remote: RemoteFile, destination: Path) -> None:
@@ -514,13 +657,13 @@ def fetch_s3_model(uri: str, settings: Settings, progress: _Progress, allow_pick
 
 
 def fetch_s3_file(uri: str, settings: Settings, progress: _Progress) -> Path:
-    fs = s3_filesystem(settings)
+    fs = _connected_s3(settings, progress)
     key = uri[len("s3://") :]
     info = fs.info(key)
     progress.answer()
     if info.get("type") == "directory":
         raise FileNotFoundError(f"{uri} is a folder, not a file")
-    remote = RemoteFile(Path(key).name, info.get("size"), info.get("ETag") or info.get("etag"))
+    remote = _s3_remote(Path(key).name, info)
     _check_size_cap(uri, [remote], settings)
 
     def download(remote: RemoteFile, destination: Path) -> None:
@@ -550,17 +693,19 @@ def _content_length(headers) -> int | None:
 
 
 def fetch_http_file(uri: str, settings: Settings, progress: _Progress) -> Path:
+    progress.begin()
     with urllib.request.urlopen(_request(uri, "HEAD"), timeout=settings.connect_timeout) as response:
         name = Path(urlsplit(uri).path).name or "data"
         remote = RemoteFile(f"data-{name}" if name == MANIFEST else name, _content_length(response.headers),
-                            response.headers.get("ETag"))
+                            response.headers.get("ETag"), _md5_of_header(response.headers.get("Content-MD5")))
     progress.answer()
     _check_size_cap(uri, [remote], settings)
     cap = settings.max_download_mb * 1_000_000
 
-    def download(remote: RemoteFile, destination: Path) -> int | None:
+    def download(remote: RemoteFile, destination: Path) -> Announced:
         with urllib.request.urlopen(_request(uri, "GET"), timeout=2 * answer_window(settings)) as response:
-            announced = _content_length(response.headers)
+            announced = Announced(_content_length(response.headers), _md5_of_header(response.headers.get("Content-MD5")),
+                                  response.headers.get("ETag"))
             written = 0
             with destination.open("wb") as out:
                 while chunk := response.read1(CHUNK):  # what has arrived, so progress is seen as it comes
@@ -628,6 +773,7 @@ def fetch_mlflow_model(uri: str, settings: Settings, progress: _Progress, allow_
         return cached
     run_id, artifact_path = _split_runs_uri(uri)
     client = MlflowClient(tracking_uri=tracking_uri(settings))
+    progress.begin()
     folder, sizes = _find_run_model(client, run_id, artifact_path, progress)
     names = model_files_to_fetch(f"runs:/{run_id}/{folder}", sorted(sizes), allow_pickle)
     files = [RemoteFile(n, sizes[n]) for n in sorted(names)]
@@ -707,6 +853,11 @@ def resolve(kind: str, uri: str, explicit: bool, settings: Settings, *, allow_pi
 
     `allow_pickle=False` refuses the library's pickled model format before anything is downloaded.
     """
+    if "://" in uri:
+        try:
+            urlsplit(uri).port  # noqa: B018 (parsing the port is what checks it)
+        except ValueError as exc:
+            raise NaceAppError(f"malformed {kind} URI {redact_uri(uri)!r}: {first_line(exc, 120)}") from exc
     endpoint = _endpoint_of(uri, settings)
     try:
         silent = None if explicit else _recently_silent(endpoint)
@@ -720,9 +871,27 @@ def resolve(kind: str, uri: str, explicit: bool, settings: Settings, *, allow_pi
         reason = redact_text(f"{kind} source {redact_uri(uri)} unavailable ({_describe(exc)})", settings.sensitive_strings())
         if explicit or uri == EMBEDDED:
             raise NaceAppError(reason) from exc
-        logger.warning("%s; using the embedded demo %s instead", reason, kind)
+        logger.info("%s; using the embedded demo %s instead", reason, kind)  # the caller says it to the user
         return ResolvedSource(uri, EMBEDDED, _fetch(kind, EMBEDDED, settings, allow_pickle), False,
                               fallback_reason=reason)
+
+
+def drop_cached_copy(source: ResolvedSource, settings: Settings) -> bool:
+    """Remove the download-cache entry `source` was read from, when it came from one: its reader found it damaged.
+
+    Whether an entry was removed (then resolving again fetches a fresh copy).
+    """
+    for kind in ("models", "data"):
+        try:
+            parts = source.local_path.resolve().relative_to((settings.cache_dir / kind).resolve()).parts
+        except (ValueError, OSError):
+            continue
+        if len(parts) >= 2 and not parts[1].startswith(".partial-"):
+            entry = settings.cache_dir / kind / parts[0] / parts[1]
+            logger.warning("the cached copy of %s could not be read: fetching it again", source.shown_uri)
+            shutil.rmtree(entry, ignore_errors=True)
+            return True
+    return False
 
 
 def resolve_model(settings: Settings) -> ResolvedSource:

@@ -72,8 +72,12 @@ class TrainingSettings:
             problems.append("character n-grams must satisfy 2 <= min <= max <= 6")
         if not 0.0 <= self.token_dropout < 1.0:
             problems.append("token dropout must be in [0, 1)")
-        if self.learning_rate <= 0:
-            problems.append("the learning rate must be positive")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            problems.append("the learning rate must be a positive finite number")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            problems.append("label smoothing must be in [0, 1)")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            problems.append("weight decay must be a finite number of at least 0")
         if self.output_dim is not None and self.output_dim < 2:
             problems.append("output_dim must be at least 2 tokens")
         if self.attention and self.attention_heads >= 1 and self.embedding_dim % self.attention_heads:

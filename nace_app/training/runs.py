@@ -44,7 +44,7 @@ def run_logged_training(data, training: TrainingSettings, settings: Settings, wo
         run.finish("FAILED")
         raise
     (workdir / RESULT_FILE).write_text(json.dumps({**result.to_dict(), "run_name": run_name,
-                                                   "data_uri": data.source.uri}, default=str))
+                                                   "data_uri": data.source.shown_uri}, default=str))
     run.log_params({"output_dim_used": result.output_dim})
     run.log_dict({**data.splits.describe(), "data_uri": data.source.uri, "data_fingerprint": data.fingerprint},
                  "split.json")

@@ -8,12 +8,19 @@ A record that fails is retried after each of `RETRY_DELAYS`, then dropped; while
 records get one attempt each, so a server that comes back receives the rest. A run with dropped records ends
 FAILED, not FINISHED: its record in MLflow is incomplete (the training itself succeeded, and its model is in the
 cache folder). The final status is retried for `FINAL_STATUS_SECONDS`, so a server that comes back soon does not
-keep a run RUNNING for ever. MLflow's own HTTP retries (7 with backoff, about 4 minutes a call) are turned down to
-`FAIL_FAST_HTTP` unless those variables are set in the environment.
+keep a run RUNNING; a run whose end never reached MLflow is noted in `<cache>/mlflow-unfinished/`, and the next
+run logged to the same server marks it FAILED. `final_report` says in one line what was lost once the logger
+ends. MLflow's own HTTP retries (7 with backoff, about 4 minutes a call) are turned down to `FAIL_FAST_HTTP` unless
+those variables are set in the environment.
+
+Passwords: MLflow's own "View run … at" lines (which carry the tracking URI's password) are silenced, the link
+is redacted, and every parameter and logged dictionary passes through the redactor before it is sent.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import queue
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nace_app.settings.config import Settings, redact_text, tracking_uri
+from nace_app.settings.config import Settings, redact_text, redact_uri, tracking_uri
 from nace_app.settings.errors import first_line
 
 logger = logging.getLogger(__name__)
@@ -34,6 +41,7 @@ RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd and 4th attempt at
 FINAL_STATUS_SECONDS = 30.0  # how long the final status is retried after training
 FLUSH_SECONDS = 5.0  # how long `finish` waits for a logger that MLflow no longer answers
 FAIL_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+SILENT_MLFLOW = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # its run links would print the URI's password
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,10 @@ class RunLogger:
         if self.uri.startswith(("http://", "https://")):
             for name, value in FAIL_FAST_HTTP.items():
                 os.environ.setdefault(name, value)
+        os.environ.update(SILENT_MLFLOW)
         self._secrets = settings.sensitive_strings()  # library errors may quote the tracking URI's password
+        self._unfinished = settings.cache_dir / "mlflow-unfinished"
+        self._server_key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._client = None
@@ -120,6 +131,32 @@ class RunLogger:
         self.experiment_id = (experiment.experiment_id if experiment else
                               client.create_experiment(EXPERIMENT, artifact_location=self.artifact_location))
         self.run_id = client.create_run(self.experiment_id, run_name=run_name).info.run_id
+        self._note_unfinished()
+        self._end_runs_left_running(client)
+
+    def _ledger(self, run_id: str) -> Path:
+        return self._unfinished / f"{self._server_key}-{run_id}.json"
+
+    def _note_unfinished(self) -> None:
+        """Until its final status is sent, this run is listed as unfinished, so that a later run can end it."""
+        try:
+            self._unfinished.mkdir(parents=True, exist_ok=True)
+            self._ledger(self.run_id).write_text(json.dumps({"run_id": self.run_id}))
+        except OSError as exc:  # the ledger is a courtesy: without it, a run left RUNNING stays so
+            logger.warning("cannot note run %s as unfinished: %s", self.run_id, exc)
+
+    def _end_runs_left_running(self, client) -> None:
+        """Mark FAILED the runs on this server whose final status an earlier process could not send."""
+        for ledger in sorted(self._unfinished.glob(f"{self._server_key}-*.json")):
+            run_id = ledger.stem.split("-", 1)[1]
+            if run_id == self.run_id:
+                continue
+            try:
+                if client.get_run(run_id).info.status == "RUNNING":
+                    client.set_terminated(run_id, "FAILED")
+                ledger.unlink()
+            except Exception as exc:  # noqa: BLE001 (tracking must never stop training; tried again next time)
+                logger.info("could not end run %s left running: %s", run_id, redact_text(first_line(exc), self._secrets))
 
     def _enqueue(self, record: _Record) -> None:
         with self._lock:
@@ -182,19 +219,43 @@ class RunLogger:
             return f"MLflow logging is behind: {delivery.pending} records still being retried ({self._last_error})"
         return None
 
+    def final_report(self) -> str | None:
+        """After `finish`/`close`: one line on what never reached MLflow, counting records still queued as dropped
+        (the process is about to end), or None when everything arrived."""
+        delivery = self.delivery()
+        lost = delivery.dropped + delivery.pending
+        if self.run_id is None:
+            return self.failure
+        if not lost and delivery.final_status is not None:
+            return None
+        ending = ("" if delivery.final_status is not None else
+                  f"; run {self.run_id} stays RUNNING in MLflow until the next training run on this server marks it FAILED")
+        return f"MLflow logging failed: {lost} of {delivery.sent + lost} records were dropped{ending}"
+
     @property
     def link(self) -> str | None:
         """A browser link for HTTP tracking servers; a command that opens the local store otherwise."""
         if self.run_id is None:
             return None
+        shown = redact_text(redact_uri(self.uri) or self.uri, self._secrets)
         if self.uri.startswith(("http://", "https://")):
-            return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
-        return f"mlflow ui --backend-store-uri {self.uri}  (then open run {self.run_id})"
+            return f"{shown.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"mlflow ui --backend-store-uri {shown}  (then open run {self.run_id})"
+
+    def _redacted(self, value: Any) -> Any:
+        """`value` with any password inside its strings replaced by `***`, at any depth of dictionaries and lists."""
+        if isinstance(value, str):
+            return redact_text(redact_uri(value) or value, self._secrets)
+        if isinstance(value, dict):
+            return {key: self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redacted(item) for item in value]
+        return value
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
-        batch = [Param(key, str(value)) for key, value in params.items()]
+        batch = [Param(key, self._redacted(str(value))) for key, value in params.items()]
         self._enqueue(_Record("parameters", lambda client: client.log_batch(self.run_id, params=batch)))
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
@@ -208,6 +269,7 @@ class RunLogger:
         self._enqueue(_Record(name, lambda client: client.log_batch(self.run_id, metrics=batch)))
 
     def log_dict(self, data: dict[str, Any], name: str) -> None:
+        data = self._redacted(data)
         self._enqueue(_Record(name, lambda client: client.log_dict(self.run_id, data, name)))
 
     def log_artifacts(self, folder: Path, artifact_path: str) -> None:
@@ -222,6 +284,7 @@ class RunLogger:
             client.set_terminated(self.run_id, final)
             with self._lock:
                 self._final_status = final
+            self._ledger(self.run_id).unlink(missing_ok=True)
 
         self._enqueue(_Record("the final status", send, final=True))
         return self.close()

@@ -222,6 +222,23 @@ def _truncated_model(request, folder):
     checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
 
 
+def _model_with_bad_config(folder):
+    """Our format, with a config.json whose model settings are nonsense."""
+    from nace_app.sources.resolve import embedded_model_dir
+
+    shutil.copytree(embedded_model_dir(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_config": {"embedding_dim": "wide"}}))
+
+
+def _library_model_with_a_list_as_metadata(request, folder):
+    """A `torchTextClassifiers.save()` folder whose metadata.pkl holds a whole pickle of a list, not a dict."""
+    import pickle
+
+    shutil.copytree(request.getfixturevalue("bag_model_dir"), folder)
+    (folder / "metadata.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+
+
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01"
 INPUT_FILES = {  # written in the test's folder before each row runs
     "empty.csv": b"",
@@ -235,6 +252,8 @@ INPUT_FILES = {  # written in the test's folder before each row runs
     "ragged.csv": b"label,n\nbakery,1\nflorist,2,3\ntaxi,4\n",
     "quote.csv": b'label,n\nbakery,1\ntaxi,2\n"flo"rist,3\n',
     "emoji.txt": "bakery\n\U0001f35e\U0001f35e\U0001f35e\n".encode(),
+    "firms.csv": b"label,n\nbakery,1\nflorist,2\n",
+    "long.txt": b"bakery\n" + b"our family bakery " * 3000 + b"\n",
 }
 PARQUETS = {"ints.parquet": pl.Series("label", [1, 2]), "lists.parquet": pl.Series("label", [[1, 2], [3]]),
             "structs.parquet": pl.Series("label", [{"a": 1}, {"a": 2}]), "bytes.parquet": pl.Series("label", [b"x", b"y"])}
@@ -278,6 +297,26 @@ PARQUETS = {"ints.parquet": pl.Series("label", [1, 2]), "lists.parquet": pl.Seri
     (["predict", "\U0001f35e\U0001f35e\U0001f35e", "--top-k", "1"], 0, "most of '\U0001f35e\U0001f35e\U0001f35e' is unknown to the model"),
     (["predict", "\u0645\u062e\u0628\u0632 \u0644\u0644\u062e\u0628\u0632", "--top-k", "1"], 0, "is unknown to the model"),
     (["predict", "--input", "emoji.txt", "--output", "out.jsonl"], 0, "1 of 2 texts are mostly unknown to the model"),
+    (["predict", "--input", "firms.csv", "--output", "firms.csv"], 2, "--output firms.csv is the input file"),
+    (["predict", "--input", "firms.csv", "--output", "./firms.csv"], 2, "--output ./firms.csv is the input file"),
+    (["predict", "--input", "firms.csv", "--output", "folder/../firms.csv"], 2, "is the input file"),
+    (["predict", "--input", "ints.parquet", "--output", "ints.parquet"], 2, "--output ints.parquet is the input file"),
+    (["predict", "--input", "long.txt", "--output", "out.jsonl"], 0,
+     "1 of 2 texts had more than 2,000 characters: only their first 2,000 were coded"),
+    (["predict", "bakery " * 400, "--top-k", "1"], 0, "1 of 1 texts had more than 2,000 characters"),
+    (["predict", "x", "--model", ""], 2, "--model is empty"),
+    (["evaluate", "--data", ""], 2, "--data is empty"),
+    (["evaluate", "--data", "http://[::1/x"], 2, "malformed data URI"),
+    (["predict", "x", "--model", "s3://[bucket/x"], 2, "malformed model URI"),
+    (["train", "--learning-rate", "nan"], 2, "the learning rate must be a positive finite number"),
+    (["train", "--learning-rate", "inf"], 2, "the learning rate must be a positive finite number"),
+    (["train", "--label-smoothing", "5"], 2, "label smoothing must be in [0, 1)"),
+    (["train", "--label-smoothing", "nan"], 2, "label smoothing must be in [0, 1)"),
+    (["train", "--weight-decay", "-1"], 2, "weight decay must be a finite number of at least 0"),
+    (["train", "--token-dropout", "nan"], 2, "token dropout must be in [0, 1)"),
+    (["train", "--epochs", "1", "--out", "firms.csv/model"], 2, "cannot write the model to firms.csv/model"),
+    (["predict", "x", "--model", "bad_config_model"], 2, "bad_config_model/config.json"),
+    (["predict", "x", "--model", "list_metadata_model"], 2, "its files do not hold a torchTextClassifiers model"),
 ], ids=lambda value: " ".join(value) if isinstance(value, list) else None)
 def test_bad_input_is_one_line_on_stderr_and_leaves_no_partial_output(capsys, tmp_path, request, argv, exit_code,
                                                                       message):
@@ -289,6 +328,10 @@ def test_bad_input_is_one_line_on_stderr_and_leaves_no_partial_output(capsys, tm
     (tmp_path / "taken.jsonl").mkdir()  # the output's place is taken by a folder: the final rename fails
     if "truncated_model" in argv:
         _truncated_model(request, tmp_path / "truncated_model")
+    if "bad_config_model" in argv:
+        _model_with_bad_config(tmp_path / "bad_config_model")
+    if "list_metadata_model" in argv:
+        _library_model_with_a_list_as_metadata(request, tmp_path / "list_metadata_model")
     code, _, err = run(capsys, *argv)
     assert code == exit_code and "Traceback" not in err
     assert len(messages(err)) == 1 and message in messages(err)[0]
@@ -298,11 +341,50 @@ def test_bad_input_is_one_line_on_stderr_and_leaves_no_partial_output(capsys, tm
     assert not list(tmp_path.glob(".partial-*"))
 
 
+@pytest.mark.parametrize("spelling", ["same", "symlink", "hardlink"])
+def test_an_output_that_is_the_input_under_any_name_is_refused_and_the_input_left_untouched(capsys, tmp_path, spelling):
+    import os
+
+    source = tmp_path / "firms.csv"
+    source.write_bytes(b"id,label\n1,bakery\n")
+    output = {"same": source, "symlink": tmp_path / "link.csv", "hardlink": tmp_path / "hard.csv"}[spelling]
+    if spelling == "symlink":
+        output.symlink_to(source)
+    elif spelling == "hardlink":
+        os.link(source, output)
+    code, _, err = run(capsys, "predict", "--input", str(source), "--output", str(output))
+    assert code == 2 and "is the input file" in err and len(err.strip().splitlines()) == 1
+    assert source.read_bytes() == b"id,label\n1,bakery\n"
+
+
+def test_output_files_follow_the_umask_like_any_other_file(capsys, tmp_path):
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        code, _, _ = run(capsys, "predict", "bakery", "--output", "out.csv")
+    finally:
+        os.umask(previous)
+    assert code == 0 and (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
+
+
 def test_malformed_arguments_are_one_line_and_exit_code_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", "--top-k", "abc", "x"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "invalid int value" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_default_fallback_is_said_once_on_stderr(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("NACE_MODEL_URI")
+    monkeypatch.delenv("NACE_DATA_URI")
+    result = subprocess.run([sys.executable, "-m", "nace_app", "info"], capture_output=True, text=True,
+                            env={**os.environ, "NACE_CACHE_DIR": str(tmp_path / "cache")})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 0 and len(lines) == 2  # the model's fallback, then the data's
+    assert all(line.startswith("nace-app: ") and "using the embedded demo instead" in line for line in lines)
 
 
 def test_python_dash_m_entry_point_runs(tmp_path):

@@ -4,6 +4,7 @@ import codecs
 import csv
 import io
 import multiprocessing
+import os
 import threading
 
 import pytest
@@ -118,3 +119,38 @@ def assert_every_row_kept(store: CorrectionStore, writers: tuple[str, ...]) -> N
     assert len({c.id for c in corrections}) == len(corrections) == ROWS_PER_WRITER * len(writers)
     for writer in writers:
         assert {c.text for c in corrections if c.comment == writer} == {f"{writer} text {i}" for i in range(ROWS_PER_WRITER)}
+
+
+def test_a_damaged_database_is_moved_aside_never_deleted_and_a_new_one_started(tmp_path):
+    damaged = b"this is not an SQLite database at all" * 100
+    (tmp_path / "corrections.sqlite3").write_bytes(damaged)
+    store = CorrectionStore(tmp_path)
+    saved = store.add("we bake bread", "10.71", "10.71", "m", "f")
+    assert store.list() == [saved]
+    (aside,) = store.damaged_copies()
+    assert aside.read_bytes() == damaged and aside.parent == tmp_path
+    assert "moved aside" in store.damage_notice() and aside.name in store.damage_notice()
+
+
+def test_a_database_deleted_while_running_is_recreated_on_the_next_call(tmp_path):
+    store = CorrectionStore(tmp_path)
+    store.add("we bake bread", "10.71", "10.71", "m", "f")
+    for leftover in tmp_path.glob("corrections.sqlite3*"):
+        leftover.unlink()
+    assert store.list() == [] and store.training_rows().height == 0
+    assert store.add("taxi driver", "49.32", "49.32", "m", "f").id >= 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_a_read_only_database_refuses_a_correction_in_one_line(tmp_path):
+    store = CorrectionStore(tmp_path)
+    store.add("we bake bread", "10.71", "10.71", "m", "f")
+    for path in tmp_path.glob("corrections.sqlite3*"):
+        path.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        with pytest.raises(NaceAppError, match="corrections database") as caught:
+            store.add("taxi driver", "49.32", "49.32", "m", "f")
+    finally:
+        tmp_path.chmod(0o755)
+    assert "\n" not in str(caught.value)

@@ -25,6 +25,8 @@ from nace_app.settings.errors import NaceAppError
     ("NACE_MAX_TRAINING_RUNS", "1.5", "a whole number of training runs at once, 1 or more"),
     ("NACE_MAX_TRAINING_RUNS", "0", "a whole number of training runs at once, 1 or more"),
     ("NACE_MAX_DOWNLOAD_MB", "2GB", "a whole number of megabytes, 1 or more"),
+    ("NACE_MIN_DOWNLOAD_KBPS", "fast", "a number of kilobytes per second greater than 0"),
+    ("NACE_MIN_DOWNLOAD_KBPS", "inf", "a number of kilobytes per second greater than 0"),
 ])
 def test_unusable_number_is_a_one_line_error_naming_the_variable_and_what_it_expects(monkeypatch, variable, value,
                                                                                      expected):
@@ -40,8 +42,10 @@ def test_numbers_are_read_with_surrounding_spaces(monkeypatch):
     monkeypatch.setenv("NACE_CONNECT_TIMEOUT", " 2.5 ")
     monkeypatch.setenv("NACE_MAX_TRAINING_RUNS", "3")
     monkeypatch.setenv("NACE_MAX_DOWNLOAD_MB", "512")
+    monkeypatch.setenv("NACE_MIN_DOWNLOAD_KBPS", " 0.5 ")
     settings = load_settings()
     assert (settings.connect_timeout, settings.max_training_runs, settings.max_download_mb) == (2.5, 3, 512)
+    assert settings.min_download_kbps == 0.5
 
 
 def test_a_bad_number_in_dotenv_is_reported_like_one_in_the_environment(monkeypatch, tmp_path):

@@ -187,3 +187,27 @@ def test_local_data_file_and_local_model_folder(tmp_path, monkeypatch, bag_model
     workspace = open_workspace(load_settings())
     assert workspace.data.frame["name"].null_count() == 0
     assert workspace.classifier.loaded.labels_from == "value_encoder.pkl"
+
+
+def safetensors_file(path, header: dict, data: bytes):
+    import json
+    import struct
+
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+def test_a_safetensors_file_whose_tensors_do_not_fit_their_shapes_fails_the_load_check(tmp_path):
+    from nace_app.sources.resolve import load_check_problem
+
+    whole = safetensors_file(tmp_path / "whole.safetensors", {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}},
+                             b"\0" * 8)
+    assert load_check_problem(whole) is None
+    short = safetensors_file(tmp_path / "short.safetensors", {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 8]}},
+                             b"\0" * 8)
+    assert load_check_problem(short) == "safetensors tensor 'w' has 8 bytes, its shape needs 16"
+    gap = safetensors_file(tmp_path / "gap.safetensors", {"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},
+                                                          "b": {"dtype": "U8", "shape": [4], "data_offsets": [6, 10]}},
+                           b"\0" * 10)
+    assert load_check_problem(gap) == "safetensors tensors overlap or leave a gap"

@@ -24,7 +24,7 @@ import pytest
 from nace_app.settings.config import load_settings
 from nace_app.settings.errors import NaceAppError
 from nace_app.sources.resolve import embedded_model_dir, resolve, resolve_data, resolve_model
-from tests.conftest import DATA_KEY, assert_fell_back_to_embedded, closed_port_endpoint
+from tests.conftest import DATA_KEY, assert_fell_back_to_embedded, closed_port_endpoint, make_public_bucket, upload_folder
 
 CHECKSUM_HEADERS = ("x-amz-checksum", "content-md5")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection", "upgrade"}
@@ -89,13 +89,16 @@ class FileServer(_HTTPServer):
     """One file over HTTP whose successive GETs follow a script, then `then`:
 
     `ok`; `cut` (the full Content-Length announced, half the body sent, connection closed); `stall` (half the body,
-    then silence until the test ends, 30 s at most); `trickle` (the whole body in 20 slow, steady pieces).
+    then silence until the test ends, 30 s at most); `trickle` (the whole body in 20 slow, steady pieces); `corrupt`
+    (the middle byte flipped, same length); `drip` (one byte a second until the test ends, 60 s at most);
+    `replaced` (another version of the same size, with its own ETag, replaced the file after the HEAD).
+    With `content_md5`, every answer carries the payload's Content-MD5.
     """
 
     def __init__(self, payload: bytes, script: tuple[str, ...] = (), then: str = "ok", etag: str = '"v1"',
-                 credentials: tuple[str, str] | None = None, trickle_seconds: float = 3.0):
+                 credentials: tuple[str, str] | None = None, trickle_seconds: float = 3.0, content_md5: bool = False):
         self.payload, self.script, self.then, self.etag = payload, list(script), then, etag
-        self.credentials, self.trickle_seconds = credentials, trickle_seconds
+        self.credentials, self.trickle_seconds, self.content_md5 = credentials, trickle_seconds, content_md5
         self.gets = 0
         owner = self
 
@@ -115,6 +118,8 @@ class FileServer(_HTTPServer):
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(owner.payload)))
                 self.send_header("ETag", owner.etag)
+                if owner.content_md5:
+                    self.send_header("Content-MD5", base64.b64encode(hashlib.md5(owner.payload).digest()).decode())
                 self.end_headers()
 
             def do_HEAD(self):  # noqa: N802 (http.server's naming)
@@ -125,6 +130,8 @@ class FileServer(_HTTPServer):
                 if not self._authorised():
                     return
                 behaviour = owner.next_behaviour()
+                if behaviour == "replaced":  # another version of the same size, put there since the HEAD
+                    owner.etag = '"v2"'
                 self._head()
                 body, half = owner.payload, len(owner.payload) // 2
                 if behaviour == "ok":
@@ -135,6 +142,14 @@ class FileServer(_HTTPServer):
                     self.wfile.write(body[:half])
                     self.wfile.flush()
                     owner.released.wait(30)
+                elif behaviour == "corrupt":
+                    self.wfile.write(body[:half] + bytes([body[half] ^ 0xFF]) + body[half + 1:])
+                elif behaviour == "drip":
+                    for byte in range(min(len(body), 60)):
+                        if owner.released.wait(1):
+                            break
+                        self.wfile.write(body[byte:byte + 1])
+                        self.wfile.flush()
                 elif behaviour == "trickle":
                     step = max(len(body) // 20, 1)
                     for start in range(0, len(body), step):
@@ -320,12 +335,59 @@ def test_damaged_cached_copy_is_treated_as_absent_and_fetched_again(parquet_byte
         assert server.gets == 2
 
 
-def test_etag_that_is_not_an_md5_of_the_content_is_accepted_when_two_downloads_agree(parquet_bytes, monkeypatch):
+def test_an_http_etag_is_a_version_not_a_checksum_so_one_whole_download_suffices(parquet_bytes, monkeypatch):
     not_the_md5 = '"' + hashlib.md5(b"something else").hexdigest() + '"'
     with FileServer(parquet_bytes, etag=not_the_md5) as server:
         monkeypatch.setenv("NACE_DATA_URI", server.url)
         assert resolve_data(load_settings()).local_path.read_bytes() == parquet_bytes
+        assert server.gets == 1
+
+
+def test_http_data_damaged_the_same_way_on_both_tries_against_its_content_md5_is_never_cached(parquet_bytes,
+                                                                                              monkeypatch):
+    with FileServer(parquet_bytes, then="corrupt", content_md5=True) as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        with pytest.raises(NaceAppError, match="content MD5 differs from its Content-MD5, twice in a row"):
+            resolve_data(settings)
         assert server.gets == 2
+    assert cached_files(settings, "data") == []
+
+
+def test_http_parquet_damaged_on_both_tries_without_any_checksum_is_caught_by_reading_it_whole(parquet_bytes,
+                                                                                               monkeypatch):
+    with FileServer(parquet_bytes, then="corrupt") as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        with pytest.raises(NaceAppError, match="data.parquet: parquet data unreadable .*, twice in a row"):
+            resolve_data(settings)
+    assert cached_files(settings, "data") == []
+
+
+def test_a_file_replaced_between_its_head_and_its_get_is_never_cached_under_the_old_version(parquet_bytes,
+                                                                                            monkeypatch):
+    with FileServer(parquet_bytes, then="replaced") as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        with pytest.raises(NaceAppError, match="changed on the server while it was downloaded"):
+            resolve_data(settings)
+    assert cached_files(settings, "data") == []
+
+
+def test_a_cached_parquet_that_no_longer_reads_is_dropped_and_fetched_again_before_any_error(parquet_bytes,
+                                                                                             monkeypatch):
+    from nace_app.model.opening import open_data
+
+    with FileServer(parquet_bytes) as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        cached = resolve_data(settings).local_path
+        damaged = bytearray(parquet_bytes)
+        damaged[len(damaged) // 2] ^= 0xFF  # same size, footer intact: only reading it whole shows the damage
+        cached.write_bytes(bytes(damaged))
+        data = open_data(settings)
+        assert server.gets == 2 and data.frame.height > 0
+        assert data.source.local_path.read_bytes() == parquet_bytes
 
 
 @pytest.fixture()
@@ -350,6 +412,23 @@ def test_default_data_truncated_on_every_get_falls_back_to_embedded_with_the_rea
     settings = load_settings()
     assert_fell_back_to_embedded(resolve_data(settings), because="bytes, twice in a row")
     assert cached_files(settings, "data") == []
+
+
+def test_default_s3_data_damaged_the_same_way_on_every_get_is_never_cached_and_falls_back(s3_proxy):
+    s3_proxy.damage(f"projet-formation/{DATA_KEY}", always="corrupt")
+    settings = load_settings()
+    assert_fell_back_to_embedded(resolve_data(settings), because="content MD5 differs from the ETag, twice in a row")
+    assert cached_files(settings, "data") == []
+    assert resolve_data(settings).is_embedded  # and the next run does not find a poisoned copy either
+
+
+def test_explicit_s3_weights_damaged_the_same_way_on_every_get_are_refused_not_used(s3_proxy, sspcloud_layout):
+    upload_folder(sspcloud_layout, embedded_model_dir(), "projet-funathon", "own-model")
+    s3_proxy.damage("projet-funathon/own-model/model.safetensors", always="corrupt")
+    settings = load_settings()
+    with pytest.raises(NaceAppError, match="model.safetensors: content MD5 differs from the ETag, twice in a row"):
+        resolve("model", "s3://projet-funathon/own-model/", True, settings)
+    assert cached_files(settings, "models") == []
 
 
 def test_s3_model_checkpoint_truncated_once_on_the_wire_is_fetched_again(s3_proxy, attention_model_dir):
@@ -404,12 +483,44 @@ def test_http_download_that_stalls_midway_is_an_error_saying_it_stalled(parquet_
             within(60, lambda: resolve_data(load_settings()))
 
 
-def test_slow_download_that_keeps_progressing_is_not_cut(parquet_bytes, monkeypatch):
+def test_slow_download_that_keeps_progressing_above_the_minimum_rate_is_not_cut(parquet_bytes, monkeypatch):
     monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1")  # silent 3 s at most; the whole download takes 4.5 s
+    monkeypatch.setenv("NACE_MIN_DOWNLOAD_KBPS", str(len(parquet_bytes) / 4.5 / 1000 / 4))  # a quarter of its rate
     with FileServer(parquet_bytes, then="trickle", trickle_seconds=4.5) as server:
         monkeypatch.setenv("NACE_DATA_URI", server.url)
         source = within(60, lambda: resolve_data(load_settings()))
     assert source.local_path.read_bytes() == parquet_bytes
+
+
+def test_a_one_byte_a_second_drip_is_cut_by_the_minimum_rate_and_leaves_no_partial_download(parquet_bytes,
+                                                                                            monkeypatch):
+    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "1")  # the rate is measured over 3 s windows
+    with FileServer(parquet_bytes, then="drip") as server:
+        monkeypatch.setenv("NACE_DATA_URI", server.url)
+        settings = load_settings()
+        with pytest.raises(NaceAppError, match=r"download too slow: 0.00 kB/s .* under the 20 kB/s minimum "
+                                               r"\(NACE_MIN_DOWNLOAD_KBPS\)") as caught:
+            within(60, lambda: resolve_data(settings))
+        assert not list(settings.cache_dir.rglob(".partial-*"))
+    assert "\n" not in str(caught.value)
+
+
+def test_slow_local_start_up_does_not_count_as_the_remote_s_silence(s3_client, s3_server, tiny_parquet, monkeypatch):
+    import s3fs
+
+    make_public_bucket(s3_client, "start-up")
+    s3_client.put_object(Bucket="start-up", Key="data.parquet", Body=tiny_parquet.read_bytes())
+    monkeypatch.setenv("NACE_S3_ENDPOINT", s3_server)
+    monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "0.5")  # 1.5 s without an answer from S3 would be too long
+    build_client = s3fs.S3FileSystem.connect
+
+    def loaded_machine_connect(self, *args, **kwargs):  # botocore loading its models on a busy machine
+        time.sleep(3)
+        return build_client(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "connect", loaded_machine_connect)
+    source = within(60, lambda: resolve("data", "s3://start-up/data.parquet", False, load_settings()))
+    assert source.fallback_reason is None and source.local_path.read_bytes() == tiny_parquet.read_bytes()
 
 
 # --- Fault 5: MLflow runs are checked before anything is downloaded -----------------------------------------------

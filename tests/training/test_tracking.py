@@ -134,3 +134,51 @@ def test_a_tracking_server_killed_after_epoch_1_neither_stops_training_nor_leave
     assert run.close(timeout=FINAL_STATUS_SECONDS), run.failure  # the final status reaches the restarted server
     status = MlflowClient(tracking_uri=tracking_server.uri).get_run(run.run_id).info.status
     assert status == run.delivery().final_status == "FAILED"  # some epochs' metrics never arrived
+
+
+def test_passwords_in_the_tracking_and_data_uris_reach_no_output_link_parameter_artifact_or_file(
+        tracking_server, tiny_frame, tmp_path, monkeypatch, capfd):
+    import json
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri.replace("http://", "http://trainer:TRACKpw-1@"))
+    data = DataSet(ResolvedSource("https://reader:DATApw-2@example.org/x.parquet",
+                                  "https://reader:DATApw-2@example.org/x.parquet", None, True), tiny_frame)
+    result, run = run_logged_training(data, SMALL, load_settings(), tmp_path / "work")
+    assert run.close(timeout=FINAL_STATUS_SECONDS), run.failure
+    client = MlflowClient(tracking_uri=tracking_server.uri)
+    logged = client.get_run(run.run_id)
+    split = Path(client.download_artifacts(run.run_id, "split.json", str(tmp_path / "artifacts"))).read_text()
+    printed = capfd.readouterr()
+    everything = [printed.out, printed.err, run.link, json.dumps(logged.data.params), split,
+                  (tmp_path / "work" / "result.json").read_text()]
+    for text in everything:
+        assert "TRACKpw-1" not in text and "DATApw-2" not in text
+    assert logged.data.params["data_uri"] == "https://reader:***@example.org/x.parquet"
+    assert "View run" not in printed.out  # MLflow's own link lines would carry the password
+
+
+def test_a_run_whose_server_stays_down_past_the_final_window_is_reported_dropped_and_ended_by_the_next_run(
+        tracking_server, tiny_data, tmp_path, monkeypatch):
+    from nace_app.training import tracking
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri)
+    monkeypatch.setattr(tracking, "FINAL_STATUS_SECONDS", 2.0)  # the 30 s window, shortened for the test
+
+    def progress(event) -> None:
+        if event.kind == "epoch" and event.epoch == 1:
+            tracking_server.wait_for_a_running_run()
+            tracking_server.stop()
+
+    try:
+        _, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work", progress=progress)
+        run.close(timeout=10)
+        report = run.final_report()
+    finally:
+        tracking_server.start()
+    assert report.startswith("MLflow logging failed: ") and "records were dropped" in report and "\n" not in report
+    assert f"run {run.run_id} stays RUNNING in MLflow until the next training run" in report
+    client = MlflowClient(tracking_uri=tracking_server.uri)
+    assert client.get_run(run.run_id).info.status == "RUNNING"
+    following = tracking.RunLogger(load_settings(), "the next run")
+    assert following.finish(), following.failure
+    assert client.get_run(run.run_id).info.status == "FAILED"
