@@ -15,25 +15,38 @@ def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
     return figure
 
 
-CHARS_PER_LINE = 64  # about 10 px a character: a line fits an 800 px screen
+CHARS_PER_LINE = 40  # readable in the Predict page's right column at 800 px
 MOST_UPRIGHT_BARS = 12  # more words than this: one horizontal bar a word, labels never overlap
 
 
+def line_spans(text: str, width: int = CHARS_PER_LINE) -> list[tuple[int, int]]:
+    """(start, end) of each line of `text` wrapped at `width` characters, after a space where one is."""
+    spans, start = [], 0
+    while start < len(text):
+        end = min(start + width, len(text))
+        space = text.rfind(" ", start, end)
+        if end < len(text) and space > start:
+            end = space + 1
+        spans.append((start, end))
+        start = end
+    return spans or [(0, 0)]
+
+
 def char_weights(text: str, weights: np.ndarray, title: str) -> go.Figure:
-    """The text wrapped in lines of `CHARS_PER_LINE`, each character shaded by its weight, with the colour scale."""
-    lines = max(1, -(-len(text) // CHARS_PER_LINE))
-    padded = lines * CHARS_PER_LINE
-    z = np.full(padded, np.nan)
-    z[: len(weights)] = weights
-    chars = np.array(list(text.ljust(padded)), dtype=object)
-    figure = go.Figure(go.Heatmap(z=z.reshape(lines, CHARS_PER_LINE), text=chars.reshape(lines, CHARS_PER_LINE),
-                                  texttemplate="%{text}", colorscale="Blues", zmin=0, hoverongaps=False,
-                                  colorbar={"title": {"text": "share", "side": "right"}, "thickness": 10,
-                                            "tickformat": ".1%"},
+    """The text wrapped in lines, each character shaded by its weight, with the colour scale."""
+    spans = line_spans(text)
+    z = np.full((len(spans), CHARS_PER_LINE), np.nan)
+    chars = np.full((len(spans), CHARS_PER_LINE), "", dtype=object)
+    for line, (start, end) in enumerate(spans):
+        z[line, : end - start] = weights[start:end]
+        chars[line, : end - start] = list(text[start:end])
+    figure = go.Figure(go.Heatmap(z=z, text=chars, texttemplate="%{text}", colorscale="Blues", zmin=0,
+                                  hoverongaps=False, colorbar={"title": {"text": "share", "side": "right"},
+                                                               "thickness": 10, "tickformat": ".2%", "nticks": 4},
                                   hovertemplate="'%{text}': %{z:.2%}<extra></extra>"))
     figure.update_yaxes(visible=False, autorange="reversed")
     figure.update_xaxes(visible=False)
-    return _layout(figure, title, height=70 + 24 * lines)
+    return _layout(figure, title, height=70 + 26 * len(spans))
 
 
 def signed_bars(labels: list[str], values: list[float], title: str, value_name: str) -> go.Figure:

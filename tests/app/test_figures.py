@@ -20,10 +20,17 @@ def test_sixty_words_get_one_horizontal_bar_each_in_text_order_tall_enough_to_re
     assert figure.layout.yaxis.autorange == "reversed" and figure.layout.height >= 18 * 60
 
 
-def test_the_character_view_wraps_a_long_text_into_lines_and_shows_its_colour_scale():
-    weights = np.full(len(LONG), 1 / len(LONG))
+def test_the_character_view_wraps_a_long_text_between_words_and_shows_its_colour_scale():
+    weights = np.linspace(0, 1, len(LONG))
     heatmap = figures.char_weights(LONG, weights, "Characters").data[0]
-    lines = -(-len(LONG) // figures.CHARS_PER_LINE)
-    assert np.asarray(heatmap.z).shape == (lines, figures.CHARS_PER_LINE)
-    assert "".join("".join(row) for row in heatmap.text).rstrip() == LONG
+    spans = figures.line_spans(LONG)
+    assert np.asarray(heatmap.z).shape == (len(spans), figures.CHARS_PER_LINE)
+    assert "".join("".join(row) for row in heatmap.text) == LONG
+    assert all(LONG[end - 1] == " " for _, end in spans[:-1])  # no word cut at a line's end
+    assert np.nanmax(heatmap.z) == 1 and heatmap.z[-1][len(LONG) - spans[-1][0] - 1] == 1  # weights stay on their chars
     assert heatmap.showscale is not False and heatmap.colorbar.title.text == "share"
+
+
+def test_a_word_longer_than_a_line_is_cut_and_an_empty_text_has_one_empty_line():
+    assert figures.line_spans("x" * 90) == [(0, 40), (40, 80), (80, 90)]
+    assert figures.line_spans("") == [(0, 0)]
