@@ -235,7 +235,8 @@ with batch_tab:
         result = st.session_state.get("batch_result")
         if result is not None and result[0] == request:
             coded = result[1]
-            st.dataframe(tables.blank_nulls(coded.head(PREVIEW_ROWS)), width="stretch", hide_index=True)
+            st.dataframe(widgets.without_none(coded.head(PREVIEW_ROWS), batch.DECIMALS), width="stretch",
+                         hide_index=True)
             if coded.height > PREVIEW_ROWS:
                 st.caption(f"The first {PREVIEW_ROWS:,} of {coded.height:,} rows: the downloads hold every row.")
             stem = upload.name.rsplit(".", 1)[0]

@@ -232,7 +232,7 @@ def test_batch_output_keeps_every_row_its_columns_and_its_text(app):
     frame = app.dataframe[-1].value
     assert list(frame["id"]) == ["1", "2", "3"] and list(frame["description"])[0] == "boulangerie pâtisserie"
     assert {"code_1", "heading_1", "probability_1", "code_5", "verdict"} <= set(frame.columns)
-    assert frame["code_1"][1] == "" and frame["verdict"][1] == "not coded (empty)"  # blank, not the word None
+    assert frame["code_1"].isna()[1] and frame["verdict"][1] == "not coded (empty)"
     assert [b.label for b in app.get("download_button")] == ["Excel (.xlsx)", "CSV", "Parquet"]
 
 
@@ -531,6 +531,30 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     linked.query_params.update({"text": "bakery", "model": f"trained:{running.job_id}"})
     linked.run()
     assert linked.session_state["model_uri"] == str(running.result.model_dir) and not linked.info
+
+
+def test_a_reloaded_train_page_shows_the_running_jobs_settings_then_the_kept_epochs_probes(embedded):
+    from nace_app.app.caches import job_registry
+    from nace_app.training.runs import kept_epoch
+
+    with fresh_app() as at:
+        at.switch_page("app_pages/train.py").run()
+        at.number_input(key=widget_key("train_sample")).set_value(700).run()
+        at.slider(key=widget_key("train_epochs")).set_value(2).run()
+        submit(at, "Start training")
+        job = job_registry().get(at.session_state["training_job_id"])
+        reloaded = AppTest.from_file(APP, default_timeout=180)  # a new session, as a reload of the page's link
+        reloaded.query_params["job"] = job.job_id
+        reloaded.switch_page("app_pages/train.py").run()
+        assert not reloaded.exception, reloaded.exception
+        assert reloaded.number_input(key=widget_key("train_sample")).value == 700
+        assert reloaded.slider(key=widget_key("train_epochs")).value == 2
+        job.join(timeout=300)
+        reloaded.run()
+        assert job.state == "done", job.error
+        kept = kept_epoch(job.result.history)
+        assert any(h.value == f"Probe descriptions with the kept model (epoch {kept})" for h in reloaded.subheader)
+        assert any(f"The model kept is the one after epoch {kept} of" in c.value for c in reloaded.caption)
 
 
 def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, tiny_frame, tmp_path):

@@ -42,7 +42,7 @@ def char_weights(text: str, weights: np.ndarray, title: str) -> go.Figure:
         chars[line, : end - start] = list(text[start:end])
     figure = go.Figure(go.Heatmap(z=z, text=chars, texttemplate="%{text}", colorscale="Blues", zmin=0,
                                   hoverongaps=False, colorbar={"title": {"text": "share", "side": "right"},
-                                                               "thickness": 10, "tickformat": ".2%", "nticks": 4},
+                                                               "thickness": 10, "tickformat": ".3%", "nticks": 4},
                                   hovertemplate="'%{text}': %{z:.2%}<extra></extra>"))
     figure.update_yaxes(visible=False, autorange="reversed")
     figure.update_xaxes(visible=False)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import string
 
+import polars as pl
 import streamlit as st
+from pandas.io.formats.style import Styler
 
 from nace_app.app.caches import correction_store, similar_examples
 from nace_app.model.classifier import Classifier
@@ -25,6 +27,11 @@ def literal(text: str) -> str:
     Backslashes escape the markup; a zero-width space stops GitHub-style autolinks (http://, www., e-mail).
     """
     return _AUTOLINKS.sub("\u200b", text).translate(_MARKDOWN_SPECIALS)
+
+
+def without_none(frame: pl.DataFrame, decimals: int) -> Styler:
+    """The table with its missing cells blank (Streamlit's grid would print "None") and floats at `decimals`."""
+    return frame.to_pandas().style.format(na_rep="", precision=decimals)
 
 
 def code_column(label: str) -> st.column_config.TextColumn:

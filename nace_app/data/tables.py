@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import polars.selectors as cs
 
 from nace_app.nomenclature.structure import load_nomenclature
 from nace_app.settings.errors import NaceAppError, first_line
@@ -224,11 +223,6 @@ def numbers_only(values: pl.Series) -> bool:
     stripped = values.cast(pl.String).str.strip_chars().drop_nulls()
     filled = stripped.filter(stripped != "")
     return filled.len() > 0 and filled.str.replace_all(r"[\s,]", "").cast(pl.Float64, strict=False).is_not_null().all()
-
-
-def blank_nulls(frame: pl.DataFrame) -> pl.DataFrame:
-    """Missing text shown as an empty cell: a table widget would print the word "None" in it."""
-    return frame.with_columns(cs.string().fill_null(""))
 
 
 def texts_column(frame: pl.DataFrame, column: str) -> list[str]:

@@ -8,7 +8,6 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from nace_app.data.tables import (
-    blank_nulls,
     csv_error_line,
     looks_binary,
     numbers_only,
@@ -89,11 +88,6 @@ def test_a_column_of_numbers_read_as_text_is_told_from_descriptions():
     assert numbers_only(pl.Series(["12", " 3.5 ", "1,234", None, ""]))
     assert not numbers_only(pl.Series(["12", "bakery"]))
     assert not numbers_only(pl.Series([None, "  "]))  # an empty column: nothing says it holds numbers
-
-
-def test_missing_text_is_shown_blank_and_missing_numbers_stay_missing():
-    shown = blank_nulls(pl.DataFrame({"code_1": ["10.71", None], "probability_1": [0.5, None]}))
-    assert shown["code_1"].to_list() == ["10.71", ""] and shown["probability_1"].to_list() == [0.5, None]
 
 
 def test_text_columns_must_hold_text():
