@@ -135,8 +135,8 @@ def show_per_class() -> None:
                           format_func=lambda s: s or "all sections")
     shown = tables.search_classes(class_table, query, section, table)
     st.caption(f"{shown.height:,} of {class_table.height:,} classes (in the test split or predicted) · click a column "
-               "header to sort · empty precision: never predicted")
-    event = st.dataframe(widgets.without_none(shown, 2), width="stretch", hide_index=True, height=420, on_select="rerun",
+               "header to sort · precision None: never predicted")
+    event = st.dataframe(shown, width="stretch", hide_index=True, height=420, on_select="rerun",
                          selection_mode="single-row", key=f"class_table_{hash((query, section))}",
                          column_order=("code", "support", "precision", "recall", "f1", "most_confused_with",
                                        "confused_count", "heading", "section"), column_config={

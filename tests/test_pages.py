@@ -232,7 +232,7 @@ def test_batch_output_keeps_every_row_its_columns_and_its_text(app):
     frame = app.dataframe[-1].value
     assert list(frame["id"]) == ["1", "2", "3"] and list(frame["description"])[0] == "boulangerie pâtisserie"
     assert {"code_1", "heading_1", "probability_1", "code_5", "verdict"} <= set(frame.columns)
-    assert frame["code_1"].isna()[1] and frame["verdict"][1] == "not coded (empty)"
+    assert frame["code_1"][1] == "" and frame["verdict"][1] == "not coded (empty)"  # empty, not the word None
     assert [b.label for b in app.get("download_button")] == ["Excel (.xlsx)", "CSV", "Parquet"]
 
 

@@ -7,7 +7,6 @@ import string
 
 import polars as pl
 import streamlit as st
-from pandas.io.formats.style import Styler
 
 from nace_app.app.caches import correction_store, similar_examples
 from nace_app.model.classifier import Classifier
@@ -29,9 +28,12 @@ def literal(text: str) -> str:
     return _AUTOLINKS.sub("\u200b", text).translate(_MARKDOWN_SPECIALS)
 
 
-def without_none(frame: pl.DataFrame, decimals: int) -> Styler:
-    """The table with its missing cells blank (Streamlit's grid would print "None") and floats at `decimals`."""
-    return frame.to_pandas().style.format(na_rep="", precision=decimals)
+def without_none(frame: pl.DataFrame, decimals: int) -> pl.DataFrame:
+    """The table for Streamlit's grid, which prints "None" in a missing cell whatever its display format: each
+    column with a missing value becomes text, empty there (floats rounded to `decimals` first)."""
+    gappy = [name for name in frame.columns if frame[name].null_count()]
+    return frame.with_columns(pl.col(name).round(decimals) if frame[name].dtype.is_float() else pl.col(name)
+                              for name in gappy).with_columns(pl.col(gappy).cast(pl.String).fill_null(""))
 
 
 def code_column(label: str) -> st.column_config.TextColumn:
