@@ -193,10 +193,10 @@ GRID_HEADERS = """() => [...document.querySelectorAll("[data-testid='stDataFrame
     ("Confusions", ["True", "Predicted", "Rows"]),
 ])
 def test_at_800_px_the_columns_a_reviewer_decides_on_are_in_view(browser, server, tab, decisive):
-    narrow = new_window(browser, width=800)
+    narrow = new_window(browser, width=800, timeout=300_000)  # the first window computes the test split's scores
     open_review_tab(narrow, server, tab)
     assert narrow.title() == "Review · NACE Explorer"
-    narrow.locator("[data-testid='stDataFrame'] th").first.wait_for()
+    narrow.locator("[data-testid='stDataFrame'] th").first.wait_for(state="attached")  # a screen reader's copy
     first_table = narrow.evaluate(GRID_HEADERS)[0]
     assert first_table[: len(decisive)] == decisive
     narrow.context.close()
