@@ -20,6 +20,7 @@ navigation = st.navigation(
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
     ]
 )
+st.set_page_config(page_title=f"{navigation.title} · NACE Explorer")  # each page its browser-tab title
 caches.share_the_cores()
 picker.sidebar()
 picker.fold_sidebar_on_narrow_screens()

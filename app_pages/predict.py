@@ -5,11 +5,13 @@ import streamlit as st
 
 from nace_app.app import caches, figures, links, picker, state, transition, widgets
 from nace_app.coding import batch, predicting
+from nace_app.data import tables
 from nace_app.explain import attributions
 from nace_app.explain.highlight import highlighted_text_html
 from nace_app.model.classifier import Prediction
 from nace_app.settings.errors import NaceAppError
 
+PREVIEW_ROWS = 200
 VIEW_TITLES = {"highlights": "Highlights", "contrast": "A vs B", "words": "Words & characters",
                "occlusion": "Leave one out", "attention": "Label attention"}
 
@@ -50,10 +52,17 @@ st.caption("Type what a business does, as a person would write it: NACE Explorer
 if st.session_state.get("link_notice"):
     st.info(st.session_state.pop("link_notice"), icon=":material/link_off:")
 
-example = st.pills("Try an example", predicting.EXAMPLES, key="example_choice", selection_mode="single")
-if example and example != st.session_state.get("example_used"):
-    st.session_state.example_used = example
-    submit(example)
+
+
+def code_example() -> None:
+    """A click codes the example and lets go of the pill: a second click codes it again, even after other text."""
+    example = st.session_state.example_choice
+    st.session_state.example_choice = None
+    if example:
+        submit(example)
+
+
+st.pills("Try an example", predicting.EXAMPLES, key="example_choice", selection_mode="single", on_change=code_example)
 state.kept(st.text_area, "Activity description", key="description", default="", height=110, on_change=submit,
         placeholder="e.g. I sell croissants and pains au chocolat in my bakery",
         help="Ctrl+Enter, or a click outside the box, codes it.")
@@ -104,9 +113,13 @@ def show_words(text: str, selected: str, codes: list[str], read_until: int | Non
     explanation = caches.explanation(classifier, text, selected)
     st.plotly_chart(figures.signed_bars([w.word for w in explanation.words], [w.score for w in explanation.words],
                                         f"Word attributions for {selected}", "attribution"), width="stretch")
-    st.plotly_chart(figures.char_weights(text, attributions.char_view(explanation, text),
-                                         f"Character view for {selected} (the library's softmax over characters)"),
+    st.plotly_chart(figures.char_weights(text, attributions.char_view(explanation, text), f"Characters · {selected}"),
                     width="stretch")
+    st.caption("Characters: the reference notebook's view (torchTextClassifiers' softmax over characters). Darker "
+               "blue is a larger share; the shares are never negative and sum to 100%. Each character takes the "
+               "scores of the tokens over it and the softmax then stresses the largest and drops the sign, so a word "
+               "with an orange bar above reads pale here, not opposite, and a word cut into several tokens can look "
+               "stronger or weaker than its bar. The bars are the signed measure.")
 
 
 def show_occlusion(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
@@ -138,8 +151,11 @@ with single:
                        f"{predicting.MAX_CHARS:,} are coded.")
         unknown_share, read_until = caches.reading(classifier, text)
         if unknown_share > predicting.UNKNOWN_WARNING_SHARE:
-            st.warning("Most of this text is unknown to the model (other alphabets, emoji, symbols or rare words): "
-                       "the codes below are little more than a guess.", icon=":material/help:")
+            reads_english = current.source.is_embedded or (current.trained is not None and current.data.source.is_embedded)
+            st.warning("Most of this text is unknown to the model (another language, other alphabets, emoji, symbols or "
+                       "rare words): the codes below are little more than a guess."
+                       + (" This model learned from English descriptions only: translate a French or German one first."
+                          if reads_english else ""), icon=":material/help:")
         if read_until is not None:
             st.info(f"This model reads a fixed window: it saw only “{widgets.literal(text[:read_until])}…”. The rest "
                     "(struck through below) changes nothing.", icon=":material/content_cut:")
@@ -208,10 +224,14 @@ with batch_tab:
         frame = read.frame
         column = st.selectbox("Text column", frame.columns, index=frame.columns.index(batch.guess_text_column(frame)),
                               key="batch_column")
+        numbers = tables.numbers_only(frame[column])
+        if numbers:
+            st.warning(f"The column “{widgets.literal(column)}” holds only numbers: pick the column with the "
+                       "descriptions.", icon=":material/pin:")
         st.caption(f"{frame.height:,} rows · top-{top_k} codes · verdict by {score_name} ≥ {threshold:.2f} "
                    "(sidebar)")
         request = (upload.name, upload.size, column, top_k, score_name, threshold, classifier.fingerprint)
-        if st.button("Code the file", type="primary"):
+        if st.button("Code the file", type="primary", disabled=numbers):
             bar = st.progress(0.0, text="Coding…")
             try:
                 coded = batch.code_upload(classifier, frame, column, top_k, score_name, threshold,
@@ -224,9 +244,10 @@ with batch_tab:
         result = st.session_state.get("batch_result")
         if result is not None and result[0] == request and result[1].path.is_file():
             coded = result[1]
-            st.dataframe(coded.head(), width="stretch", hide_index=True)
-            if coded.rows > 200:
-                st.caption(f"The first 200 of {coded.rows:,} rows; the downloads hold them all.")
+            st.dataframe(widgets.without_none(coded.head(PREVIEW_ROWS), batch.DECIMALS), width="stretch",
+                         hide_index=True)
+            if coded.rows > PREVIEW_ROWS:
+                st.caption(f"The first {PREVIEW_ROWS:,} of {coded.rows:,} rows: the downloads hold every row.")
             stem = upload.name.rsplit(".", 1)[0]
             downloads = st.columns(3)
             if coded.xlsx_refusal:

@@ -1,9 +1,11 @@
 """Review: test-split figures at every NACE level, calibration, automation rules, prediction sets, errors with their
 explanations and similar examples, and reviewers' corrections."""
 
+import polars as pl
 import streamlit as st
 
 from nace_app.app import caches, figures, picker, state, widgets
+from nace_app.coding import batch
 from nace_app.explain import attributions
 from nace_app.explain.highlight import highlighted_text_html
 from nace_app.nomenclature.structure import LEVELS
@@ -133,14 +135,19 @@ def show_per_class() -> None:
                           format_func=lambda s: s or "all sections")
     shown = tables.search_classes(class_table, query, section, table)
     st.caption(f"{shown.height:,} of {class_table.height:,} classes (in the test split or predicted) · click a column "
-               "header to sort · empty precision: never predicted")
+               "header to sort · precision None: never predicted")
     event = st.dataframe(shown, width="stretch", hide_index=True, height=420, on_select="rerun",
-                         selection_mode="single-row", key=f"class_table_{hash((query, section))}", column_config={
-        "code": "Code", "heading": "Heading", "rev2_codes": "Rev 2 classes", "section": "Section", "support": "Test rows",
+                         selection_mode="single-row", key=f"class_table_{hash((query, section))}",
+                         column_order=("code", "support", "precision", "recall", "f1", "most_confused_with",
+                                       "confused_count", "heading", "rev2_codes", "section"), column_config={
+        "code": st.column_config.TextColumn("Code", width="small"),
+        "heading": st.column_config.TextColumn("Heading", width="large"), "section": "Section",
+        "rev2_codes": "Rev 2 classes", "support": st.column_config.NumberColumn("Test rows", width="small"),
         "precision": st.column_config.NumberColumn("Precision", format="%.2f"),
         "recall": st.column_config.NumberColumn("Recall", format="%.2f"),
         "f1": st.column_config.NumberColumn("F1", format="%.2f"),
-        "most_confused_with": "Most confused with", "confused_count": "Times"})
+        "most_confused_with": "Most confused with", "confused_count": st.column_config.NumberColumn("Times",
+                                                                                                 width="small")})
     picked = event.selection.rows if event and event.selection else []
     if picked:
         st.session_state.words_class = shown["code"][picked[0]]
@@ -183,9 +190,12 @@ def show_confusions() -> None:
     pairs = tables.with_headings(metrics.top_confusions(table["true_code"].to_list(),
                                                         table["predicted_code"].to_list()), nomenclature)
     st.subheader("Most frequent confusions")
-    st.dataframe(pairs, width="stretch", hide_index=True, column_config={
-        "true_code": "True", "true_heading": "True heading", "predicted_code": "Predicted",
-        "predicted_heading": "Predicted heading", "count": st.column_config.NumberColumn("Rows", width="small")})
+    st.dataframe(pairs, width="stretch", hide_index=True,
+                 column_order=("true_code", "predicted_code", "count", "true_heading", "predicted_heading"),
+                 column_config={"true_code": widgets.code_column("True"), "true_heading": widgets.heading_column("True heading"),
+                                "predicted_code": widgets.code_column("Predicted"),
+                                "predicted_heading": widgets.heading_column("Predicted heading"),
+                                "count": st.column_config.NumberColumn("Rows", width="small")})
     level = state.kept(st.radio, "Aggregate the matrix by", ["section", "division"], key="matrix_level",
                     default="section", horizontal=True)
     labels, matrix = metrics.confusion_matrix(table["true_code"].to_list(), table["predicted_code"].to_list(),
@@ -203,9 +213,10 @@ def show_confusions() -> None:
     st.markdown(f"**{examples.height:,} test rows** true `{cell[0]}` → predicted `{cell[1]}` "
                 f"({widgets.literal(nomenclature.heading(cell[0]))} → {widgets.literal(nomenclature.heading(cell[1]))})")
     st.dataframe(examples.select("text", "true_code", "predicted_code", "probability").head(200),
-                 width="stretch", hide_index=True, column_config={
-                     "text": "Description", "true_code": "True", "predicted_code": "Predicted",
-                     "probability": st.column_config.NumberColumn("Top-1 probability", format="%.2f")})
+                 width="stretch", hide_index=True,
+                 column_order=("true_code", "predicted_code", "probability", "text"), column_config={
+                     "text": "Description", "true_code": widgets.code_column("True"), "predicted_code": widgets.code_column("Predicted"),
+                     "probability": st.column_config.NumberColumn("Top-1", format="%.2f", width="small")})
 
 
 def show_misclassifications() -> None:
@@ -235,8 +246,11 @@ def show_misclassifications() -> None:
     page_columns = st.columns([1, 2, 2], vertical_alignment="bottom")
     page = page_columns[0].number_input("Page", 1, pages, 1, key=f"filter_page_{hash(filters)}")
     page_columns[1].caption(f"{filtered.height:,} rows · page {page} of {pages}")
-    page_columns[2].download_button("Export filtered rows", filtered.drop("top5").write_csv().encode("utf-8"),
-                                    "review_rows.csv", mime="text/csv", width="stretch")
+    exported = tables.export_rows(filtered, batch.DECIMALS)
+    with page_columns[2].popover("Export filtered rows", icon=":material/download:", width="stretch"):
+        st.download_button("Excel (.xlsx)", batch.to_xlsx_bytes(exported), "review_rows.xlsx", width="stretch",
+                           mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        st.download_button("CSV", batch.to_csv_bytes(exported), "review_rows.csv", mime="text/csv", width="stretch")
     window = tables.page_of(filtered, page)
     shown = tables.with_rev2(window, {"true_code": "true_rev2", "predicted_code": "predicted_rev2"}).select(
         "row", "text", "true_code", "true_rev2", "true_heading", "predicted_code", "predicted_rev2", "predicted_heading",
@@ -250,12 +264,16 @@ def show_misclassifications() -> None:
             st.session_state.review_row = st.session_state.review_window[rows[0]]
 
     st.dataframe(shown, width="stretch", hide_index=True, on_select=pick_clicked_row, selection_mode="single-row",
-                 key=table_key, column_config={
-                     "row": st.column_config.NumberColumn("Row", width="small"), "text": "Description",
-                     "true_code": "True", "true_rev2": "True (Rev 2)", "true_heading": "True heading",
-                     "predicted_code": "Predicted", "predicted_rev2": "Predicted (Rev 2)",
-                     "predicted_heading": "Predicted heading",
-                     "probability": st.column_config.NumberColumn("Top-1", format="%.2f")})
+                 key=table_key, column_order=("row", "true_code", "predicted_code", "probability", "text",
+                                              "true_rev2", "predicted_rev2", "true_heading", "predicted_heading"),
+                 column_config={
+                     "row": st.column_config.NumberColumn("Row", width="small"),
+                     "text": st.column_config.TextColumn("Description", width="large"),
+                     "true_code": widgets.code_column("True"), "true_heading": widgets.heading_column("True heading"),
+                     "predicted_code": widgets.code_column("Predicted"),
+                     "predicted_heading": widgets.heading_column("Predicted heading"),
+                     "true_rev2": "True (Rev 2)", "predicted_rev2": "Predicted (Rev 2)",
+                     "probability": st.column_config.NumberColumn("Top-1", format="%.2f", width="small")})
     rows_here = st.session_state.review_window
     chosen = st.session_state.get("review_row")  # a row identity: it survives filter and page changes
     if chosen is None:
@@ -307,7 +325,7 @@ def show_corrections() -> None:
     words = state.kept(search.text_input, "Text or comment contains", key="corrections_search", default="")
     code = state.kept(code_start.text_input, "Code starts with", key="corrections_code", default="")
     try:
-        corrections = store.frame(words, code)
+        corrections = store.table(words, code)
     except NaceAppError as exc:
         st.error(widgets.literal(str(exc)))
         return
@@ -317,22 +335,43 @@ def show_corrections() -> None:
         st.info("No corrections yet: confirm or correct a code on the Predict page or under **Errors**."
                 if not (words or code) else "No corrections match these filters.")
         return
-    st.dataframe(corrections, hide_index=True, width="stretch", column_config={
-        "id": st.column_config.NumberColumn("#", width="small"), "created_at": "When (UTC)", "text": "Description",
-        "proposed_code": "Model's code", "corrected_code": "Right code", "model_name": "Model",
-        "model_fingerprint": None, "comment": "Comment"})
+    st.dataframe(corrections, hide_index=True, width="stretch",
+                 column_order=("id", "proposed_code", "corrected_code", "text", "comment", "created_at", "model_name"),
+                 column_config={
+                     "id": st.column_config.NumberColumn("#", width="small"),
+                     "created_at": st.column_config.DatetimeColumn("When (UTC)", format="D MMM YYYY, HH:mm"),
+                     "text": st.column_config.TextColumn("Description", width="large"),
+                     "proposed_code": widgets.code_column("Model's code"),
+                     "corrected_code": widgets.code_column("Right code"), "model_name": "Model",
+                     "comment": st.column_config.TextColumn("Comment", width="medium")})
     actions = st.columns([2, 1, 2], vertical_alignment="bottom")
     actions[0].download_button("Download all corrections (CSV)", store.to_csv_bytes(), "corrections.csv",
                                mime="text/csv", width="stretch")
     undo_id = actions[1].selectbox("Correction", corrections["id"].to_list(), key="undo_id",
                                    format_func=lambda i: f"#{i}")
     if actions[2].button("Undo this correction", icon=":material/undo:", width="stretch"):
+        st.session_state.undo_asked = int(undo_id)
+    if st.session_state.get("undo_asked") == undo_id:
+        confirm_undo(store, corrections.row(by_predicate=pl.col("id") == undo_id, named=True))
+
+
+def confirm_undo(store, correction: dict) -> None:
+    """Undo deletes a reviewer's work: it says what goes, and waits for a second click."""
+    shown = correction["text"][:80] + ("…" if len(correction["text"]) > 80 else "")
+    st.warning(f"Undo correction #{correction['id']} ({correction['proposed_code']} → {correction['corrected_code']}, "
+               f"“{widgets.literal(shown)}”)? It is deleted for good.", icon=":material/warning:")
+    answers = st.columns([1, 1, 3])
+    if answers[0].button("Yes, undo it", type="primary", width="stretch"):
+        st.session_state.undo_asked = None
         try:
-            store.undo(int(undo_id))
+            store.undo(correction["id"])
         except NaceAppError as exc:
             st.error(widgets.literal(str(exc)))
         else:
             st.rerun()
+    if answers[1].button("Keep it", width="stretch"):
+        st.session_state.undo_asked = None
+        st.rerun()
 
 
 views = st.tabs(["Automation", "Prediction sets", "Calibration", "Per class", "Confusions", "Errors", "Corrections"],

@@ -10,8 +10,24 @@ from nace_app.review import evaluation
 from nace_app.settings.errors import NaceAppError
 from nace_app.training.core import TrainingSettings, estimate_seconds
 from nace_app.training.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, TrainingJob, probe_lines
+from nace_app.training.runs import kept_epoch, much_weaker, results_table
 from nace_app.training.runs import model_zip as zipped
-from nace_app.training.runs import much_weaker, results_table
+
+FIGURES = {k: st.column_config.NumberColumn(format="%.3f") for k in ("top-1", "top-5", "macro-F1", "ECE", "section",
+                                                                      "division")}
+FORM = {"train_sample": "sample_size", "train_epochs": "epochs", "train_lr": "learning_rate",
+        "train_tokenizer": "tokenizer", "train_dim": "embedding_dim", "train_batch": "batch_size",
+        "train_attention": "attention", "train_heads": "attention_heads", "train_seed": "seed"}
+
+
+def show_the_settings_of(job: TrainingJob) -> None:
+    """A reloaded page (a new session) shows the settings and estimate of the run it reattaches to, once."""
+    if st.session_state.get("form_of_job") == job.job_id:
+        return
+    st.session_state.form_of_job = job.job_id
+    st.session_state.update({key: getattr(job.training, name) for key, name in FORM.items()})
+    st.session_state.update(train_probes="\n".join(job.probe_texts), train_with_corrections=job.extra_rows is not None)
+
 
 current = picker.active()
 data = current.data
@@ -30,6 +46,7 @@ if missing:
 job: TrainingJob | None = registry.get(st.session_state.get("training_job_id") or st.query_params.get("job"))
 if job is not None:
     st.session_state.training_job_id = job.job_id
+    show_the_settings_of(job)
 running = job is not None and job.state in (QUEUED, RUNNING)
 
 first, second, third = st.columns(3)
@@ -85,7 +102,7 @@ if start and settings is not None:
     job = registry.add(TrainingJob(data, settings, current.settings, caches.training_queue(),
                                    probe_texts=probe_lines(probes),
                                    extra_rows=corrections if with_corrections else None).start())
-    st.session_state.training_job_id = job.job_id
+    st.session_state.update(training_job_id=job.job_id, form_of_job=job.job_id)
     st.query_params["job"] = job.job_id
     st.rerun()
 
@@ -99,20 +116,24 @@ if job is None:
 def live_view(job: TrainingJob) -> None:
     """Polls the job's snapshot; the training thread itself never touches Streamlit."""
     snap = job.snapshot()
-    if snap.state == QUEUED:
-        st.warning(f"Another training run is using this server. Your run is queued (position "
-                   f"{snap.queue_position}); it starts by itself.", icon=":material/hourglass_top:")
     if snap.state in (QUEUED, RUNNING) and st.button("Stop", type="secondary", key="stop_training"):
         job.stop()
+    if snap.state == QUEUED:
+        st.warning(f"Another training run is using this server. Your run is queued (position "
+                   f"{snap.queue_position}) and starts by itself in about {registry.seconds_before_start(job):.0f} s.",
+                   icon=":material/hourglass_top:")
+        return
     st.progress(snap.fraction, text=snap.label)
     loss, accuracy = figures.training_curves(snap.steps, snap.epochs, snap.steps_per_epoch)
     st.plotly_chart(loss, width="stretch", key="loss_curve")
     st.plotly_chart(accuracy, width="stretch", key="accuracy_curve")
     if snap.probes:
-        latest = snap.probes[-1]
-        st.subheader(f"Probe descriptions after epoch {latest['epoch']}")
+        kept = kept_epoch(job.result.history) if job.result is not None else None
+        shown = next((probe for probe in snap.probes if probe["epoch"] == kept), snap.probes[-1])
+        st.subheader(f"Probe descriptions with the kept model (epoch {kept})" if shown["epoch"] == kept
+                     else f"Probe descriptions after epoch {shown['epoch']}")
         rows = [{"description": text, **{f"#{rank + 1}": f"{code} ({p:.0%})" for rank, (code, p) in enumerate(top)}}
-                for text, top in zip(job.probe_texts, latest["top3"], strict=False)]
+                for text, top in zip(job.probe_texts, shown["top3"], strict=False)]
         st.dataframe(rows, hide_index=True, width="stretch")
     if snap.state in (DONE, STOPPED, FAILED) and running:
         st.rerun(scope="app")
@@ -135,8 +156,7 @@ def show_correction_effect(corrections, model_dir: str) -> None:
         "default model · test": caches.evaluation_on(before, test), "this run · test": caches.evaluation_on(after, test),
         "default model · the corrections": caches.evaluation_on(before, corrections),
         "this run · the corrections (trained on)": caches.evaluation_on(after, corrections)}),
-        hide_index=True, width="stretch", column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                                         for k in ("top-1", "top-5", "macro-F1", "ECE")})
+        hide_index=True, width="stretch", column_config=FIGURES)
 
 if job.state == FAILED:
     st.error(f"The run failed: {widgets.literal(job.error or '')}")
@@ -148,9 +168,11 @@ elif job.result is not None:
         st.info("Stopped by you: the best checkpoint so far was kept.")
     st.subheader("Result")
     default = caches.test_evaluation(caches.default_workspace().classifier, data)
-    st.dataframe(results_table(result, default), hide_index=True, width="stretch",
-                 column_config={k: st.column_config.NumberColumn(format="%.3f")
-                                for k in ("top-1", "top-5", "macro-F1", "ECE", "section", "division")})
+    kept = kept_epoch(result.history)
+    if kept is not None:
+        st.caption(f"The model kept is the one after epoch {kept} of {len(result.history)}: the lowest validation "
+                   "loss. Its figures are below, and its probes above.")
+    st.dataframe(results_table(result, default), hide_index=True, width="stretch", column_config=FIGURES)
     if job.extra_rows is not None:
         show_correction_effect(job.extra_rows, str(result.model_dir))
     run = job.run

@@ -183,6 +183,25 @@ def test_at_800_px_the_sidebar_folds_and_figures_and_buttons_are_not_cut(browser
     narrow.context.close()
 
 
+GRID_HEADERS = """() => [...document.querySelectorAll("[data-testid='stDataFrame']")]
+    .map(grid => [...grid.querySelectorAll("th")].map(header => header.innerText))"""  # the grid draws only what shows
+
+
+@pytest.mark.parametrize(("tab", "decisive"), [
+    ("Errors", ["Row", "True", "Predicted", "Top-1", "Description"]),
+    ("Per class", ["Code", "Test rows", "Precision", "Recall", "F1", "Most confused with", "Times"]),
+    ("Confusions", ["True", "Predicted", "Rows"]),
+])
+def test_at_800_px_the_columns_a_reviewer_decides_on_are_in_view(browser, server, tab, decisive):
+    narrow = new_window(browser, width=800, timeout=300_000)  # the first window computes the test split's scores
+    open_review_tab(narrow, server, tab)
+    assert narrow.title() == "Review · NACE Explorer"
+    narrow.locator("[data-testid='stDataFrame'] th").first.wait_for(state="attached")  # a screen reader's copy
+    first_table = narrow.evaluate(GRID_HEADERS)[0]
+    assert first_table[: len(decisive)] == decisive
+    narrow.context.close()
+
+
 def open_review_tab(page, server, tab: str) -> None:
     page.goto(f"{server}/review")
     wait_idle(page)

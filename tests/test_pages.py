@@ -129,6 +129,17 @@ def test_an_example_codes_the_example(app):
     assert len(candidate_lines(app)) == 5
 
 
+def test_clicking_the_highlighted_example_again_after_other_text_codes_it_again(app):
+    example = predicting_example(0)
+    app.pills[0].set_value(example).run()
+    assert app.text_area(key=widget_key("description")).value == example
+    assert app.pills[0].value is None  # the pill lets go: it does not stay highlighted for a text that is no longer it
+    code(app, "taxi driver")
+    app.pills[0].set_value(example).run()
+    assert app.text_area(key=widget_key("description")).value == example
+    assert any(c.value.startswith(f"Codes for: “{example[:40]}") for c in app.caption)
+
+
 def predicting_example(index: int) -> str:
     from nace_app.coding.predicting import EXAMPLES
 
@@ -242,7 +253,7 @@ def test_batch_output_keeps_every_row_its_columns_and_its_text(app):
     frame = app.dataframe[-1].value
     assert list(frame["id"]) == ["1", "2", "3"] and list(frame["description"])[0] == "boulangerie pâtisserie"
     assert {"code_1", "heading_1", "probability_1", "code_5", "verdict"} <= set(frame.columns)
-    assert frame["code_1"].isna()[1] and frame["verdict"][1] == "not coded (empty)"
+    assert frame["code_1"][1] == "" and frame["verdict"][1] == "not coded (empty)"  # empty, not the word None
     assert [b.label for b in app.get("download_button")] == ["Excel (.xlsx)", "CSV", "Parquet"]
 
 
@@ -277,6 +288,18 @@ def test_a_table_wider_than_a_worksheet_is_coded_and_says_why_excel_is_not_offer
     assert not app.exception, app.exception
     assert [b.label for b in app.get("download_button")] == ["CSV", "Parquet"]
     assert any("a worksheet holds 16,384" in c.value for c in app.caption)
+
+
+def test_a_column_of_numbers_cannot_be_coded_as_descriptions(app):
+    upload(app, "firms.csv", b"id,activity\n1,bakery\n2,taxi driver\n")
+    app.selectbox(key="batch_column").set_value("id").run()
+    assert any("holds only numbers" in w.value for w in app.warning)
+    assert next(b for b in app.button if b.label == "Code the file").disabled
+
+
+def test_a_utf16_csv_from_excel_is_coded(app):
+    upload(app, "firms.csv", "label\tn\nboulangerie pâtisserie\t1\n".encode("utf-16"))
+    assert app.selectbox(key="batch_column").value == "label" and not app.main.error
 
 
 def test_changing_the_text_column_hides_the_old_codes(app):
@@ -438,6 +461,29 @@ def test_filters_narrow_the_error_browser(review, independent):
     assert expected > 0 and rows_caption(review).startswith(f"{expected:,} rows")
 
 
+def test_exported_error_rows_open_in_a_spreadsheet_with_codes_as_text(review, monkeypatch):
+    import zipfile
+
+    offered = {}
+    download_button = st.download_button
+
+    def recording(label, data, *args, **kwargs):
+        offered[label] = data
+        return download_button(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(st, "download_button", recording)
+    open_tab(review, "Errors")
+    raw = offered["CSV"]
+    assert raw.startswith(b"\xef\xbb\xbf")
+    back = pl.read_csv(io.BytesIO(raw[3:]), infer_schema=False)
+    first = raw.decode("utf-8-sig").splitlines()[1]
+    assert f'"{back["true_code"][0]}"' in first and f'"{back["predicted_code"][0]}"' in first  # codes quoted
+    assert all(len(p.split(".")[-1]) <= 4 for p in back["probability"].to_list())
+    assert len(back["top5"][0].split(" ")) == 5
+    workbook = zipfile.ZipFile(io.BytesIO(offered["Excel (.xlsx)"]))
+    assert back["true_code"][0] in workbook.read("xl/sharedStrings.xml").decode()  # a text cell, not a number
+
+
 def explain_row_box(at: AppTest):
     return at.selectbox(key=widget_key("review_row"))
 
@@ -539,6 +585,30 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     linked.query_params.update({"text": "bakery", "model": f"trained:{running.job_id}"})
     linked.run()
     assert linked.session_state["model_uri"] == str(running.result.model_dir) and not linked.info
+
+
+def test_a_reloaded_train_page_shows_the_running_jobs_settings_then_the_kept_epochs_probes(embedded):
+    from nace_app.app.caches import job_registry
+    from nace_app.training.runs import kept_epoch
+
+    with fresh_app() as at:
+        at.switch_page("app_pages/train.py").run()
+        at.number_input(key=widget_key("train_sample")).set_value(700).run()
+        at.slider(key=widget_key("train_epochs")).set_value(2).run()
+        submit(at, "Start training")
+        job = job_registry().get(at.session_state["training_job_id"])
+        reloaded = AppTest.from_file(APP, default_timeout=180)  # a new session, as a reload of the page's link
+        reloaded.query_params["job"] = job.job_id
+        reloaded.switch_page("app_pages/train.py").run()
+        assert not reloaded.exception, reloaded.exception
+        assert reloaded.number_input(key=widget_key("train_sample")).value == 700
+        assert reloaded.slider(key=widget_key("train_epochs")).value == 2
+        job.join(timeout=300)
+        reloaded.run()
+        assert job.state == "done", job.error
+        kept = kept_epoch(job.result.history)
+        assert any(h.value == f"Probe descriptions with the kept model (epoch {kept})" for h in reloaded.subheader)
+        assert any(f"The model kept is the one after epoch {kept} of" in c.value for c in reloaded.caption)
 
 
 def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, tiny_frame, tmp_path):
@@ -658,7 +728,13 @@ def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedd
         at.text_input(key=widget_key("corrections_search")).input("no such words").run()
         assert any("No corrections match" in i.value for i in at.info)
         at.text_input(key=widget_key("corrections_search")).input("").run()
+        assert "T" not in str(next(d.value for d in at.dataframe if "created_at" in d.value.columns)["created_at"][0])
         submit(at, "Undo this correction")
+        assert any("Undo correction #1 (10.71 → 47.24" in w.value for w in at.warning) and len(store.list()) == 1
+        submit(at, "Keep it")
+        assert len(store.list()) == 1 and not any("Undo correction" in w.value for w in at.warning)
+        submit(at, "Undo this correction")
+        submit(at, "Yes, undo it")
         assert store.list() == [] and any("No corrections yet" in i.value for i in at.info)
 
 

@@ -15,25 +15,60 @@ def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
     return figure
 
 
+CHARS_PER_LINE = 40  # readable in the Predict page's right column at 800 px
+MOST_UPRIGHT_BARS = 12  # more words than this: one horizontal bar a word, labels never overlap
+
+
+def line_spans(text: str, width: int = CHARS_PER_LINE) -> list[tuple[int, int]]:
+    """(start, end) of each line of `text` wrapped at `width` characters, after a space where one is."""
+    spans, start = [], 0
+    while start < len(text):
+        end = min(start + width, len(text))
+        space = text.rfind(" ", start, end)
+        if end < len(text) and space > start:
+            end = space + 1
+        spans.append((start, end))
+        start = end
+    return spans or [(0, 0)]
+
+
 def char_weights(text: str, weights: np.ndarray, title: str) -> go.Figure:
-    figure = go.Figure(go.Heatmap(z=[weights], x=list(range(len(text))), text=[list(text)],
-                                  texttemplate="%{text}", colorscale="Blues", showscale=False,
-                                  hovertemplate="'%{text}': %{z:.4f}<extra></extra>"))
-    figure.update_yaxes(visible=False)
+    """The text wrapped in lines, each character shaded by its weight, with the colour scale."""
+    spans = line_spans(text)
+    z = np.full((len(spans), CHARS_PER_LINE), np.nan)
+    chars = np.full((len(spans), CHARS_PER_LINE), "", dtype=object)
+    for line, (start, end) in enumerate(spans):
+        z[line, : end - start] = weights[start:end]
+        chars[line, : end - start] = list(text[start:end])
+    figure = go.Figure(go.Heatmap(z=z, text=chars, texttemplate="%{text}", colorscale="Blues", zmin=0,
+                                  hoverongaps=False, colorbar={"title": {"text": "share", "side": "right"},
+                                                               "thickness": 10, "tickformat": ".3%", "nticks": 4},
+                                  hovertemplate="'%{text}': %{z:.2%}<extra></extra>"))
+    figure.update_yaxes(visible=False, autorange="reversed")
     figure.update_xaxes(visible=False)
-    return _layout(figure, title, height=160)
+    return _layout(figure, title, height=70 + 26 * len(spans))
 
 
 def signed_bars(labels: list[str], values: list[float], title: str, value_name: str) -> go.Figure:
-    """One bar per word, in text order (a repeated word keeps its place); sign by colour and by pattern."""
+    """One bar per word, in text order (a repeated word keeps its place); sign by colour and by pattern.
+
+    Upright bars for a short text; for a long one, horizontal bars read top to bottom, whose labels never overlap.
+    """
     colours = [TOWARD if v >= 0 else AWAY for v in values]
     patterns = ["" if v >= 0 else "/" for v in values]
-    figure = go.Figure(go.Bar(x=list(range(len(labels))), y=values, marker={"color": colours,
-                                                                            "pattern": {"shape": patterns}},
-                              customdata=labels, hovertemplate="%{customdata}: %{y:+.4f}<extra></extra>"))
-    figure.update_xaxes(tickmode="array", tickvals=list(range(len(labels))), ticktext=labels)
-    figure.update_yaxes(title=value_name)
-    return _layout(figure, title)
+    positions = list(range(len(labels)))
+    horizontal = len(labels) > MOST_UPRIGHT_BARS
+    bars = {"y": positions, "x": values, "orientation": "h"} if horizontal else {"x": positions, "y": values}
+    hover = "%{customdata}: %{x:+.4f}" if horizontal else "%{customdata}: %{y:+.4f}"
+    figure = go.Figure(go.Bar(**bars, marker={"color": colours, "pattern": {"shape": patterns}}, customdata=labels,
+                              hovertemplate=f"{hover}<extra></extra>"))
+    positions_axis, values_axis = (figure.update_yaxes, figure.update_xaxes) if horizontal else (
+        figure.update_xaxes, figure.update_yaxes)
+    positions_axis(tickmode="array", tickvals=positions, ticktext=labels, automargin=True)
+    values_axis(title=value_name)
+    if horizontal:
+        figure.update_yaxes(autorange="reversed")
+    return _layout(figure, title, height=max(320, 80 + 18 * len(labels)) if horizontal else 320)
 
 
 def automation_curve(curve: pl.DataFrame, chosen: dict[str, float]) -> go.Figure:

@@ -75,7 +75,7 @@ def model_options() -> dict[str, str]:
     if workspace.model_source.uri != EMBEDDED:
         options[EMBEDDED] = "Embedded demo model"
     for run in trained_runs():
-        options[run.uri] = f"Trained here: {run.name}"
+        options[run.uri] = f"Run {run.name}"
     options["runs:"] = "MLflow run…"
     return options
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import string
 
+import polars as pl
 import streamlit as st
 
 from nace_app.app.caches import correction_store, similar_examples
@@ -27,6 +28,24 @@ def literal(text: str) -> str:
     return _AUTOLINKS.sub("\u200b", text).translate(_MARKDOWN_SPECIALS)
 
 
+def without_none(frame: pl.DataFrame, decimals: int) -> pl.DataFrame:
+    """The table for Streamlit's grid, which prints "None" in a missing cell whatever its display format: each
+    column with a missing value becomes text, empty there (floats rounded to `decimals` first)."""
+    gappy = [name for name in frame.columns if frame[name].null_count()]
+    return frame.with_columns(pl.col(name).round(decimals) if frame[name].dtype.is_float() else pl.col(name)
+                              for name in gappy).with_columns(pl.col(gappy).cast(pl.String).fill_null(""))
+
+
+def code_column(label: str) -> st.column_config.TextColumn:
+    """Codes are short: narrow columns leave room for the description at 800 px."""
+    return st.column_config.TextColumn(label, width="small")
+
+
+def heading_column(label: str) -> st.column_config.TextColumn:
+    """Headings are long and repeat what the code says: placed after the figures, at a width that may scroll."""
+    return st.column_config.TextColumn(label, width="medium")
+
+
 def similar_examples_table(classifier: Classifier, data: DataSet, text: str) -> None:
     """The nearest training rows as a table (Predict and each error on Review), or why there are none."""
     try:
@@ -38,7 +57,11 @@ def similar_examples_table(classifier: Classifier, data: DataSet, text: str) -> 
                "embeddings): the evidence to check a code against.")
     st.dataframe([{"description": n.text, "code": n.code, "heading": n.heading, "similarity": n.similarity}
                   for n in similar], hide_index=True, width="stretch",
-                 column_config={"similarity": st.column_config.NumberColumn("Similarity", format="%.2f")})
+                 column_order=("code", "similarity", "description", "heading"),
+                 column_config={"code": code_column("Code"), "description": st.column_config.TextColumn("Description",
+                                                                                                      width="large"),
+                                "heading": heading_column("Heading"),
+                                "similarity": st.column_config.NumberColumn("Similarity", format="%.2f", width="small")})
 
 
 def class_choices() -> dict[str, str]:

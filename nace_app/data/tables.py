@@ -42,8 +42,22 @@ class Splits:
         }
 
 
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
+def has_utf16_bom(sample: bytes) -> bool:
+    """Excel's "Unicode text" and Windows tools write UTF-16 with a byte-order mark: text, although full of NULs."""
+    return sample.startswith(UTF16_BOMS)
+
+
 def decode_text(raw: bytes) -> str:
-    """UTF-8 (with or without BOM), else latin-1, which never fails."""
+    """UTF-16 when it starts with its byte-order mark, else UTF-8 (with or without BOM), else latin-1, which never
+    fails."""
+    if has_utf16_bom(raw):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise NaceAppError(f"the file starts as UTF-16 but is not valid UTF-16 (byte {exc.start:,})") from exc
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -61,8 +75,11 @@ def sniff_separator(text: str) -> str:
 def looks_binary(sample: bytes) -> bool:
     """A NUL byte, or a third of control bytes, in the first 8 KB: an image, an archive, a spreadsheet.
 
-    A few escape sequences in a short text are still text (they are shown escaped).
+    A few escape sequences in a short text are still text (they are shown escaped); UTF-16 with its byte-order mark
+    is text too.
     """
+    if has_utf16_bom(sample):
+        return False
     head = sample[:8192]
     if b"\x00" in head:
         return True
@@ -198,6 +215,16 @@ def check_text_column(schema: pl.Schema, column: str) -> None:
         raise NaceAppError(f"column {column!r} holds {schema[column]} values, not text")
 
 
+def numbers_only(values: pl.Series) -> bool:
+    """Whether every filled value of a column read as text is a number (an id, an amount): no description to code.
+
+    A CSV read without type inference holds numbers as text; `check_text_column` cannot see them, this can.
+    """
+    stripped = values.cast(pl.String).str.strip_chars().drop_nulls()
+    filled = stripped.filter(stripped != "")
+    return filled.len() > 0 and filled.str.replace_all(r"[\s,]", "").cast(pl.Float64, strict=False).is_not_null().all()
+
+
 def texts_column(frame: pl.DataFrame, column: str) -> list[str]:
     check_text_column(frame.schema, column)
     return ["" if v is None else v for v in frame[column].cast(pl.String).to_list()]
@@ -239,7 +266,11 @@ class TextSource:
 
 
 def _encoding_of(path: Path) -> str:
-    """utf-8-sig when the whole file decodes as UTF-8, else latin-1 (as `decode_text`), read 1 MB at a time."""
+    """utf-16 after its byte-order mark, utf-8-sig when the whole file decodes as UTF-8, else latin-1 (as
+    `decode_text`), read 1 MB at a time."""
+    with path.open("rb") as raw:
+        if has_utf16_bom(raw.read(2)):
+            return "utf-16"
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with path.open("rb") as raw:
@@ -274,7 +305,7 @@ def _count(name: str, scan: pl.LazyFrame) -> tuple[int, int]:
 def open_texts(path: Path, column: str) -> Iterator[TextSource]:
     """A .txt (one text per line, blank lines kept as rows), .csv/.tsv or .parquet input, checked before any coding.
 
-    A latin-1 CSV is read through a UTF-8 copy in a temporary folder, removed on leaving the block.
+    A latin-1 or UTF-16 CSV is read through a UTF-8 copy in a temporary folder, removed on leaving the block.
     """
     name = path.name
     if path.is_dir():
@@ -315,7 +346,7 @@ def open_texts(path: Path, column: str) -> Iterator[TextSource]:
     separator = sniff_separator(decode_text(sample))
     _check_csv(path, encoding, separator)
     with tempfile.TemporaryDirectory(prefix="nace-input-") as folder:
-        if encoding == "latin-1":  # polars reads UTF-8 only
+        if encoding != "utf-8-sig":  # polars reads UTF-8 only
             utf8 = Path(folder) / name
             with path.open(encoding=encoding, newline="") as source, utf8.open("w", encoding="utf-8", newline="") as copy:
                 while block := source.read(1 << 20):

@@ -11,7 +11,8 @@ row is the sum over its occurrences, words compared in lowercase, punctuation le
   The contrast, not the wrong code's attribution alone, because softmax ignores what a word adds to every logit
   alike: a word that pushes both codes equally moves no probability and does not cause the error. Words rank by
   the number of errors they pull (`rows`), then by their mean contrast; `wrong_code` is the code they pull to
-  most often.
+  most often. Function words ("and", "to", `FUNCTION_WORDS`) are left out of this list: they are in most rows,
+  so they lead a count of rows while telling a reviewer nothing about the error.
 
 `mean_score` is the sum of a word's scores over the rows considered divided by their number (`class_rows`:
 the class's test rows for `toward`, its misclassified rows for `pulls_away`); `rows` counts the rows where the word
@@ -39,6 +40,13 @@ if TYPE_CHECKING:
 TOWARD, PULLS_AWAY = "toward", "pulls_away"
 PATH_ROWS = 512  # interpolation rows (candidates x steps) per backward pass: fastest on the embedded model
 TEXTS_PER_CALL = 256  # texts between progress reports
+FUNCTION_WORDS = frozenset("""
+a an the and or but nor so yet if then than as of to in on at by for from with without into onto over under about
+after before between through during per via up down out off is are was were be been being am do does did has have
+had having it its it's this that these those there here i me my mine we us our ours you your yours he him his she her
+they them their theirs who whom whose which what where when how all any both each some such no not only own same
+too very can will just also etc & + -
+""".split())  # English: the descriptions the models read are in English
 
 
 def _one_pass(classifier: Classifier, encoded: Encoded, rows: list[int], codes: list[list[str]],
@@ -173,7 +181,8 @@ def top_class_words(words: pl.DataFrame, per_class: int = 10) -> pl.DataFrame:
     """The `per_class` best words of each class and kind, ranked as the module docstring says."""
     toward = words.filter((pl.col("kind") == TOWARD) & (pl.col("mean_score") > 0)).sort(
         ["code", "mean_score", "word"], descending=[False, True, False])
-    away = words.filter((pl.col("kind") == PULLS_AWAY) & (pl.col("rows") > 0) & (pl.col("mean_score") > 0)).sort(
+    away = words.filter((pl.col("kind") == PULLS_AWAY) & (pl.col("rows") > 0) & (pl.col("mean_score") > 0)
+                        & ~pl.col("word").is_in(list(FUNCTION_WORDS))).sort(
         ["code", "rows", "mean_score", "word"], descending=[False, True, True, False])
     return (pl.concat([toward, away])
             .with_columns(rank=pl.int_range(1, pl.len() + 1).over("code", "kind").cast(pl.Int64))

@@ -216,6 +216,12 @@ class CorrectionStore:
         schema = {name: pl.Int64 if name == "id" else pl.String for name in COLUMNS}
         return pl.DataFrame([c.to_dict() for c in self.list(filter_text, code)], schema=schema)
 
+    def table(self, filter_text: str | None = None, code: str | None = None) -> pl.DataFrame:
+        """`frame` with `created_at` as datetimes in UTC (without a zone, which tables would convert to the viewer's),
+        that a page shows as a date rather than ISO text."""
+        return self.frame(filter_text, code).with_columns(
+            pl.col("created_at").str.to_datetime(time_zone="UTC").dt.replace_time_zone(None))
+
     def to_csv_bytes(self) -> bytes:
         """UTF-8 with a BOM (spreadsheets then read accents right); every text field quoted, so codes stay text."""
         return codecs.BOM_UTF8 + self.frame().write_csv(quote_style="non_numeric").encode("utf-8")

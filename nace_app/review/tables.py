@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 
 from nace_app.explain.class_words import PULLS_AWAY, TOWARD
 from nace_app.model.ranking import confidence_index, top_k_indices
@@ -16,6 +17,7 @@ from nace_app.review.conformal import CoverageReport
 
 SCORE_COLUMNS = {metrics.TOP1_PROBABILITY: "probability", metrics.CONFIDENCE_INDEX: "confidence_index"}
 PAGE_SIZE = 25
+NEVER_CONFUSED = "–"  # a class none of whose rows went wrong: a dash, not the word "None"
 
 
 def test_table(test: pl.DataFrame, probabilities: np.ndarray, labels: list[str],
@@ -81,6 +83,7 @@ def apply_filters(table: pl.DataFrame, filters: Filters) -> pl.DataFrame:
 def per_class(table: pl.DataFrame, nomenclature: Nomenclature) -> pl.DataFrame:
     scores = metrics.per_class_scores(table["true_code"].to_list(), table["predicted_code"].to_list())
     return scores.with_columns(
+        pl.col("most_confused_with").fill_null(NEVER_CONFUSED),
         heading=pl.Series([nomenclature.heading(c) for c in scores["code"].to_list()], dtype=pl.String),
         section=pl.Series([nomenclature.section_of(c) for c in scores["code"].to_list()], dtype=pl.String),
     ).select("code", "heading", "section", "support", "precision", "recall", "f1", "most_confused_with",
@@ -105,6 +108,11 @@ def search_classes(classes: pl.DataFrame, query: str, section: str, rows: pl.Dat
     for word in words:
         result = result.filter(pl.col("code").str.starts_with(word) | pl.col("searchable").str.contains(word, literal=True))
     return result.drop("texts", "searchable")
+
+
+def export_rows(rows: pl.DataFrame, decimals: int) -> pl.DataFrame:
+    """The error browser's rows for a spreadsheet: the top-5 codes as one space-separated cell, scores rounded."""
+    return rows.with_columns(pl.col("top5").list.join(" "), cs.float().round(decimals))
 
 
 def page_of(frame: pl.DataFrame, page: int, size: int = PAGE_SIZE) -> pl.DataFrame:

@@ -15,7 +15,7 @@ from typing import Any
 
 from nace_app.settings.config import Settings
 from nace_app.settings.errors import NaceAppError
-from nace_app.training.core import ProgressEvent, TrainingResult, TrainingSettings
+from nace_app.training.core import ProgressEvent, TrainingResult, TrainingSettings, estimate_seconds
 from nace_app.training.runs import run_logged_training
 from nace_app.training.tracking import RunLogger
 
@@ -154,6 +154,15 @@ class TrainingJob:
         finally:
             self.queue.release(self.job_id)
 
+    def seconds_left(self) -> float:
+        """About how long this run still takes: from its own pace once it has steps, else from the estimate."""
+        snap = self.snapshot()
+        if snap.state not in (QUEUED, RUNNING):
+            return 0.0
+        if snap.seconds_left is not None:
+            return snap.seconds_left
+        return max(estimate_seconds(self.training, self.data.splits.train.height) - snap.elapsed, 0.0)
+
     def snapshot(self) -> JobSnapshot:
         with self._lock:
             return JobSnapshot(self.job_id, self.state, self.queue.position(self.job_id), self.step,
@@ -232,3 +241,11 @@ class JobRegistry:
     def unfinished(self) -> list[TrainingJob]:
         with self._lock:
             return [job for job in self._jobs.values() if job.state in (QUEUED, RUNNING)]
+
+    def seconds_before_start(self, job: TrainingJob) -> float:
+        """About how long a queued `job` waits: what is left of the runs ahead of it in its queue (running, or
+        queued before it) that this server knows."""
+        position = job.queue.position(job.job_id)
+        ahead = [other for other in self.unfinished() if other is not job and other.queue is job.queue
+                 and (other.state == RUNNING or 0 < other.queue.position(other.job_id) < position)]
+        return sum(other.seconds_left() for other in ahead)

@@ -71,9 +71,10 @@ class TrainedRun:
 
     @property
     def name(self) -> str:
+        """What tells runs apart first: a narrow picker cuts the end of the label, the date and tokenizer go."""
         tokenizer = self.settings.get("tokenizer", "wordpiece")
-        figure = f" · test top-1 {self.test_top1:.0%}" if self.test_top1 is not None else ""
-        return f"{self.run_id} ({self.finished:%d %b %H:%M}, {tokenizer}{figure})"
+        figure = f"top-1 {self.test_top1:.0%} · " if self.test_top1 is not None else ""
+        return f"{self.run_id} · {figure}{self.finished:%d %b %H:%M} · {tokenizer}"
 
 
 def list_trained_runs(cache_dir: Path) -> list[TrainedRun]:
@@ -97,6 +98,13 @@ def results_table(result: TrainingResult, default: Evaluation) -> list[dict[str,
     """This run on validation and test next to the default model on the same test split."""
     return comparison_rows({"this run · validation": result.validation, "this run · test": result.test,
                             "default model · test": default})
+
+
+def kept_epoch(history: list[dict[str, float]]) -> int | None:
+    """The epoch whose weights the model holds: the lowest validation loss, the first on a tie, as the checkpoint
+    callback keeps it; None before any validation."""
+    validated = [e for e in history if e.get("val_loss") is not None]
+    return int(min(validated, key=lambda e: e["val_loss"])["epoch"]) if validated else None
 
 
 def much_weaker(result: TrainingResult, default: Evaluation, margin: float = 0.10) -> bool:

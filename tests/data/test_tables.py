@@ -1,3 +1,4 @@
+import codecs
 import io
 import tempfile
 from pathlib import Path
@@ -9,6 +10,7 @@ from sklearn.model_selection import train_test_split
 from nace_app.data.tables import (
     csv_error_line,
     looks_binary,
+    numbers_only,
     open_texts,
     prepare_labelled,
     read_csv_bytes,
@@ -64,6 +66,28 @@ def test_binary_files_are_told_from_text_in_any_alphabet():
     assert looks_binary(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR") and looks_binary(bytes(range(1, 32)) * 20)
     assert not looks_binary("boulangerie café\tmخبز 🍞\r\n".encode())
     assert not looks_binary(b"red \x1b[31mbakery\x07\n")  # escape sequences in a text: shown escaped
+
+
+def test_utf16_with_its_byte_order_mark_is_text_and_is_read():
+    raw = "label;n\ncafé crème;1\n".encode("utf-16")
+    assert not looks_binary(raw)
+    assert read_csv_bytes(raw)["label"].to_list() == ["café crème"]
+    big_endian = codecs.BOM_UTF16_BE + "label\nboulangerie\n".encode("utf-16-be")
+    assert read_csv_bytes(big_endian)["label"].to_list() == ["boulangerie"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".txt"])
+def test_a_utf16_input_streams_like_a_utf8_one(tmp_path, suffix):
+    content = "label\ncafé crème\nboulangerie\n" if suffix == ".csv" else "café crème\nboulangerie\n"
+    (tmp_path / f"in{suffix}").write_bytes(content.encode("utf-16"))
+    with open_texts(tmp_path / f"in{suffix}", "label") as source:
+        assert [text for chunk in source.chunks(5) for text in chunk] == ["café crème", "boulangerie"]
+
+
+def test_a_column_of_numbers_read_as_text_is_told_from_descriptions():
+    assert numbers_only(pl.Series(["12", " 3.5 ", "1,234", None, ""]))
+    assert not numbers_only(pl.Series(["12", "bakery"]))
+    assert not numbers_only(pl.Series([None, "  "]))  # an empty column: nothing says it holds numbers
 
 
 def test_text_columns_must_hold_text():

@@ -6,7 +6,7 @@ import pytest
 
 from nace_app.data.tables import split
 from nace_app.explain.attributions import integrated_gradients
-from nace_app.explain.class_words import PULLS_AWAY, TOWARD, all_class_words, class_words, explain_texts
+from nace_app.explain.class_words import PULLS_AWAY, TOWARD, all_class_words, class_words, explain_texts, top_class_words
 from nace_app.model.classifier import Classifier
 from nace_app.model.formats import load_model
 
@@ -97,6 +97,15 @@ def test_the_table_keeps_the_best_words_of_each_class_and_kind(classifier, test_
         key = "mean_score" if kind == TOWARD else "rows"
         assert group.sort("rank")[key].to_list() == sorted(group[key].to_list(), reverse=True)
         assert group["wrong_code"].is_null().all() == (kind == TOWARD)
+
+
+def test_function_words_are_left_out_of_the_words_that_pull_rows_away_but_not_of_those_that_drive_a_class():
+    words = pl.DataFrame({"code": ["10.71"] * 4, "kind": [PULLS_AWAY, PULLS_AWAY, PULLS_AWAY, TOWARD],
+                          "word": ["and", "to", "shop", "and"], "mean_score": [0.9, 0.8, 0.1, 0.5], "rows": [9, 8, 1, 9],
+                          "class_rows": [10, 10, 10, 20], "wrong_code": ["47.24", "47.24", "47.24", None]})
+    table = top_class_words(words)
+    assert table.filter(pl.col("kind") == PULLS_AWAY)["word"].to_list() == ["shop"]
+    assert table.filter(pl.col("kind") == TOWARD)["word"].to_list() == ["and"]
 
 
 def test_second_call_reads_the_parquet_cache_without_explaining_again(classifier, test_split, tmp_path):

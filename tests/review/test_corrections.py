@@ -33,6 +33,12 @@ def test_a_correction_reads_back_with_every_field_from_a_new_store(tmp_path):
     assert read.created_at.endswith("+00:00") and not read.is_confirmation
 
 
+def test_the_table_shown_on_the_page_has_times_as_datetimes_in_utc(tmp_path):
+    added = CorrectionStore(tmp_path).add("bakery", "47.24", "10.71", "embedded", "f00d")
+    when = CorrectionStore(tmp_path).table()["created_at"][0]
+    assert when.tzinfo is None and when.isoformat() + "+00:00" == added.created_at
+
+
 def test_a_confirmation_stores_the_proposed_code_as_the_corrected_one(tmp_path):
     confirmed = CorrectionStore(tmp_path).add("we build websites", "62.10", "62.10", "m", "f", comment="  ")
     assert confirmed.is_confirmation and confirmed.comment is None

@@ -53,6 +53,19 @@ def test_a_class_never_predicted_has_no_precision_rather_than_zero(table):
     assert classes.filter(pl.col("code") == "01.11")["precision"].item() is None
 
 
+def test_a_class_never_confused_shows_a_dash_not_none(table):
+    classes = tables.per_class(table, NOMENCLATURE)
+    never = classes.filter(pl.col("code") == "62.10")
+    assert never["most_confused_with"].item() == tables.NEVER_CONFUSED and never["confused_count"].item() == 0
+
+
+def test_exported_rows_round_scores_and_keep_the_top_five_in_one_cell(table):
+    exported = tables.export_rows(table, 4)
+    assert exported["top5"][1] == "47.24 10.71 62.10"
+    assert all(round(p, 4) == p for p in exported["confidence_index"].to_list())
+    assert exported["true_code"].to_list() == table["true_code"].to_list()
+
+
 def test_pages_cover_every_row_once():
     frame = pl.DataFrame({"row": list(range(60))})
     pages = tables.page_count(frame, 25)

@@ -1,0 +1,36 @@
+"""Figures that must stay readable at 800 px: long texts wrap, many words switch to horizontal bars."""
+
+import numpy as np
+
+from nace_app.app import figures
+
+LONG = " ".join(f"word{i}" for i in range(60))
+
+
+def test_a_short_text_has_upright_bars_labelled_with_its_words():
+    words = "I sell croissants".split()
+    figure = figures.signed_bars(words, [0.1, -0.2, 0.5], "Word attributions", "attribution")
+    assert figure.data[0].orientation != "h" and list(figure.layout.xaxis.ticktext) == words
+
+
+def test_sixty_words_get_one_horizontal_bar_each_in_text_order_tall_enough_to_read():
+    words = LONG.split()
+    figure = figures.signed_bars(words, list(np.linspace(-1, 1, 60)), "Word attributions", "attribution")
+    assert figure.data[0].orientation == "h" and list(figure.layout.yaxis.ticktext) == words
+    assert figure.layout.yaxis.autorange == "reversed" and figure.layout.height >= 18 * 60
+
+
+def test_the_character_view_wraps_a_long_text_between_words_and_shows_its_colour_scale():
+    weights = np.linspace(0, 1, len(LONG))
+    heatmap = figures.char_weights(LONG, weights, "Characters").data[0]
+    spans = figures.line_spans(LONG)
+    assert np.asarray(heatmap.z).shape == (len(spans), figures.CHARS_PER_LINE)
+    assert "".join("".join(row) for row in heatmap.text) == LONG
+    assert all(LONG[end - 1] == " " for _, end in spans[:-1])  # no word cut at a line's end
+    assert np.nanmax(heatmap.z) == 1 and heatmap.z[-1][len(LONG) - spans[-1][0] - 1] == 1  # weights stay on their chars
+    assert heatmap.showscale is not False and heatmap.colorbar.title.text == "share"
+
+
+def test_a_word_longer_than_a_line_is_cut_and_an_empty_text_has_one_empty_line():
+    assert figures.line_spans("x" * 90) == [(0, 40), (40, 80), (80, 90)]
+    assert figures.line_spans("") == [(0, 0)]
