@@ -136,7 +136,7 @@ def show_data(data: DataSet, table: pl.DataFrame) -> None:
 @st.cache_resource(show_spinner="Embedding the test rows (once per model and data)…", max_entries=4,
                    hash_funcs=caches.BY_FINGERPRINT)
 def _test_map(classifier: Classifier, data: DataSet) -> embedding_map.Projection:
-    return embedding_map.test_map(classifier, data.splits.test, caches.default_workspace().settings.cache_dir)
+    return embedding_map.rows_map(classifier, data.splits.test, caches.default_workspace().settings.cache_dir)
 
 
 @st.cache_resource(show_spinner="Embedding the training words (once per model and data)…", max_entries=4,

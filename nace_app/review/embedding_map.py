@@ -67,12 +67,12 @@ def _cached(path: Path, compute) -> dict[str, np.ndarray]:
     return arrays
 
 
-def test_map(classifier: Classifier, test: pl.DataFrame, cache_dir: Path) -> Projection:
-    """The test rows' sentence embeddings in 2D, from the disk cache when there."""
-    path = cache_dir / "embedding_map" / f"{classifier.fingerprint}-{fingerprint(test)}-pca.npz"
+def rows_map(classifier: Classifier, rows: pl.DataFrame, cache_dir: Path) -> Projection:
+    """The sentence embeddings of `rows` (the test split) in 2D, from the disk cache when there."""
+    path = cache_dir / "embedding_map" / f"{classifier.fingerprint}-{fingerprint(rows)}-pca.npz"
 
     def compute() -> dict[str, np.ndarray]:
-        projection = pca_2d(sentence_embeddings(classifier, test["label"].to_list()))
+        projection = pca_2d(sentence_embeddings(classifier, rows["label"].to_list()))
         return {"coordinates": projection.coordinates, "explained_variance": projection.explained_variance}
 
     arrays = _cached(path, compute)

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from nace_app.explain.what_if import (WordChange, compare_probabilities, two_models, what_if, without_word,
-                                      word_changes)
+from nace_app.explain.what_if import WordChange, compare_probabilities, two_models, what_if, without_word, word_changes
 from nace_app.model.classifier import Classifier
 from nace_app.model.formats import load_model
 

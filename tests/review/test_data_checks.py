@@ -3,8 +3,16 @@
 import polars as pl
 
 from nace_app.nomenclature.structure import load_nomenclature
-from nace_app.review.data_checks import (SAME_TEXT, SAME_WORDS, accuracy_by_group, accuracy_with_and_without,
-                                         class_counts, group_column, normalised, shared_descriptions)
+from nace_app.review.data_checks import (
+    SAME_TEXT,
+    SAME_WORDS,
+    accuracy_by_group,
+    accuracy_with_and_without,
+    class_counts,
+    group_column,
+    normalised,
+    shared_descriptions,
+)
 
 
 def frame(rows: list[tuple[str, str]], **extra) -> pl.DataFrame:

@@ -5,7 +5,7 @@ import pytest
 
 from nace_app.model.classifier import Classifier
 from nace_app.model.formats import load_model
-from nace_app.review.embedding_map import WordSpace, pca_2d, test_map, vocabulary
+from nace_app.review.embedding_map import WordSpace, pca_2d, rows_map, vocabulary
 from nace_app.review.neighbours import sentence_embeddings
 
 
@@ -23,10 +23,11 @@ def test_pca_gives_two_axes_largest_variance_first():
                                rtol=1e-4)
 
 
-def test_pca_is_deterministic_up_to_nothing():
-    points = np.random.default_rng(1).normal(size=(50, 4))
-    np.testing.assert_array_equal(pca_2d(points).coordinates, pca_2d(points.copy()).coordinates)
-    np.testing.assert_allclose(pca_2d(-points).coordinates, pca_2d(points).coordinates, atol=1e-5)  # sign fixed
+def test_pca_does_not_depend_on_row_order_and_fixes_each_axis_sign():
+    points = np.random.default_rng(1).normal(size=(50, 4)) * np.array([3.0, 2.0, 1.0, 0.5])
+    order = np.random.default_rng(2).permutation(50)
+    np.testing.assert_allclose(pca_2d(points[order]).coordinates, pca_2d(points).coordinates[order], atol=1e-5)
+    np.testing.assert_allclose(pca_2d(-points).coordinates, -pca_2d(points).coordinates, atol=1e-5)
 
 
 def test_pca_of_too_few_rows_or_dimensions():
@@ -47,7 +48,7 @@ def classifier(bag_model_dir, tiny_frame):
 
 
 def test_the_map_is_computed_once_then_read_from_disk(classifier, tiny_frame, tmp_path, monkeypatch):
-    first = test_map(classifier, tiny_frame, tmp_path)
+    first = rows_map(classifier, tiny_frame, tmp_path)
     assert first.coordinates.shape == (tiny_frame.height, 2)
     expected = pca_2d(sentence_embeddings(classifier, tiny_frame["label"].to_list()))
     np.testing.assert_allclose(first.coordinates, expected.coordinates, atol=1e-5)
@@ -56,7 +57,7 @@ def test_the_map_is_computed_once_then_read_from_disk(classifier, tiny_frame, tm
     import nace_app.review.embedding_map as module
 
     monkeypatch.setattr(module, "sentence_embeddings", lambda *a, **k: pytest.fail("recomputed"))
-    np.testing.assert_array_equal(test_map(classifier, tiny_frame, tmp_path).coordinates, first.coordinates)
+    np.testing.assert_array_equal(rows_map(classifier, tiny_frame, tmp_path).coordinates, first.coordinates)
 
 
 def test_nearest_words_are_the_closest_other_words(classifier, tiny_frame, tmp_path):
