@@ -675,7 +675,7 @@ def frame_with(at: AppTest, column: str) -> pl.DataFrame:
     return pl.from_pandas(next(d.value for d in at.dataframe if column in d.value.columns))
 
 
-def test_what_if_shows_both_versions_and_each_codes_change(app):
+def test_what_if_shows_both_versions_and_each_codes_change(app, independent):
     code(app, CROISSANTS)
     open_predict_tab(app, "What if")
     editor = next(t for t in app.text_area if t.label == "Edited description")
@@ -685,7 +685,7 @@ def test_what_if_shows_both_versions_and_each_codes_change(app):
     assert not app.exception, app.exception
     assert any("“bakery” → “garage”" in c.value for c in app.caption)
     comparison = frame_with(app, "probability_after")
-    classifier = open_workspace(load_settings()).classifier
+    classifier = independent["workspace"].classifier
     before, after = classifier.predict_proba([CROISSANTS, edited])
     for row in comparison.iter_rows(named=True):
         column = classifier.label_index[row["code"]]
@@ -744,7 +744,7 @@ def test_data_tab_counts_classes_duplicates_and_accuracy_per_register(review, in
     assert metric(review, "Classes in the data") == f"{independent['workspace'].data.frame['code'].n_unique():,}"
 
 
-def test_the_map_places_every_test_row_and_a_row_opens_its_explanation(review, independent, tmp_path):
+def test_the_map_places_every_test_row_and_a_row_opens_its_explanation(review, independent):
     open_tab(review, "Map")
     spec = next(s for s in chart_specs(review) if "as the model sees them" in json.dumps(s["layout"].get("title")))
     assert sum(len(trace["text"]) for trace in spec["data"]) == len(independent["truth"])
@@ -752,7 +752,9 @@ def test_the_map_places_every_test_row_and_a_row_opens_its_explanation(review, i
 
     sections = {load_nomenclature().section_of(c) for c in independent["truth"]}
     assert [trace["name"] for trace in spec["data"]] == sorted(sections)
-    assert list((tmp_path / "cache" / "embedding_map").glob("*-pca.npz"))
+    from nace_app.app.caches import default_workspace
+
+    assert list((default_workspace().settings.cache_dir / "embedding_map").glob("*-pca.npz"))  # kept on disk
     review.number_input(key="map_row").set_value(7).run()
     assert any(m.value.startswith("**Row #7**") for m in review.markdown)
     assert highlights(review)

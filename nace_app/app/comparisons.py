@@ -31,7 +31,8 @@ def _two_models(first: Classifier, second: Classifier, text: str, top_k: int) ->
 
 def _probability_table(frame: pl.DataFrame, before: str, after: str) -> None:
     """Each code's probability on both sides and its change, in percent and points."""
-    shown = frame.with_columns(pl.col("probability_before", "probability_after", "change") * 100)
+    shown = frame.with_columns(pl.col("probability_before", "probability_after", "change") * 100).select(
+        "code", "probability_before", "probability_after", "change", "rank_before", "rank_after", "heading")  # at 800 px
     st.dataframe(shown, hide_index=True, width="stretch", column_config={
         "code": st.column_config.TextColumn("Code", width="small"), "heading": "Heading",
         "rank_before": st.column_config.NumberColumn(f"Rank {before}", width="small"),

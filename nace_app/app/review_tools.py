@@ -61,7 +61,7 @@ def show_robustness(classifier: Classifier, data: DataSet, top_k: int = 5) -> No
     edit = st.selectbox("Rows whose top code changed under", edits, key="robustness_edit")
     shown = flips.filter(pl.col("edit") == edit)
     st.caption(f"{shown.height:,} rows · click one to compare its two versions")
-    event = st.dataframe(shown.select("row", "text", "edited_text", "code_before", "code_after", "true_code"),
+    event = st.dataframe(shown.select("row", "code_before", "code_after", "true_code", "text", "edited_text"),
                          hide_index=True, width="stretch", height=280, on_select="rerun", selection_mode="single-row",
                          key=f"robustness_flips_{seed}_{edit}", column_config={
                              "row": st.column_config.NumberColumn("Row", width="small"), "text": "Description",
@@ -111,7 +111,8 @@ def show_data(data: DataSet, table: pl.DataFrame) -> None:
         column.metric(label, "–" if value is None else f"{value:.1%}")
     if shared.height:
         st.caption("The model saw these descriptions while training: they inflate the test figures by the gap above.")
-        st.dataframe(shared, hide_index=True, width="stretch", height=260, column_config={
+        st.dataframe(shared.select("row", "code", "train_code", "same_code", "kind", "text", "train_text"),
+                     hide_index=True, width="stretch", height=260, column_config={
             "row": st.column_config.NumberColumn("Row", width="small"), "text": "Test description",
             "code": st.column_config.TextColumn("Code", width="small"), "train_text": "Training description",
             "train_code": st.column_config.TextColumn("Its code", width="small"), "kind": "Match",
