@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
@@ -146,30 +148,33 @@ def _word_space(classifier: Classifier, data: DataSet) -> embedding_map.WordSpac
     return embedding_map.WordSpace.build(classifier, data.splits.train, caches.default_workspace().settings.cache_dir)
 
 
+def map_traces(table: pl.DataFrame, colour_by: str) -> list[tuple[str, str, np.ndarray]]:
+    """(name, colour, test rows) per trace: one per section, or right and wrong."""
+    if colour_by == "section":
+        groups = np.array(table["true_section"].to_list())
+        return [(name, qualitative.Alphabet[i % len(qualitative.Alphabet)], np.flatnonzero(groups == name))
+                for i, name in enumerate(sorted(set(groups.tolist())))]
+    correct = table["correct"].to_numpy()
+    return [("right", "#2166ac", np.flatnonzero(correct)), ("wrong", "#b35806", np.flatnonzero(~correct))]
+
+
 def map_figure(projection: embedding_map.Projection, table: pl.DataFrame, colour_by: str) -> go.Figure:
-    """One trace per colour (section, or right/wrong), the row id as each point's customdata."""
-    groups = table["true_section"].to_list() if colour_by == "section" else \
-        ["right" if c else "wrong" for c in table["correct"].to_list()]
-    names = sorted(set(groups)) if colour_by == "section" else ["right", "wrong"]
-    palette = qualitative.Alphabet if colour_by == "section" else ["#2166ac", "#b35806"]
-    groups_array = np.array(groups)
-    hover = [f"#{r} {t[:80]}{'…' if len(t) > 80 else ''}" for r, t in zip(table["row"], table["text"], strict=True)]
+    """The map; hover labels are plotly's pseudo-HTML, so the descriptions are escaped."""
+    texts, true_codes, predicted = table["text"].to_list(), table["true_code"].to_list(), table["predicted_code"].to_list()
     figure = go.Figure()
-    for index, name in enumerate(names):
-        rows = np.flatnonzero(groups_array == name)
+    for name, colour, rows in map_traces(table, colour_by):
         figure.add_trace(go.Scattergl(
             x=projection.coordinates[rows, 0], y=projection.coordinates[rows, 1], mode="markers", name=name,
-            marker={"size": 5, "color": palette[index % len(palette)], "opacity": 0.7},
-            customdata=np.stack([rows, table["true_code"].to_numpy()[rows], table["predicted_code"].to_numpy()[rows]],
-                                axis=1),
-            text=[hover[i] for i in rows],
-            hovertemplate="%{text}<br>true %{customdata[1]} · predicted %{customdata[2]}<extra></extra>"))
+            marker={"size": 5, "color": colour, "opacity": 0.7},
+            text=[f"#{i} {html.escape(texts[i][:80])}{'…' if len(texts[i]) > 80 else ''}<br>true {true_codes[i]} · predicted "
+                  f"{predicted[i]}" for i in rows],
+            hovertemplate="%{text}<extra></extra>"))
     variance = projection.explained_variance
     figure.update_xaxes(title=f"first principal axis ({variance[0]:.0%} of the variance)", zeroline=False)
     figure.update_yaxes(title=f"second ({variance[1]:.0%})", zeroline=False)
     figure.update_layout(title="Test rows as the model sees them (click a point)", height=560,
                          margin={"l": 10, "r": 10, "t": 40, "b": 10}, template="plotly_white",
-                         legend={"itemsizing": "constant"}, dragmode="pan")
+                         legend={"itemsizing": "constant"})
     return figure
 
 
@@ -188,7 +193,8 @@ def show_map(classifier: Classifier, data: DataSet, table: pl.DataFrame) -> None
     def pick_clicked_point() -> None:
         points = st.session_state[chart_key]["selection"]["points"]
         if points:
-            st.session_state[MAP_ROW_KEY] = int(points[0]["customdata"][0])
+            rows = map_traces(table, colour_by)[points[0]["curve_number"]][2]
+            st.session_state[MAP_ROW_KEY] = int(rows[points[0]["point_index"]])
 
     st.plotly_chart(map_figure(projection, table, colour_by), width="stretch", on_select=pick_clicked_point,
                     selection_mode="points", key=chart_key)
