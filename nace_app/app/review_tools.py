@@ -42,8 +42,8 @@ def _robustness(classifier: Classifier, data: DataSet, seed: int) -> robustness.
 
 
 def show_robustness(classifier: Classifier, data: DataSet, top_k: int = 5) -> None:
-    seed = int(st.number_input("Seed", 0, 10_000, robustness.DEFAULT_SEED, key="robustness_seed",
-                               help="Which rows are sampled and where the typos and added words fall; the same seed "
+    seed = int(st.columns([1, 3])[0].number_input("Seed", 0, 10_000, robustness.DEFAULT_SEED, key="robustness_seed",
+                                                  help="Which rows are sampled and where the typos and added words fall; the same seed "
                                     "gives the same edits."))
     report = _robustness(classifier, data, seed)
     st.caption(f"{report.rows:,} test rows (a sample drawn with seed {seed} when the split is larger), each edited "
@@ -51,6 +51,10 @@ def show_robustness(classifier: Classifier, data: DataSet, top_k: int = 5) -> No
     st.dataframe(report.summary, hide_index=True, width="stretch", column_config={
         "edit": "Edit", "rows": st.column_config.NumberColumn("Rows it applies to", width="small"),
         "unchanged": st.column_config.NumberColumn("Same top code", width="small"),
+        "same_tokens": st.column_config.NumberColumn("Unseen by the model", width="small",
+                                                     help="Rows whose edited text the tokenizer turns into the same "
+                                                          "tokens (an n-gram model lowercases and drops punctuation): "
+                                                          "the model cannot see this edit."),
         "unchanged_share": st.column_config.ProgressColumn("Share unchanged", format="percent", min_value=0.0,
                                                            max_value=1.0),
         "right_to_wrong": st.column_config.NumberColumn("Right → wrong", width="small",
@@ -97,10 +101,11 @@ def show_data(data: DataSet, table: pl.DataFrame) -> None:
     columns[1].metric(f"Fewer than {data_checks.MIN_TEST_ROWS} test rows", f"{thin.height:,}",
                       help="Their per-class figures move by 20 points or more with a single row: too few to judge.")
     columns[2].metric("Median test rows per class", f"{counts['test'].median():.0f}")
-    st.dataframe(counts, hide_index=True, width="stretch", height=260, column_config={
+    st.dataframe(counts.select("code", "test", "too_few", "train", "validation", "total", "heading"), hide_index=True,
+                 width="stretch", height=260, column_config={
         "code": st.column_config.TextColumn("Code", width="small"), "heading": "Heading", "train": "Train",
         "validation": "Validation", "test": "Test", "total": "Total",
-        "too_few": st.column_config.CheckboxColumn("Too few to judge", width="small")})
+        "too_few": st.column_config.CheckboxColumn("Too few", width="small")})
 
     st.subheader("Test rows that are also training rows")
     summary = data_checks.accuracy_with_and_without(table["correct"].to_list(), shared["row"].to_list())
@@ -152,7 +157,7 @@ def map_traces(table: pl.DataFrame, colour_by: str) -> list[tuple[str, str, np.n
     """(name, colour, test rows) per trace: one per section, or right and wrong."""
     if colour_by == "section":
         groups = np.array(table["true_section"].to_list())
-        return [(name, qualitative.Alphabet[i % len(qualitative.Alphabet)], np.flatnonzero(groups == name))
+        return [(name, qualitative.Dark24[i % len(qualitative.Dark24)], np.flatnonzero(groups == name))
                 for i, name in enumerate(sorted(set(groups.tolist())))]
     correct = table["correct"].to_numpy()
     return [("right", "#2166ac", np.flatnonzero(correct)), ("wrong", "#b35806", np.flatnonzero(~correct))]
@@ -174,7 +179,7 @@ def map_figure(projection: embedding_map.Projection, table: pl.DataFrame, colour
     figure.update_yaxes(title=f"second ({variance[1]:.0%})", zeroline=False)
     figure.update_layout(title="Test rows as the model sees them (click a point)", height=560,
                          margin={"l": 10, "r": 10, "t": 40, "b": 10}, template="plotly_white",
-                         legend={"itemsizing": "constant"})
+                         legend={"itemsizing": "constant", "orientation": "h", "y": -0.15})
     return figure
 
 
@@ -198,7 +203,7 @@ def show_map(classifier: Classifier, data: DataSet, table: pl.DataFrame) -> None
 
     st.plotly_chart(map_figure(projection, table, colour_by), width="stretch", on_select=pick_clicked_point,
                     selection_mode="points", key=chart_key)
-    row_id = int(st.number_input("Test row (or click a point)", 0, table.height - 1, key=MAP_ROW_KEY))
+    row_id = int(st.columns([1, 2])[0].number_input("Test row (or click a point)", 0, table.height - 1, key=MAP_ROW_KEY))
     row = table.row(row_id, named=True)
     verdict = "right" if row["correct"] else "wrong"
     st.markdown(f"**Row #{row_id}** · true `{row['true_code']}` · predicted `{row['predicted_code']}` "

@@ -98,7 +98,7 @@ class RobustnessReport:
 
     seed: int
     rows: int
-    summary: pl.DataFrame  # edit, rows, unchanged, unchanged_share, right_to_wrong
+    summary: pl.DataFrame  # edit, rows, unchanged, unchanged_share, same_tokens, right_to_wrong
     flips: pl.DataFrame  # row, edit, text, edited_text, true_code, code_before, code_after
 
 
@@ -110,8 +110,10 @@ def robustness_report(classifier: Classifier, texts: list[str], true_codes: list
     summary, flips = [], []
     for done, edit in enumerate(EDITS, start=1):
         pairs = [(int(i), variant) for i in tested if (variant := edited(texts[i], edit, seed, int(i))) is not None]
-        after = [classifier.labels[j] for j in classifier.predict_proba([v for _, v in pairs]).argmax(axis=1)] \
-            if pairs else []
+        variants = [v for _, v in pairs]
+        after = [classifier.labels[j] for j in classifier.predict_proba(variants).argmax(axis=1)] if pairs else []
+        same_tokens = sum(a == b for a, b in zip(classifier.encode([texts[i] for i, _ in pairs]).ids,
+                                                 classifier.encode(variants).ids, strict=True)) if pairs else 0
         unchanged = right_to_wrong = 0
         for (i, variant), code in zip(pairs, after, strict=True):
             if code == predicted_codes[i]:
@@ -121,11 +123,12 @@ def robustness_report(classifier: Classifier, texts: list[str], true_codes: list
             flips.append({"row": i, "edit": edit, "text": texts[i], "edited_text": variant, "true_code": true_codes[i],
                           "code_before": predicted_codes[i], "code_after": code})
         summary.append({"edit": edit, "rows": len(pairs), "unchanged": unchanged,
-                        "unchanged_share": unchanged / len(pairs) if pairs else None, "right_to_wrong": right_to_wrong})
+                        "unchanged_share": unchanged / len(pairs) if pairs else None, "same_tokens": same_tokens,
+                        "right_to_wrong": right_to_wrong})
         if progress is not None:
             progress(done, len(EDITS))
     flip_schema = {"row": pl.Int64, "edit": pl.String, "text": pl.String, "edited_text": pl.String,
                    "true_code": pl.String, "code_before": pl.String, "code_after": pl.String}
     return RobustnessReport(seed, len(tested), pl.DataFrame(summary, schema={
         "edit": pl.String, "rows": pl.Int64, "unchanged": pl.Int64, "unchanged_share": pl.Float64,
-        "right_to_wrong": pl.Int64}), pl.DataFrame(flips, schema=flip_schema))
+        "same_tokens": pl.Int64, "right_to_wrong": pl.Int64}), pl.DataFrame(flips, schema=flip_schema))
