@@ -36,9 +36,9 @@ def _probability_table(frame: pl.DataFrame, before: str, after: str) -> None:
     st.dataframe(shown, hide_index=True, width="stretch", column_config={
         "code": st.column_config.TextColumn("Code", width="small"), "heading": "Heading",
         "rank_before": st.column_config.NumberColumn(f"Rank {before}", width="small"),
-        "probability_before": st.column_config.NumberColumn(before, format="%.1f%%"),
+        "probability_before": st.column_config.NumberColumn(before.capitalize(), format="%.1f%%"),
         "rank_after": st.column_config.NumberColumn(f"Rank {after}", width="small"),
-        "probability_after": st.column_config.NumberColumn(after, format="%.1f%%"),
+        "probability_after": st.column_config.NumberColumn(after.capitalize(), format="%.1f%%"),
         "change": st.column_config.NumberColumn("Change", format="%+.1f pts",
                                                 help="Percentage points, the second side minus the first.")})
 
