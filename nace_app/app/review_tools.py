@@ -48,15 +48,16 @@ def show_robustness(classifier: Classifier, data: DataSet, top_k: int = 5) -> No
     report = _robustness(classifier, data, seed)
     st.caption(f"{report.rows:,} test rows (a sample drawn with seed {seed} when the split is larger), each edited "
                "once per kind of edit, as people type: does the model keep its top code?")
-    st.dataframe(report.summary, hide_index=True, width="stretch", column_config={
+    st.dataframe(report.summary.with_columns(pl.col("unchanged_share") * 100), hide_index=True, width="stretch",
+                 column_config={
         "edit": "Edit", "rows": st.column_config.NumberColumn("Rows it applies to", width="small"),
         "unchanged": st.column_config.NumberColumn("Same top code", width="small"),
-        "same_tokens": st.column_config.NumberColumn("Unseen by the model", width="small",
+        "same_tokens": st.column_config.NumberColumn("Same tokens", width="small",
                                                      help="Rows whose edited text the tokenizer turns into the same "
                                                           "tokens (an n-gram model lowercases and drops punctuation): "
                                                           "the model cannot see this edit."),
-        "unchanged_share": st.column_config.ProgressColumn("Share unchanged", format="percent", min_value=0.0,
-                                                           max_value=1.0),
+        "unchanged_share": st.column_config.ProgressColumn("Share unchanged", format="%.1f%%", min_value=0.0,
+                                                           max_value=100.0),
         "right_to_wrong": st.column_config.NumberColumn("Right → wrong", width="small",
                                                         help="Rows coded right before the edit and wrong after it.")})
     flips = report.flips
@@ -132,10 +133,10 @@ def show_data(data: DataSet, table: pl.DataFrame) -> None:
     st.subheader(f"Accuracy per {column}")
     by_group = data_checks.accuracy_by_group(data.splits.test[column].cast(pl.String).to_list(),
                                              table["correct"].to_list(), table["in_top5"].to_list())
-    st.dataframe(by_group, hide_index=True, width="stretch", column_config={
+    st.dataframe(by_group.with_columns(pl.col("top1", "top5") * 100), hide_index=True, width="stretch", column_config={
         "group": column.capitalize(), "rows": "Test rows",
-        "top1": st.column_config.ProgressColumn("Top-1", format="percent", min_value=0.0, max_value=1.0),
-        "top5": st.column_config.ProgressColumn("Top-5", format="percent", min_value=0.0, max_value=1.0)})
+        "top1": st.column_config.ProgressColumn("Top-1", format="%.1f%%", min_value=0.0, max_value=100.0),
+        "top5": st.column_config.ProgressColumn("Top-5", format="%.1f%%", min_value=0.0, max_value=100.0)})
 
 
 # --- Map ----------------------------------------------------------------------------------------------------------
