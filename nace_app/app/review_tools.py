@@ -120,7 +120,7 @@ def show_data(data: DataSet, table: pl.DataFrame) -> None:
     if shared.height:
         st.caption("The model saw these descriptions while training: they inflate the test figures by the gap above.")
         st.dataframe(shared.select("row", "code", "train_code", "same_code", "kind", "text", "train_text"),
-                     hide_index=True, width="stretch", height=260 if shared.height > 7 else None, column_config={
+                     hide_index=True, width="stretch", height=260 if shared.height > 7 else "auto", column_config={
             "row": st.column_config.NumberColumn("Row", width="small"), "text": "Test description",
             "code": st.column_config.TextColumn("Code", width="small"), "train_text": "Training description",
             "train_code": st.column_config.TextColumn("Its code", width="small"), "kind": "Match",
