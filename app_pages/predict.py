@@ -3,7 +3,7 @@ several codes, why each code, similar labelled rows, corrections, batch coding, 
 
 import streamlit as st
 
-from nace_app.app import caches, figures, links, picker, state, transition, widgets
+from nace_app.app import caches, comparisons, figures, links, picker, state, transition, widgets
 from nace_app.coding import batch, predicting
 from nace_app.data import tables
 from nace_app.explain import attributions
@@ -138,7 +138,9 @@ def show_label_attention(text: str, selected: str, codes: list[str], read_until:
     st.plotly_chart(caches.label_attention_figure(classifier, text, selected), width="stretch")
 
 
-single, batch_tab, relabel_tab = st.tabs(["Single description", "Batch coding (CSV or TXT)", "Relabel a Rev 2 file"])
+single, batch_tab, relabel_tab, what_if_tab, models_tab = st.tabs(
+    ["Single description", "Batch coding (CSV or TXT)", "Relabel a Rev 2 file", "What if", "Two models"],
+    key="predict_tab", on_change="rerun")
 
 with single:
     if not typed.strip():
@@ -262,3 +264,12 @@ with batch_tab:
                                          mime="application/octet-stream", width="stretch")
         elif result is not None:
             st.caption("The file, column or settings changed: press **Code the file** again.")
+
+for tab, compare in ((what_if_tab, comparisons.what_if_editor), (models_tab, comparisons.two_models_on_text)):
+    with tab:
+        if not tab.open:
+            continue
+        if not typed.strip():
+            st.info("Type a description above and press **Code it** first.", icon=":material/edit:")
+        else:
+            compare(classifier, predicting.prepare(typed).text, top_k)

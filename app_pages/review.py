@@ -4,7 +4,7 @@ explanations and similar examples, and reviewers' corrections."""
 import polars as pl
 import streamlit as st
 
-from nace_app.app import caches, figures, picker, state, widgets
+from nace_app.app import caches, comparisons, figures, picker, review_tools, state, widgets
 from nace_app.coding import batch
 from nace_app.explain import attributions
 from nace_app.explain.highlight import highlighted_text_html
@@ -374,10 +374,16 @@ def confirm_undo(store, correction: dict) -> None:
         st.rerun()
 
 
-views = st.tabs(["Automation", "Prediction sets", "Calibration", "Per class", "Confusions", "Errors", "Corrections"],
+views = st.tabs(["Automation", "Prediction sets", "Calibration", "Per class", "Confusions", "Errors", "Corrections",
+                "Robustness", "Data", "Map", "Two models"],
                key="review_view", on_change="rerun")  # only the open tab is computed
 for view, show in zip(views, (show_automation, show_prediction_sets, show_calibration, show_per_class,
-                              show_confusions, show_misclassifications, show_corrections), strict=True):
+                              show_confusions, show_misclassifications, show_corrections,
+                              lambda: review_tools.show_robustness(classifier, data),
+                              lambda: review_tools.show_data(data, table),
+                              lambda: review_tools.show_map(classifier, data, table),
+                              lambda: comparisons.two_models_on_test(classifier, data, score_name, threshold)),
+                      strict=True):
     with view:
         if view.open:
             show()

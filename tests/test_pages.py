@@ -821,3 +821,108 @@ def test_training_with_the_corrections_compares_both_models_without_the_correcte
         rows = dict(zip(table["model / split"], table["rows"], strict=True))
         assert rows == {"default model · test": test.height - 1, "this run · test": test.height - 1,
                         "default model · the corrections": 1, "this run · the corrections (trained on)": 1}
+
+
+# --- What if, two models, robustness, data, map (issue 22) -----------------------------------------------------------
+
+
+def open_predict_tab(at: AppTest, name: str) -> AppTest:
+    at.session_state["predict_tab"] = name  # as a click on the tab does
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def frame_with(at: AppTest, column: str) -> pl.DataFrame:
+    return pl.from_pandas(next(d.value for d in at.dataframe if column in d.value.columns))
+
+
+def test_what_if_shows_both_versions_and_each_codes_change(app, independent):
+    code(app, CROISSANTS)
+    open_predict_tab(app, "What if")
+    editor = next(t for t in app.text_area if t.label == "Edited description")
+    assert editor.value == CROISSANTS
+    edited = "I sell croissants and pains au chocolat in my garage"
+    editor.input(edited).run()
+    assert not app.exception, app.exception
+    assert any("“bakery” → “garage”" in c.value for c in app.caption)
+    comparison = frame_with(app, "probability_after")
+    classifier = independent["workspace"].classifier
+    before, after = classifier.predict_proba([CROISSANTS, edited])
+    for row in comparison.iter_rows(named=True):
+        column = classifier.label_index[row["code"]]
+        assert row["probability_before"] == pytest.approx(100 * before[column], abs=1e-3)
+        assert row["change"] == pytest.approx(100 * (after[column] - before[column]), abs=1e-3)
+    pair = [h for h in highlights(app) if "garage" in h or "bakery" in h]
+    assert any("bakery" in h for h in pair) and any("garage" in h for h in pair)
+    next(p for p in app.pills if p.label == "Remove a word").set_value("garage").run()
+    assert next(t for t in app.text_area if t.label == "Edited description").value == \
+        "I sell croissants and pains au chocolat in my"
+
+
+def test_two_models_side_by_side_on_predict_and_review(bag_model_dir, monkeypatch):
+    monkeypatch.setenv("NACE_MODEL_URI", str(bag_model_dir))  # a tiny model in the sidebar; the embedded one second
+    monkeypatch.setenv("NACE_DATA_URI", "embedded")
+    with fresh_app() as at:
+        code(at, CROISSANTS)
+        open_predict_tab(at, "Two models")
+        at.selectbox(key="second_model").set_value("embedded").run()
+        assert not at.exception, at.exception
+        comparison = frame_with(at, "probability_after")
+        assert comparison.filter(pl.col("rank_after") == 1)["code"].item() == "10.71"  # the embedded model's best
+        assert sum("nace-highlight" in h.proto.body for h in at.html) >= 2
+        at.switch_page("app_pages/review.py").run()
+        open_tab(at, "Two models")
+        at.selectbox(key="second_model_review").set_value("embedded").run()
+        assert not at.exception, at.exception
+        figures_table = frame_with(at, "model / split")
+        assert figures_table["rows"].to_list() == [6078, 6078]
+        titles = json.dumps([s["layout"].get("title") for s in chart_specs(at)])
+        assert titles.count("Reliability diagram") == 2 and titles.count("Accuracy against automation rate") == 2
+
+
+def test_robustness_lists_the_flipped_rows_one_click_from_their_explanation(review):
+    from nace_app.review.robustness import EDITS
+
+    open_tab(review, "Robustness")
+    summary = frame_with(review, "unchanged_share")
+    assert summary["edit"].to_list() == list(EDITS)
+    assert (summary["unchanged"] <= summary["rows"]).all() and summary["rows"].max() <= 1000
+    flips = frame_with(review, "edited_text")
+    first = flips.row(0, named=True)
+    assert first["code_before"] != first["code_after"]
+    assert any(h for h in highlights(review) if "+ toward" in h)
+    next(b for b in review.button if b.label == f"Open row #{first['row']} in the error browser").click().run()
+    assert not review.exception, review.exception
+    assert review.session_state["review_view"] == "Errors"
+    assert explain_row_box(review).value == first["row"]
+
+
+def test_data_tab_counts_classes_duplicates_and_accuracy_per_register(review, independent):
+    open_tab(review, "Data")
+    registers = frame_with(review, "top5")
+    assert set(registers["group"].to_list()) == set(independent["test"]["register"].to_list())
+    assert registers["rows"].sum() == len(independent["truth"])
+    assert metric(review, "Classes in the data") == f"{independent['workspace'].data.frame['code'].n_unique():,}"
+
+
+def test_the_map_places_every_test_row_and_a_row_opens_its_explanation(review, independent):
+    open_tab(review, "Map")
+    spec = next(s for s in chart_specs(review) if "as the model sees them" in json.dumps(s["layout"].get("title")))
+    assert sum(len(trace["text"]) for trace in spec["data"]) == len(independent["truth"])
+    from nace_app.nomenclature.structure import load_nomenclature
+
+    sections = {load_nomenclature().section_of(c) for c in independent["truth"]}
+    assert [trace["name"] for trace in spec["data"]] == sorted(sections)
+    from nace_app.app.caches import default_workspace
+
+    assert list((default_workspace().settings.cache_dir / "embedding_map").glob("*-pca.npz"))  # kept on disk
+    review.number_input(key="map_row").set_value(7).run()
+    assert any(m.value.startswith("**Row #7**") for m in review.markdown)
+    assert highlights(review)
+    review.radio(key="map_colour").set_value("right or wrong").run()
+    spec = next(s for s in chart_specs(review) if "as the model sees them" in json.dumps(s["layout"].get("title")))
+    assert [trace["name"] for trace in spec["data"]] == ["right", "wrong"]
+    review.text_input(key="map_word").input("bakery").run()
+    words = frame_with(review, "similarity")
+    assert words.height == 10 and "bakery" not in words["word"].to_list()
