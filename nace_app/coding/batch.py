@@ -32,6 +32,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 DECIMALS = 4
 NOT_CODED = "not coded (empty)"
 SCORE_COLUMNS = {TOP1_PROBABILITY: "top1_probability", CONFIDENCE_INDEX: "confidence_index"}
+CODED_COLUMNS = ("code_", "heading_", "probability_", "confidence_index", "prediction_set")  # what a coded file adds
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,7 @@ def code_frame(classifier: Classifier, frame: pl.DataFrame, column: str, top_k: 
     top_k = min(top_k, classifier.num_classes)
     rows = np.flatnonzero(filled)
     top = classifier.predict_top_k([texts[i] for i in rows], top_k=top_k, chunk_size=256, progress=progress)
-    ours = ("code_", "heading_", "probability_", "verdict", *SCORE_COLUMNS.values())
-    suffix = "_nace" if any(c.startswith(ours) for c in frame.columns) else ""  # never overwrite an input column
+    suffix = name_suffix(frame.columns, ("code_", "heading_", "probability_", "verdict", *SCORE_COLUMNS.values()))
     columns = ranked_columns(top, filled, DECIMALS, suffix)
     score = np.full(len(texts), np.nan)
     if len(rows):
@@ -95,6 +95,11 @@ def code_frame(classifier: Classifier, frame: pl.DataFrame, column: str, top_k: 
     columns[f"{SCORE_COLUMNS[score_name]}{suffix}"] = pl.Series(np.round(score, DECIMALS)).fill_nan(None)
     columns[f"verdict{suffix}"] = pl.Series(verdicts.tolist(), dtype=pl.String)
     return frame.with_columns(**columns)
+
+
+def name_suffix(input_columns: Iterable[str], ours: tuple[str, ...] = CODED_COLUMNS) -> str:
+    """'_nace' when an input column starts like one of `ours`, else '': coding columns never overwrite input ones."""
+    return "_nace" if any(c.startswith(ours) for c in input_columns) else ""
 
 
 def ranked_columns(top: TopK, filled: np.ndarray, decimals: int | None = DECIMALS, suffix: str = "") -> dict[str, pl.Series]:
@@ -122,7 +127,8 @@ class CodedChunk:
 
     Per coded (`filled`) row, in order: `top`, and when asked for `sets` (the prediction set's codes),
     `read_until` (where a fixed-window model stopped reading, or None) and `explanations` (one per top code).
-    `mostly_unknown` marks the coded rows most of whose words the model does not know.
+    `mostly_unknown` marks the coded rows most of whose words the model does not know. `inputs`, when given,
+    are the chunk's input rows with every column: a coded table keeps them (identifiers to join back on).
     """
 
     texts: list[str]
@@ -132,6 +138,7 @@ class CodedChunk:
     sets: list[list[str]] | None = None
     read_until: list[int | None] | None = None
     explanations: list[list[Any]] | None = None
+    inputs: pl.DataFrame | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """JSON rows: `{"text", "predictions": [{"code", "heading", "probability"}...]}` plus, when computed,
@@ -156,22 +163,34 @@ class CodedChunk:
             rows.append(row)
         return rows
 
-    def frame(self) -> pl.DataFrame:
-        """text, code_i / heading_i / probability_i per rank, confidence_index, and prediction_set (a list)."""
+    def coded_columns(self, suffix: str = "") -> dict[str, pl.Series]:
+        """code_i / heading_i / probability_i per rank, confidence_index, and prediction_set (a list) when computed.
+
+        The one definition of a coded table's columns: the command line's files and Spark's rows both come from it.
+        """
         score = np.full(len(self.texts), np.nan)
         score[self.filled] = confidence_index(self.top.probabilities)
-        columns = {"text": pl.Series(self.texts, dtype=pl.String), **ranked_columns(self.top, self.filled, None),
-                   "confidence_index": pl.Series(score, dtype=pl.Float64).fill_nan(None)}
+        columns = {**ranked_columns(self.top, self.filled, None, suffix),
+                   f"confidence_index{suffix}": pl.Series(score, dtype=pl.Float64).fill_nan(None)}
         if self.sets is not None:
             sets = iter(self.sets)
-            columns["prediction_set"] = pl.Series([next(sets) if f else None for f in self.filled.tolist()],
-                                                  dtype=pl.List(pl.String))
-        return pl.DataFrame(columns)
+            columns[f"prediction_set{suffix}"] = pl.Series([next(sets) if f else None for f in self.filled.tolist()],
+                                                           dtype=pl.List(pl.String))
+        return columns
+
+    def frame(self) -> pl.DataFrame:
+        """The input rows (or, without them, `text`) followed by `coded_columns`."""
+        if self.inputs is None:
+            return pl.DataFrame({"text": pl.Series(self.texts, dtype=pl.String), **self.coded_columns()})
+        return self.inputs.hstack(pl.DataFrame(self.coded_columns(name_suffix(self.inputs.columns))))
 
 
 def code_chunk(classifier: Classifier, texts: list[str], top_k: int, calibrator: Any = None,
-               explain: bool = False) -> CodedChunk:
-    """Code the non-blank texts of one chunk; `calibrator` (a `ConformalCalibrator`) adds prediction sets."""
+               explain: bool = False, inputs: pl.DataFrame | None = None) -> CodedChunk:
+    """Code the non-blank texts of one chunk; `calibrator` (a `ConformalCalibrator`) adds prediction sets.
+
+    `inputs`: the rows `texts` were read from, every column, kept in the chunk's `frame`.
+    """
     from nace_app.model.tokenization import read_until
 
     filled = np.array([bool(t.strip()) for t in texts], dtype=bool)
@@ -181,7 +200,8 @@ def code_chunk(classifier: Classifier, texts: list[str], top_k: int, calibrator:
     labels = np.array(classifier.labels, dtype=object)
     headings = np.array([classifier.nomenclature.heading(code) for code in classifier.labels], dtype=object)
     chunk = CodedChunk(texts, filled, TopK(coded, labels[indices], headings[indices], values),
-                       np.array([classifier.unknown_token_share(t) > UNKNOWN_WARNING_SHARE for t in coded], dtype=bool))
+                       np.array([classifier.unknown_token_share(t) > UNKNOWN_WARNING_SHARE for t in coded], dtype=bool),
+                       inputs=inputs)
     if calibrator is not None:
         chunk.sets = [labels[row].tolist() for row in calibrator.sets(probabilities)]
     if classifier.tokenizer.output_dim is not None:
@@ -199,8 +219,8 @@ OUTPUT_TYPES = (".jsonl", ".csv", ".parquet")
 def write_coded(chunks: Iterable[CodedChunk], output: Path) -> None:
     """Rows appended as their chunk is coded, in input order, to a file beside `output` renamed at the end.
 
-    .jsonl: one JSON row a line (`CodedChunk.rows`); .csv: `CodedChunk.frame` with the set's codes joined by
-    spaces; .parquet: the frame, one row group a chunk, the set as a list column.
+    .jsonl: one JSON row a line (`CodedChunk.rows`); .csv: `CodedChunk.frame` (every input column, then the
+    codes) with the set's codes joined by spaces; .parquet: the frame, one row group a chunk, the set as a list.
     """
     suffix = output.suffix.lower()
     if suffix not in OUTPUT_TYPES:
@@ -216,13 +236,11 @@ def write_coded(chunks: Iterable[CodedChunk], output: Path) -> None:
                 continue
             frame = chunk.frame()
             if suffix == ".csv":
-                if "prediction_set" in frame.columns:
-                    frame = frame.with_columns(pl.col("prediction_set").list.join(" "))
-                frame.write_csv(out, include_header=number == 0)
+                frame.with_columns(pl.col(pl.List(pl.String)).list.join(" ")).write_csv(out, include_header=number == 0)
                 continue
             table = frame.to_arrow()
             parquet = parquet or pq.ParquetWriter(out, table.schema)
-            parquet.write_table(table)
+            parquet.write_table(table.cast(parquet.schema))  # a TEXT argument's row may type an input column apart
         if parquet is not None:
             parquet.close()
 
