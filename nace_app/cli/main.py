@@ -274,15 +274,16 @@ def _predict_on_spark(args: argparse.Namespace) -> int:
     from nace_app.coding.spark import prepare_coding
 
     coding = prepare_coding(args.model, top_k=args.top_k, coverage=args.coverage, settings=_settings(args))
-    with _spark_session(args.spark_master, args.chunk_rows) as spark:
+    source, output = (path if "://" in path else str(Path(path).resolve()) for path in (args.input, args.output))
+    with _spark_session(args.spark_master, args.chunk_rows) as spark:  # its JVM has its own working folder
         try:
-            register = (spark.read.parquet(args.input) if args.input.rstrip("/").lower().endswith(".parquet")
-                        else spark.read.csv(args.input, header=True))
+            register = (spark.read.parquet(source) if source.rstrip("/").lower().endswith(".parquet")
+                        else spark.read.csv(source, header=True))
         except AnalysisException as exc:  # a remote path that is not there, a folder without parquet files
             raise NaceAppError(f"cannot read {args.input}: {first_line(exc)}") from exc
         coded = coding.apply(register, args.text_column)
         with _spark_progress(spark):
-            coded.write.mode("overwrite").parquet(args.output)
+            coded.write.mode("overwrite").parquet(output)
     print(f"coded {args.input} into {args.output} (a folder of parquet parts)", file=sys.stderr)
     return 0
 
@@ -311,10 +312,17 @@ def _spark_session(master: str | None, batch_rows: int | None) -> Iterator[Any]:
     if batch_rows:
         builder = builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
     spark = builder.getOrCreate()
+    if not _is_connect(spark):  # classic: Spark's own warnings would drown the one-line messages
+        spark.sparkContext.setLogLevel("ERROR")
     try:
         yield spark
     finally:
         spark.stop()
+
+
+def _is_connect(spark: Any) -> bool:
+    """A Spark Connect session: no SparkContext, no status tracker."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 @contextmanager
@@ -322,11 +330,10 @@ def _spark_progress(spark: Any) -> Iterator[None]:
     """'spark: 3 of 8 tasks done' on stderr as Spark's status tracker moves (classic sessions; Connect has none)."""
     import threading
 
-    context = getattr(spark, "sparkContext", None) if not hasattr(spark, "client") else None
-    if context is None:
+    if _is_connect(spark):
         yield
         return
-    tracker, done, said = context.statusTracker(), threading.Event(), [""]
+    tracker, done, said = spark.sparkContext.statusTracker(), threading.Event(), [""]
 
     def follow() -> None:
         while not done.wait(SPARK_POLL_SECONDS):
