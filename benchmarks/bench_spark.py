@@ -117,8 +117,11 @@ def main() -> None:
         spark, memory = run_spark(large, Path(folder) / "spark.parquet", args.top_k)
 
     extra = args.rows - args.warmup_rows
-    single_rate = extra / max(single - single_small, 1e-9)
-    spark_rate = extra / max(spark - spark_small, 1e-9)
+    if single <= single_small or spark <= spark_small:
+        raise SystemExit(f"single {single:.1f} s vs {single_small:.1f} s warm-up, spark {spark:.1f} s vs {spark_small:.1f} s: "
+                         "--rows is too small against the fixed costs (or the machine is busy) for a steady rate")
+    single_rate = extra / (single - single_small)
+    spark_rate = extra / (spark - spark_small)
     print(f"single process  wall {single:7.1f} s  {args.rows / single:8,.0f} rows/s overall  {single_rate:8,.0f} rows/s "
           f"steady  fixed {single_small:5.1f} s  peak RSS {single_peak:6.0f} MB")
     print(f"spark local[2]  wall {spark:7.1f} s  {args.rows / spark:8,.0f} rows/s overall  {spark_rate:8,.0f} rows/s "
