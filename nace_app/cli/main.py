@@ -115,11 +115,14 @@ class _Inputs:
     def total(self) -> int:
         return len(self.texts) + (self.source.total if self.source is not None else 0)
 
-    def chunks(self, rows: int) -> Iterator[list[str]]:
+    def chunks(self, rows: int) -> Iterator[tuple[list[str], Any]]:
+        """(texts, their input rows with every column: a polars frame, or None for TEXT arguments alone)."""
         for start in range(0, len(self.texts), rows):
-            yield self.texts[start:start + rows]
+            texts = self.texts[start:start + rows]
+            yield texts, self.source.rows_of(texts) if self.source is not None else None
         if self.source is not None:
-            yield from self.source.chunks(rows)
+            for frame in self.source.frames(rows):
+                yield self.source.texts(frame), frame
 
 
 def _refuse_output_onto_input(input_path: str | None, output_path: str | None) -> None:
@@ -242,6 +245,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from nace_app.coding.predicting import MAX_CHARS
     from nace_app.model.opening import open_data, open_model
 
+    if args.engine == "spark":
+        return _predict_on_spark(args)
     output = Path(args.output) if args.output else None
     if args.chunk_rows is not None and args.chunk_rows < 1:
         raise NaceAppError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
@@ -265,8 +270,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         report = _Report(inputs.total, ("coded and explained" if args.explain else "coded") if shows_progress else None,
                          from_file=inputs.source is not None)
         chunks = report.follow(code_chunk(classifier, long_texts.cut_down(texts), args.top_k, calibrator, args.explain,
-                                          args.rev2)
-                               for texts in inputs.chunks(rows_per_chunk))
+                                          rev2=args.rev2, inputs=frame)
+                               for texts, frame in inputs.chunks(rows_per_chunk))
         if output is not None:
             try:
                 write_coded(chunks, output)
@@ -314,6 +319,117 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     for line in counts.summary():
         print(f"nace-app: {visible(line)}", file=sys.stderr)
     return 0
+
+
+SPARK_INPUT_TYPES = (".parquet", ".csv")
+SPARK_UNSUPPORTED = {"text": "TEXT arguments", "explain": "--explain", "json": "--json"}
+SPARK_POLL_SECONDS = 2.0
+
+
+def _predict_on_spark(args: argparse.Namespace) -> int:
+    """`predict --engine spark`: a parquet (file or folder) or CSV register in, a folder of parquet parts out.
+
+    Everything a user can get wrong (flags, paths, the model, top-k, coverage) fails before the session starts.
+    """
+    for flag, shown in SPARK_UNSUPPORTED.items():
+        if getattr(args, flag):
+            raise NaceAppError(f"{shown} cannot be used with --engine spark: give --input and --output")
+    if not args.input or not args.output:
+        raise NaceAppError("--engine spark needs --input (a .parquet file or folder, or a .csv) and --output (.parquet)")
+    if Path(args.input.rstrip("/")).suffix.lower() not in SPARK_INPUT_TYPES:
+        raise NaceAppError(f"unsupported input type for --engine spark: {args.input} (use .parquet or .csv)")
+    if Path(args.output.rstrip("/")).suffix.lower() != ".parquet":
+        raise NaceAppError(f"--engine spark writes a folder of parquet parts: name it *.parquet, got {args.output}")
+    if "://" not in args.input and not Path(args.input).exists():
+        raise NaceAppError(f"input {args.input} does not exist")
+    if args.chunk_rows is not None and args.chunk_rows < 1:
+        raise NaceAppError(f"--chunk-rows must be at least 1, got {args.chunk_rows}")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        raise NaceAppError("--engine spark needs pyspark: uv sync --extra spark (and a Java runtime)") from exc
+    from pyspark.errors import AnalysisException
+
+    from nace_app.coding.spark import prepare_coding
+
+    coding = prepare_coding(args.model, top_k=args.top_k, coverage=args.coverage, settings=_settings(args))
+    source, output = (path if "://" in path else str(Path(path).resolve()) for path in (args.input, args.output))
+    with _spark_session(args.spark_master, args.chunk_rows) as spark:  # its JVM has its own working folder
+        try:
+            register = (spark.read.parquet(source) if source.rstrip("/").lower().endswith(".parquet")
+                        else spark.read.csv(source, header=True))
+        except AnalysisException as exc:  # a remote path that is not there, a folder without parquet files
+            raise NaceAppError(f"cannot read {args.input}: {first_line(exc)}") from exc
+        coded = coding.apply(register, args.text_column)
+        with _spark_progress(spark):
+            coded.write.mode("overwrite").parquet(output)
+    print(f"coded {args.input} into {args.output} (a folder of parquet parts)", file=sys.stderr)
+    return 0
+
+
+@contextmanager
+def _spark_session(master: str | None, batch_rows: int | None) -> Iterator[Any]:
+    """This command's session, stopped at the end; a session already active in this process is used and left on.
+
+    Without --spark-master: SPARK_REMOTE (Spark Connect) when set, else local[*]. Local workers run this Python.
+    """
+    import os
+
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        if batch_rows:
+            active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+        yield active
+        return
+    builder = SparkSession.builder.appName("nace-app predict").config("spark.ui.showConsoleProgress", "false")
+    if master or not os.environ.get("SPARK_REMOTE"):
+        builder = builder.master(master or "local[*]")
+        if (master or "local").startswith("local") and not os.environ.get("PYSPARK_PYTHON"):
+            builder = builder.config("spark.pyspark.python", sys.executable)
+    if batch_rows:
+        builder = builder.config("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
+    spark = builder.getOrCreate()
+    if not _is_connect(spark):  # classic: Spark's own warnings would drown the one-line messages
+        spark.sparkContext.setLogLevel("ERROR")
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+def _is_connect(spark: Any) -> bool:
+    """A Spark Connect session: no SparkContext, no status tracker."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+@contextmanager
+def _spark_progress(spark: Any) -> Iterator[None]:
+    """'spark: 3 of 8 tasks done' on stderr as Spark's status tracker moves (classic sessions; Connect has none)."""
+    import threading
+
+    if _is_connect(spark):
+        yield
+        return
+    tracker, done, said = spark.sparkContext.statusTracker(), threading.Event(), [""]
+
+    def follow() -> None:
+        while not done.wait(SPARK_POLL_SECONDS):
+            stages = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+            stages = [s for s in stages if s is not None]
+            line = "; ".join(f"spark: {s.numCompletedTasks} of {s.numTasks} tasks done" for s in stages)
+            if line and line != said[0]:
+                print(line, file=sys.stderr, flush=True)
+                said[0] = line
+
+    thread = threading.Thread(target=follow, name="spark-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 # --- evaluate -------------------------------------------------------------------------------------------------------
@@ -537,6 +653,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--rev2", action="store_true", help="add each code's NACE Rev 2 classes (the correspondence table)")
     predict.add_argument("--model")
     predict.add_argument("--json", action="store_true")
+    predict.add_argument("--engine", choices=("local", "spark"), default="local",
+                         help="spark: code a register on Apache Spark (needs the spark extra and Java); output is a "
+                         "folder of parquet parts")
+    predict.add_argument("--spark-master", help="Spark master URL (default: SPARK_REMOTE when set, else local[*])")
     predict.set_defaults(run=cmd_predict)
 
     relabel = verbs.add_parser("relabel", help="relabel a file coded in NACE Rev 2 into Rev 2.1 (table, then the model)")

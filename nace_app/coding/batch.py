@@ -43,6 +43,7 @@ STALE_RESULT_SECONDS = 24 * 3600  # coded uploads older than this are removed wh
 DECIMALS = 4
 NOT_CODED = "not coded (empty)"
 SCORE_COLUMNS = {TOP1_PROBABILITY: "top1_probability", CONFIDENCE_INDEX: "confidence_index"}
+CODED_COLUMNS = ("code_", "heading_", "probability_", "rev2_codes_", "confidence_index", "prediction_set", "follow_up")  # what a coded file adds
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,7 @@ def code_frame(classifier: Classifier, frame: pl.DataFrame, column: str, top_k: 
     top_k = min(top_k, classifier.num_classes)
     rows = np.flatnonzero(filled)
     top = classifier.predict_top_k([texts[i] for i in rows], top_k=top_k, chunk_size=256, progress=progress)
-    ours = ("code_", "heading_", "probability_", "rev2_codes_", "verdict", *SCORE_COLUMNS.values())
-    suffix = "_nace" if any(c.startswith(ours) for c in frame.columns) else ""  # never overwrite an input column
+    suffix = name_suffix(frame.columns, (*CODED_COLUMNS, "verdict", *SCORE_COLUMNS.values()))
     columns = ranked_columns(top, filled, DECIMALS, suffix)
     columns.update(rev2_columns(columns, as_text=True))
     score = np.full(len(texts), np.nan)
@@ -190,6 +190,11 @@ def code_upload(classifier: Classifier, frame: pl.DataFrame, column: str, top_k:
     return CodedFile(path, frame.height, columns)
 
 
+def name_suffix(input_columns: Iterable[str], ours: tuple[str, ...] = CODED_COLUMNS) -> str:
+    """'_nace' when an input column starts like one of `ours`, else '': coding columns never overwrite input ones."""
+    return "_nace" if any(c.startswith(ours) for c in input_columns) else ""
+
+
 def ranked_columns(top: TopK, filled: np.ndarray, decimals: int | None = DECIMALS, suffix: str = "") -> dict[str, pl.Series]:
     """code_i, heading_i and probability_i of each rank for every row; empty where `filled` is False (not coded)."""
     rows = np.flatnonzero(filled)
@@ -216,7 +221,8 @@ class CodedChunk:
     Per coded (`filled`) row, in order: `top`, and when asked for `sets` (the prediction set's codes) with
     `follow_ups` (the question for a set of 2+ codes, else None), `read_until` (where a fixed-window model stopped
     reading, or None) and `explanations` (one per top code). `rev2` adds each code's Rev 2 classes.
-    `mostly_unknown` marks the coded rows most of whose words the model does not know.
+    `mostly_unknown` marks the coded rows most of whose words the model does not know. `inputs`, when given,
+    are the chunk's input rows with every column: a coded table keeps them (identifiers to join back on).
     """
 
     texts: list[str]
@@ -228,6 +234,7 @@ class CodedChunk:
     explanations: list[list[Any]] | None = None
     follow_ups: list[FollowUp | None] | None = None
     rev2: bool = False
+    inputs: pl.DataFrame | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """JSON rows: `{"text", "predictions": [{"code", "heading", "probability"}...]}` plus, when computed,
@@ -256,23 +263,32 @@ class CodedChunk:
             rows.append(row)
         return rows
 
-    def frame(self) -> pl.DataFrame:
-        """text, code_i / heading_i / probability_i (and rev2_codes_i, lists) per rank, confidence_index, and
-        prediction_set (a list) with follow_up (its JSON, where the set holds 2+ codes)."""
+    def coded_columns(self, suffix: str = "") -> dict[str, pl.Series]:
+        """code_i / heading_i / probability_i (and rev2_codes_i, lists) per rank, confidence_index, and
+        prediction_set (a list) with follow_up (its JSON, where the set holds 2+ codes), when computed.
+
+        The one definition of a coded table's columns: the command line's files and Spark's rows both come from it.
+        """
         score = np.full(len(self.texts), np.nan)
         score[self.filled] = confidence_index(self.top.probabilities)
-        columns = {"text": pl.Series(self.texts, dtype=pl.String), **ranked_columns(self.top, self.filled, None)}
+        columns = ranked_columns(self.top, self.filled, None, suffix)
         if self.rev2:
             columns.update(rev2_columns(columns, as_text=False))
-        columns["confidence_index"] = pl.Series(score, dtype=pl.Float64).fill_nan(None)
+        columns[f"confidence_index{suffix}"] = pl.Series(score, dtype=pl.Float64).fill_nan(None)
         if self.sets is not None:
             sets, questions = iter(self.sets), iter(self.follow_ups or [])
-            columns["prediction_set"] = pl.Series([next(sets) if f else None for f in self.filled.tolist()],
-                                                  dtype=pl.List(pl.String))
+            columns[f"prediction_set{suffix}"] = pl.Series([next(sets) if f else None for f in self.filled.tolist()],
+                                                           dtype=pl.List(pl.String))
             asked = [next(questions) if f else None for f in self.filled.tolist()]
-            columns["follow_up"] = pl.Series([None if q is None else json.dumps(q.to_dict(), ensure_ascii=False)
-                                              for q in asked], dtype=pl.String)
-        return pl.DataFrame(columns)
+            columns[f"follow_up{suffix}"] = pl.Series([None if q is None else json.dumps(q.to_dict(), ensure_ascii=False)
+                                                       for q in asked], dtype=pl.String)
+        return columns
+
+    def frame(self) -> pl.DataFrame:
+        """The input rows (or, without them, `text`) followed by `coded_columns`."""
+        if self.inputs is None:
+            return pl.DataFrame({"text": pl.Series(self.texts, dtype=pl.String), **self.coded_columns()})
+        return self.inputs.hstack(pl.DataFrame(self.coded_columns(name_suffix(self.inputs.columns))))
 
 
 def add_rev2_codes(predictions: list[dict[str, Any]]) -> None:
@@ -284,9 +300,12 @@ def add_rev2_codes(predictions: list[dict[str, Any]]) -> None:
 
 
 def code_chunk(classifier: Classifier, texts: list[str], top_k: int, calibrator: Any = None,
-               explain: bool = False, rev2: bool = False) -> CodedChunk:
+               explain: bool = False, rev2: bool = False, inputs: pl.DataFrame | None = None) -> CodedChunk:
     """Code the non-blank texts of one chunk; `calibrator` (a `ConformalCalibrator`) adds prediction sets and their
-    follow-up questions; `rev2` each code's Rev 2 classes."""
+    follow-up questions; `rev2` each code's Rev 2 classes.
+
+    `inputs`: the rows `texts` were read from, every column, kept in the chunk's `frame`.
+    """
     from nace_app.model.tokenization import read_until
 
     filled = np.array([bool(t.strip()) for t in texts], dtype=bool)
@@ -297,7 +316,7 @@ def code_chunk(classifier: Classifier, texts: list[str], top_k: int, calibrator:
     headings = np.array([classifier.nomenclature.heading(code) for code in classifier.labels], dtype=object)
     chunk = CodedChunk(texts, filled, TopK(coded, labels[indices], headings[indices], values),
                        np.array([classifier.unknown_token_share(t) > UNKNOWN_WARNING_SHARE for t in coded], dtype=bool),
-                       rev2=rev2)
+                       rev2=rev2, inputs=inputs)
     if calibrator is not None:
         set_indices = calibrator.sets(probabilities)
         chunk.sets = [labels[row].tolist() for row in set_indices]
@@ -318,8 +337,9 @@ OUTPUT_TYPES = (".jsonl", ".csv", ".parquet")
 def write_coded(chunks: Iterable[CodedChunk], output: Path) -> None:
     """Rows appended as their chunk is coded, in input order, to a file beside `output` renamed at the end.
 
-    .jsonl: one JSON row a line (`CodedChunk.rows`); .csv: `CodedChunk.frame` with the set's (and the Rev 2)
-    codes joined by spaces; .parquet: the frame, one row group a chunk, the set as a list column.
+    .jsonl: one JSON row a line (`CodedChunk.rows`); .csv: `CodedChunk.frame` (every input column, then the
+    codes) with the set's (and the Rev 2) codes joined by spaces; .parquet: the frame, one row group a chunk, the
+    set as a list.
     """
     suffix = output.suffix.lower()
     if suffix not in OUTPUT_TYPES:
@@ -335,12 +355,11 @@ def write_coded(chunks: Iterable[CodedChunk], output: Path) -> None:
                 continue
             frame = chunk.frame()
             if suffix == ".csv":  # lists (the set, the Rev 2 codes) as codes joined by spaces
-                frame = frame.with_columns(pl.col(pl.List(pl.String)).list.join(" "))
-                frame.write_csv(out, include_header=number == 0)
+                frame.with_columns(pl.col(pl.List(pl.String)).list.join(" ")).write_csv(out, include_header=number == 0)
                 continue
             table = frame.to_arrow()
             parquet = parquet or pq.ParquetWriter(out, table.schema)
-            parquet.write_table(table)
+            parquet.write_table(table.cast(parquet.schema))  # a TEXT argument's row may type an input column apart
         if parquet is not None:
             parquet.close()
 

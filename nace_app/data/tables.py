@@ -232,7 +232,7 @@ def texts_column(frame: pl.DataFrame, column: str) -> list[str]:
 
 @dataclass(frozen=True)
 class TextSource:
-    """An input file's texts, read in chunks in file order; a missing value or blank line reads as ''.
+    """An input file's rows, read in chunks in file order; a missing value or blank line reads as ''.
 
     `total` rows in all, `filled` of them not blank. From `open_texts`, valid only inside its `with` block.
     """
@@ -240,17 +240,17 @@ class TextSource:
     name: str
     total: int
     filled: int
-    scan: pl.LazyFrame | None  # .csv and .parquet: the text column alone, as `text`
+    scan: pl.LazyFrame | None  # .csv and .parquet: every column of the input
     lines: Path | None = None  # .txt: one text per line
     encoding: str = "utf-8-sig"
     read_from: Path | None = None  # .csv: the file scanned (a UTF-8 copy of a latin-1 file)
+    column: str = "text"  # the text column of `scan` (a .txt's rows have only `text`)
 
-    def chunks(self, rows: int) -> Iterator[list[str]]:
-        """Lists of about `rows` texts (exactly `rows` for a .txt), in file order."""
+    def frames(self, rows: int) -> Iterator[pl.DataFrame]:
+        """The input's rows with every column, about `rows` at a time (exactly `rows` for a .txt), in file order."""
         if self.scan is not None:
             try:
-                for batch in self.scan.collect_batches(chunk_size=rows):
-                    yield ["" if v is None else v for v in batch["text"].to_list()]
+                yield from self.scan.collect_batches(chunk_size=rows)
             except pl.exceptions.PolarsError as exc:  # damage past what was checked when it was opened
                 raise NaceAppError(f"cannot read {self.name}: {first_line(exc)}") from exc
             return
@@ -259,10 +259,24 @@ class TextSource:
             for line in lines:
                 chunk.append(line.strip())
                 if len(chunk) == rows:
-                    yield chunk
+                    yield pl.DataFrame({"text": chunk}, schema={"text": pl.String})
                     chunk = []
         if chunk:
-            yield chunk
+            yield pl.DataFrame({"text": chunk}, schema={"text": pl.String})
+
+    def texts(self, frame: pl.DataFrame) -> list[str]:
+        """The texts of rows from `frames`, '' for a missing value."""
+        return ["" if v is None else v for v in frame[self.column].cast(pl.String).to_list()]
+
+    def rows_of(self, texts: list[str]) -> pl.DataFrame:
+        """Rows in the input's columns holding only `texts` (the other columns empty): for texts from elsewhere."""
+        schema = self.scan.collect_schema() if self.scan is not None else pl.Schema({"text": pl.String})
+        return pl.DataFrame(schema=schema).clear(len(texts)).with_columns(pl.Series(self.column, texts, dtype=pl.String))
+
+    def chunks(self, rows: int) -> Iterator[list[str]]:
+        """Lists of about `rows` texts (exactly `rows` for a .txt), in file order."""
+        for frame in self.frames(rows):
+            yield self.texts(frame)
 
 
 def _encoding_of(path: Path) -> str:
@@ -292,8 +306,8 @@ def _check_csv(path: Path, encoding: str, separator: str) -> None:
                            "the header)")
 
 
-def _count(name: str, scan: pl.LazyFrame) -> tuple[int, int]:
-    text = pl.col("text").cast(pl.String)
+def _count(name: str, scan: pl.LazyFrame, column: str) -> tuple[int, int]:
+    text = pl.col(column).cast(pl.String)
     try:
         counts = scan.select(pl.len(), (text.str.strip_chars() != "").sum()).collect().row(0)
     except pl.exceptions.PolarsError as exc:
@@ -322,7 +336,7 @@ def open_texts(path: Path, column: str) -> Iterator[TextSource]:
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
         check_text_column(schema, column)
-        yield _source(name, scan.select(text=pl.col(column).cast(pl.String)), f"{name} has no rows")
+        yield _source(name, scan, column, f"{name} has no rows")
         return
     try:
         with path.open("rb") as raw:
@@ -358,16 +372,16 @@ def open_texts(path: Path, column: str) -> Iterator[TextSource]:
         except pl.exceptions.PolarsError as exc:
             raise NaceAppError(f"cannot read {name}: {first_line(exc)}") from exc
         check_text_column(schema, column)
-        yield _source(name, scan.select(text=pl.col(column)), f"{name} has a header but no rows", path)
+        yield _source(name, scan, column, f"{name} has a header but no rows", path)
 
 
-def _source(name: str, scan: pl.LazyFrame, no_rows: str, read_from: Path | None = None) -> TextSource:
-    total, filled = _count(name, scan)
+def _source(name: str, scan: pl.LazyFrame, column: str, no_rows: str, read_from: Path | None = None) -> TextSource:
+    total, filled = _count(name, scan, column)
     if total == 0:
         raise NaceAppError(no_rows)
     if not filled:
         raise NaceAppError(f"{name} has no text: the text column is empty in every row")
-    return TextSource(name, total, filled, scan, read_from=read_from)
+    return TextSource(name, total, filled, scan, read_from=read_from, column=column)
 
 
 

@@ -84,9 +84,32 @@ def test_predict_files_in_and_out_keep_input_order(capsys, tmp_path, suffix):
         texts = [json.loads(line)["text"] for line in output.read_text().splitlines()]
     else:
         frame = pl.read_csv(output) if suffix == ".csv" else pl.read_parquet(output)
-        texts = frame["text"].to_list()
+        texts = frame["description"].to_list()
+        assert frame.columns[:2] == ["id", "description"] and frame["id"].cast(pl.String).to_list() == ["1", "2", "3"]
         assert {"code_1", "heading_2", "probability_2"} <= set(frame.columns)
     assert texts == ["bakery", "software house", "taxi driver"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_coded_files_keep_every_input_column_and_never_overwrite_one(capsys, tmp_path, suffix):
+    source = tmp_path / "register.parquet"
+    pl.DataFrame({"siren": ["001", "002", "003"], "label": ["bakery", None, "taxi driver"], "code_1": ["x", "y", "z"],
+                  "employees": [3, 40, 1]}).write_parquet(source)
+    output = tmp_path / f"coded{suffix}"
+    code, _, _ = run(capsys, "predict", "--input", str(source), "--output", str(output), "--top-k", "1",
+                     "--coverage", "0.9", "--chunk-rows", "2")
+    frame = pl.read_csv(output, infer_schema=False) if suffix == ".csv" else pl.read_parquet(output)
+    assert code == 0 and frame.columns == ["siren", "label", "code_1", "employees", "code_1_nace", "heading_1_nace",
+                                           "probability_1_nace", "confidence_index_nace", "prediction_set_nace"]
+    assert frame["siren"].to_list() == ["001", "002", "003"] and frame["code_1"].to_list() == ["x", "y", "z"]
+    assert [c is not None for c in frame["code_1_nace"].to_list()] == [True, False, True]
+
+
+def test_text_arguments_beside_an_input_file_fill_only_its_text_column(capsys, tmp_path):
+    pl.DataFrame({"id": [7], "label": ["bakery"]}).write_parquet(tmp_path / "in.parquet")
+    code, _, _ = run(capsys, "predict", "florist", "--input", "in.parquet", "--output", "out.parquet", "--top-k", "1")
+    frame = pl.read_parquet(tmp_path / "out.parquet")
+    assert code == 0 and frame["label"].to_list() == ["florist", "bakery"] and frame["id"].to_list() == [None, 7]
 
 
 def test_a_txt_input_keeps_its_blank_lines_in_place_not_coded(capsys, tmp_path):
@@ -294,6 +317,13 @@ PARQUETS = {"ints.parquet": pl.Series("label", [1, 2]), "lists.parquet": pl.Seri
     (["predict", "x", "--output", "taken.jsonl"], 2, "cannot write taken.jsonl"),
     (["predict", "x", "--model", "s3://projet-funathon/diffusion/mlflow-artifacts/"], 2, "unavailable"),
     (["explain-classes", "--output", "words.xlsx"], 2, "unsupported output type"),
+    (["predict", "--engine", "spark", "--input", "in.parquet", "--output", "out.parquet", "--explain"], 2,
+     "--explain cannot be used with --engine spark"),
+    (["predict", "--engine", "spark", "--input", "missing.parquet", "--output", "out.parquet"], 2, "does not exist"),
+    (["predict", "--engine", "spark", "--input", "folder", "--output", "out.parquet"], 2, "unsupported input type"),
+    (["predict", "--engine", "spark", "--input", "ints.parquet", "--output", "out.csv"], 2, "name it *.parquet"),
+    (["predict", "--engine", "spark", "--input", "ints.parquet", "--output", "out.parquet", "--model", "nowhere"], 2,
+     "nowhere"),
     (["predict", "\U0001f35e\U0001f35e\U0001f35e", "--top-k", "1"], 0, "most of '\U0001f35e\U0001f35e\U0001f35e' is unknown to the model"),
     (["predict", "\u0645\u062e\u0628\u0632 \u0644\u0644\u062e\u0628\u0632", "--top-k", "1"], 0, "is unknown to the model"),
     (["predict", "--input", "emoji.txt", "--output", "out.jsonl"], 0, "1 of 2 texts are mostly unknown to the model"),

@@ -103,6 +103,15 @@ def test_a_txt_input_streams_in_chunks_in_file_order_with_its_blank_lines(tmp_pa
         assert list(source.chunks(3)) == [["bakery", "", "florist"], ["taxi"]]
 
 
+def test_a_parquet_streams_every_column_and_reads_its_text_column(tmp_path):
+    pl.DataFrame({"id": [1, 2, 3], "label": ["bakery", None, "taxi"]}).write_parquet(tmp_path / "in.parquet")
+    with open_texts(tmp_path / "in.parquet", "label") as source:
+        frames = list(source.frames(2))
+        assert [f.columns for f in frames] == [["id", "label"], ["id", "label"]]
+        assert [text for frame in frames for text in source.texts(frame)] == ["bakery", "", "taxi"]
+        assert source.rows_of(["florist"]).to_dicts() == [{"id": None, "label": "florist"}]
+
+
 def test_a_latin1_csv_streams_through_a_utf8_copy_that_is_removed_afterwards(tmp_path):
     (tmp_path / "in.csv").write_bytes("id;label\n1;café crème\n2;\n3;boulangerie\n".encode("latin-1"))
     with open_texts(tmp_path / "in.csv", "label") as source:
