@@ -39,7 +39,7 @@ with first:
     sample_size = state.kept(st.number_input, "Subsample of the train split (rows)", 100, max(train_rows, 100),
                           key="train_sample", default=min(defaults.sample_size or train_rows, train_rows), step=500)
     epochs = state.kept(st.slider, "Epochs", 1, 30, key="train_epochs", default=defaults.epochs)
-    learning_rate = state.kept(st.select_slider, "Learning rate", [0.001, 0.002, 0.004, 0.008, 0.016, 0.032],
+    learning_rate = state.kept(st.select_slider, "Learning rate", [0.0025, 0.005, 0.01, 0.02, 0.04],
                             key="train_lr", default=defaults.learning_rate)
 with second:
     tokenizer = state.kept(st.radio, "Tokenizer", TOKENIZER_KINDS, key="train_tokenizer", default=defaults.tokenizer,

@@ -44,9 +44,9 @@ class TrainingSettings:
 
     sample_size: int | None = None
     rows_per_class: int | None = None
-    epochs: int = 8
-    batch_size: int = 64
-    learning_rate: float = 0.008
+    epochs: int = 2
+    batch_size: int = 256
+    learning_rate: float = 0.02
     schedule: str = LINEAR
     embedding_dim: int = 64
     tokenizer: str = NGRAM
@@ -227,6 +227,19 @@ class _Tokens:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def shuffled_batches(self, size: int, generator: Any, by_length: bool, pool: int = 32) -> list[Any]:
+        """Row indices of each batch of an epoch, in random order. `by_length`: each pool of `pool` batches is
+        sorted by text length before it is cut into batches, so a batch pads little (fastText-like texts vary
+        from a few to hundreds of n-grams)."""
+        import torch
+
+        order = torch.randperm(len(self), generator=generator)
+        if by_length:
+            order = torch.cat([chunk[torch.argsort(self.lengths[chunk], stable=True)]
+                               for chunk in order.split(size * pool)])
+        batches = list(order.split(size))
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
     def batch(self, rows: Any, cut: bool) -> tuple[Any, Any, Any]:
         """Ids, mask and targets of `rows`; `cut` drops the padding columns no text of the batch reaches."""
         import torch
@@ -263,6 +276,21 @@ def _measure(model: Any, tokens: _Tokens, loss_fn: Any, cut: bool, chunk: int = 
             correct += int((logits.argmax(dim=1) == targets).sum())
     model.train(was_training)
     return {"val_loss": loss_sum / len(tokens), "val_accuracy": correct / len(tokens)}
+
+
+def _optimizers(model: Any, settings: TrainingSettings) -> list[Any]:
+    """Adam on the embedding table's rows a batch uses (sparse gradients, as fastText updates only those rows), AdamW
+    on the rest. A dense Adam step would rewrite the whole table (buckets x dimension) at every step: most of a
+    run's arithmetic. Weight decay therefore applies to the dense layers only."""
+    import torch
+
+    embedding = getattr(getattr(model, "token_embedder", None), "embedding_layer", None)
+    if embedding is None:
+        return [torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)]
+    embedding.sparse = True
+    dense = [parameter for parameter in model.parameters() if parameter is not embedding.weight]
+    return [torch.optim.SparseAdam([embedding.weight], lr=settings.learning_rate),
+            torch.optim.AdamW(dense, lr=settings.learning_rate, weight_decay=settings.weight_decay)]
 
 
 def _save_library_format(ttc: Any, settings: TrainingSettings, folder: Path) -> None:
@@ -350,11 +378,11 @@ def train_model(
     model = ttc.pytorch_model
     model.train()
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    optimizers = _optimizers(model, settings)
     batches_per_epoch = math.ceil(len(train_tokens) / settings.batch_size)
     total_steps = batches_per_epoch * settings.epochs
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, (lambda step: max(0.0, 1.0 - step / total_steps)) if settings.schedule == LINEAR else (lambda _: 1.0))
+    decay = (lambda step: max(0.0, 1.0 - step / total_steps)) if settings.schedule == LINEAR else (lambda _: 1.0)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(optimizer, decay) for optimizer in optimizers]
 
     def emit(kind: str, epoch: int, step: int, metrics: dict[str, float] | None = None, payload: Any = None) -> None:
         if progress is not None:
@@ -367,17 +395,19 @@ def train_model(
     best_loss, best_state, epochs_without_progress, step, rows_seen = math.inf, None, 0, 0, 0
     for epoch in range(1, settings.epochs + 1):
         step_losses: list[float] = []
-        for rows in torch.randperm(len(train_tokens), generator=generator).split(settings.batch_size):
+        for rows in train_tokens.shuffled_batches(settings.batch_size, generator, by_length=cut):
             ids, mask, targets = train_tokens.batch(rows, cut)
             if settings.token_dropout > 0:
                 mask = _hide_tokens(mask, settings.token_dropout, generator)
             loss = loss_fn(model(ids, mask, None), targets)
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
-            schedule.step()
+            for optimizer, schedule in zip(optimizers, schedules, strict=True):
+                optimizer.step()
+                schedule.step()
             step += 1
-            step_losses.append(float(loss))
+            step_losses.append(loss.item())
             rows_seen += len(rows)
             emit("step", epoch, step, {"train_loss_step": step_losses[-1]})
             stopped_by_user = bool(should_stop and should_stop())
@@ -402,6 +432,8 @@ def train_model(
     trained = time.monotonic()
     if best_state is not None:
         model.load_state_dict(best_state)
+    if getattr(model, "token_embedder", None) is not None:
+        model.token_embedder.embedding_layer.sparse = False  # explanations differentiate through it as usual
     model.eval()
     emit("finishing", len(history), step)  # measuring both splits and saving can take a while on a busy server
 
