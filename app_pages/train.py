@@ -98,7 +98,8 @@ if start and settings is not None:
     st.rerun()
 
 if job is None:
-    st.info("Choose settings and press **Start training**. The defaults give a usable model in about half a minute.",
+    st.info("Choose settings and press **Start training**. The defaults are a workshop's run: a usable model in "
+            "well under a minute on a quiet server.",
             icon=":material/model_training:")
     st.stop()
 

@@ -44,7 +44,7 @@ class TrainingSettings:
 
     sample_size: int | None = None
     rows_per_class: int | None = None
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 256
     learning_rate: float = 0.02
     schedule: str = LINEAR
