@@ -99,7 +99,7 @@ if start and settings is not None:
 
 if job is None:
     st.info("Choose settings and press **Start training**. The defaults are a workshop's run: a usable model in "
-            "well under a minute on a quiet server.",
+            "about a minute on a quiet server.",
             icon=":material/model_training:")
     st.stop()
 
