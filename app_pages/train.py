@@ -8,9 +8,9 @@ from nace_app.coding.predicting import EXAMPLES
 from nace_app.model.tokenization import NGRAM, TOKENIZER_KINDS
 from nace_app.review import evaluation
 from nace_app.settings.errors import NaceAppError
-from nace_app.training.core import TrainingSettings, estimate_seconds
+from nace_app.training.core import TrainingSettings, select_training_rows
 from nace_app.training.jobs import DONE, FAILED, QUEUED, RUNNING, STOPPED, TrainingJob, probe_lines
-from nace_app.training.runs import kept_epoch, much_weaker, results_table
+from nace_app.training.runs import estimate_seconds, kept_epoch, much_weaker, results_table
 from nace_app.training.runs import model_zip as zipped
 
 FIGURES = {k: st.column_config.NumberColumn(format="%.3f") for k in ("top-1", "top-5", "macro-F1", "ECE", "section",
@@ -33,10 +33,12 @@ current = picker.active()
 data = current.data
 train_rows = data.splits.train.height
 registry = caches.job_registry()
+defaults = TrainingSettings()  # the workshop's run, the same as `nace-app train` without flags
 
 st.title("Train a model")
 st.caption(f"Trains on the train split of `{data.source.shown_uri}` ({train_rows:,} rows), stops early on the validation "
-           "split, and reports figures on the test split. Runs in the background: the page stays responsive.")
+           "split, and reports figures on the test split. Runs in its own process: the page and the other sessions "
+           "stay responsive.")
 
 missing = data.splits.codes_missing_from_train()
 if missing:
@@ -52,22 +54,23 @@ running = job is not None and job.state in (QUEUED, RUNNING)
 first, second, third = st.columns(3)
 with first:
     sample_size = state.kept(st.number_input, "Subsample of the train split (rows)", 100, max(train_rows, 100),
-                          key="train_sample", default=min(5000, train_rows), step=500)
-    epochs = state.kept(st.slider, "Epochs", 1, 30, key="train_epochs", default=8)
-    learning_rate = state.kept(st.select_slider, "Learning rate", [0.001, 0.002, 0.004, 0.008, 0.016],
-                            key="train_lr", default=0.008)
+                          key="train_sample", default=min(defaults.sample_size or train_rows, train_rows), step=500)
+    epochs = state.kept(st.slider, "Epochs", 1, 30, key="train_epochs", default=defaults.epochs)
+    learning_rate = state.kept(st.select_slider, "Learning rate", [0.0025, 0.005, 0.01, 0.02, 0.04],
+                            key="train_lr", default=defaults.learning_rate)
 with second:
-    tokenizer = state.kept(st.radio, "Tokenizer", TOKENIZER_KINDS, key="train_tokenizer", default=NGRAM,
+    tokenizer = state.kept(st.radio, "Tokenizer", TOKENIZER_KINDS, key="train_tokenizer", default=defaults.tokenizer,
                         horizontal=True, help="n-gram: character 3–6-grams and words, as fastText and INSEE's "
                                               "production coder; wordpiece: sub-words learned from the sample.")
     embedding_dim = state.kept(st.select_slider, "Embedding dimension", [16, 32, 48, 64, 96, 128], key="train_dim",
-                            default=64)
-    batch_size = state.kept(st.select_slider, "Batch size", [16, 32, 64, 128, 256], key="train_batch", default=64)
+                            default=defaults.embedding_dim)
+    batch_size = state.kept(st.select_slider, "Batch size", [16, 32, 64, 128, 256], key="train_batch",
+                         default=defaults.batch_size)
 with third:
-    attention = state.kept(st.toggle, "Self-attention", key="train_attention", default=False)
-    attention_heads = state.kept(st.select_slider, "Attention heads", [1, 2, 4, 8], key="train_heads", default=4,
-                              disabled=not attention)
-    seed = state.kept(st.number_input, "Seed", 0, 2**31 - 1, key="train_seed", default=42)
+    attention = state.kept(st.toggle, "Self-attention", key="train_attention", default=defaults.attention)
+    attention_heads = state.kept(st.select_slider, "Attention heads", [1, 2, 4, 8], key="train_heads",
+                              default=defaults.attention_heads, disabled=not attention)
+    seed = state.kept(st.number_input, "Seed", 0, 2**31 - 1, key="train_seed", default=defaults.seed)
 probes = state.kept(st.text_area, "Probe descriptions (one per line): their top-3 codes are recomputed after every epoch",
                  key="train_probes", default="\n".join(EXAMPLES[:3]), height=90)
 
@@ -85,16 +88,21 @@ with_corrections = corrections is not None and corrections.height > 0 and state.
 
 settings_error = None
 try:
-    settings = TrainingSettings(sample_size=int(sample_size), epochs=epochs, batch_size=batch_size,
-                                learning_rate=learning_rate, embedding_dim=embedding_dim, tokenizer=tokenizer,
-                                attention=attention, attention_heads=attention_heads, seed=int(seed),
-                                token_dropout=0.2 if tokenizer == NGRAM else 0.0, label_smoothing=0.1)
+    settings = TrainingSettings(**{
+        **defaults.to_dict(), "sample_size": None if sample_size >= train_rows else int(sample_size),
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "embedding_dim": embedding_dim,
+        "tokenizer": tokenizer, "attention": attention, "attention_heads": attention_heads, "seed": int(seed),
+        "token_dropout": defaults.token_dropout if tokenizer == NGRAM else 0.0})
 except ValueError as exc:  # NaceAppError: the settings explain themselves
     settings, settings_error = None, str(exc)
 if settings_error:
     st.error(widgets.literal(settings_error))
 else:
-    st.caption(f"Estimated duration: about {estimate_seconds(settings, train_rows):.0f} s on 2 CPU cores.")
+    estimate = estimate_seconds(settings, select_training_rows(data.splits.train, settings).height,
+                                current.settings.cache_dir)
+    st.caption(f"Estimated duration: about {estimate:.0f} s, from this server's last run of this kind." if estimate
+               else "Estimated duration: not measured on this server yet; the progress bar shows the time left "
+                    "once the run has started.")
 start = st.button("Start training", type="primary", disabled=running or settings is None,
                   help="A run is in progress: stop it or wait for it." if running else None)
 
@@ -107,7 +115,8 @@ if start and settings is not None:
     st.rerun()
 
 if job is None:
-    st.info("Choose settings and press **Start training**. The defaults give a usable model in under a minute.",
+    st.info("Choose settings and press **Start training**. The defaults are a workshop's run: a usable model in "
+            "about a minute on a quiet server.",
             icon=":material/model_training:")
     st.stop()
 
@@ -119,8 +128,10 @@ def live_view(job: TrainingJob) -> None:
     if snap.state in (QUEUED, RUNNING) and st.button("Stop", type="secondary", key="stop_training"):
         job.stop()
     if snap.state == QUEUED:
+        wait = registry.seconds_before_start(job)
+        when = f"in about {wait:.0f} s" if wait is not None else "when the runs ahead of it finish"
         st.warning(f"Another training run is using this server. Your run is queued (position "
-                   f"{snap.queue_position}) and starts by itself in about {registry.seconds_before_start(job):.0f} s.",
+                   f"{snap.queue_position}) and starts by itself {when}.",
                    icon=":material/hourglass_top:")
         return
     st.progress(snap.fraction, text=snap.label)

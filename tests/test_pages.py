@@ -553,13 +553,15 @@ def test_review_warns_about_codes_the_model_does_not_know(embedded, monkeypatch,
 # --- Train --------------------------------------------------------------------------------------------------------
 
 
+def estimated_duration(at: AppTest) -> str:
+    return next(c.value for c in at.caption if "Estimated duration" in c.value)
+
+
 def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     app.switch_page("app_pages/train.py").run()
-    assert any("Estimated duration" in c.value for c in app.caption)
-    before = next(c.value for c in app.caption if "Estimated duration" in c.value)
+    assert "not measured on this server yet" in estimated_duration(app)
     app.number_input(key=widget_key("train_sample")).set_value(700).run()
     app.slider(key=widget_key("train_epochs")).set_value(1).run()
-    assert next(c.value for c in app.caption if "Estimated duration" in c.value) != before
     next(b for b in app.button if b.label == "Start training").click().run()
     job = app.session_state["training_job_id"]
     from nace_app.app.caches import job_registry
@@ -571,6 +573,10 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     assert not app.exception, app.exception
     assert running.state == "done", running.error
     assert any("validation loss" in chart.proto.spec for chart in app.get("plotly_chart"))
+    measured = estimated_duration(app)  # the run just measured this server's speed
+    assert "from this server's last run" in measured
+    app.slider(key=widget_key("train_epochs")).set_value(3).run()
+    assert estimated_duration(app) != measured
     use = next(b for b in app.button if b.label.startswith("Use this model"))
     use.click().run()
     assert app.session_state["model_uri"] == str(running.result.model_dir)
@@ -609,6 +615,21 @@ def test_a_reloaded_train_page_shows_the_running_jobs_settings_then_the_kept_epo
         kept = kept_epoch(job.result.history)
         assert any(h.value == f"Probe descriptions with the kept model (epoch {kept})" for h in reloaded.subheader)
         assert any(f"The model kept is the one after epoch {kept} of" in c.value for c in reloaded.caption)
+
+
+def test_the_pages_default_run_is_the_clis_default_run(app):
+    from nace_app.app.caches import job_registry
+    from nace_app.cli.main import TRAINING_FLAGS, build_parser
+    from nace_app.training.core import TrainingSettings
+
+    args = build_parser().parse_args(["train", "--data", "embedded"])
+    cli = TrainingSettings(**{name: getattr(args, name) for name in TRAINING_FLAGS})
+    app.switch_page("app_pages/train.py").run()
+    next(b for b in app.button if b.label == "Start training").click().run()
+    job = job_registry().get(app.session_state["training_job_id"])
+    job.stop()
+    job.join(timeout=300)
+    assert job.training == cli == TrainingSettings()
 
 
 def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, tiny_frame, tmp_path):

@@ -538,7 +538,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result, run = run_logged_training(data, training, settings, workdir, progress=show,
                                           run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
-                                          stopping_frame=stopping_frame)
+                                          stopping_frame=stopping_frame, in_child=True)
     except OSError as exc:  # the disk filled up during the run: checked writable before it started
         raise NaceAppError(f"training stopped: cannot write its files ({exc.strerror or first_line(exc)})") from exc
     if run.failure is not None and run.run_id is not None:  # this process's exit would end the logger's retries
@@ -574,6 +574,7 @@ def _check_writable(folder: Path, what: str) -> None:
 
 TRAINING_FLAGS = {  # TrainingSettings field: (flag, help); types and defaults come from the dataclass
     "sample_size": ("--sample", "stratified sample of N train rows (default: all of them)"),
+    "rows_per_class": ("--rows-per-class", "keep at most N rows of each class (default: all of them)"),
     "epochs": ("--epochs", None),
     "seed": ("--seed", None),
     "embedding_dim": ("--embedding-dim", None),
@@ -589,6 +590,7 @@ TRAINING_FLAGS = {  # TrainingSettings field: (flag, help); types and defaults c
     "attention_layers": ("--attention-layers", None),
     "attention_heads": ("--attention-heads", None),
     "learning_rate": ("--learning-rate", None),
+    "schedule": ("--schedule", "the learning rate: constant, or decaying linearly to 0"),
     "batch_size": ("--batch-size", None),
     "patience": ("--patience", "epochs without progress before early stopping"),
     "label_smoothing": ("--label-smoothing", None),
@@ -596,22 +598,23 @@ TRAINING_FLAGS = {  # TrainingSettings field: (flag, help); types and defaults c
     "include_headings": ("--include-headings", "add each class's official NACE heading as an extra training row"),
     "half_precision": ("--half-precision", "store float16 weights (half the size)"),
 }
-CLI_DEFAULTS = {"sample_size": None}  # the command line trains on the whole train split unless told otherwise
 
 
 def _add_training_settings(parser: argparse.ArgumentParser) -> None:
+    """One flag per `TrainingSettings` field, defaulting to the dataclass's: the Train page's defaults too."""
     from dataclasses import MISSING, fields
 
     from nace_app.model.tokenization import TOKENIZER_KINDS
-    from nace_app.training.core import TrainingSettings
+    from nace_app.training.core import SCHEDULES, TrainingSettings
 
+    choices = {"tokenizer": TOKENIZER_KINDS, "schedule": SCHEDULES}
     for field in fields(TrainingSettings):
         flag, help_text = TRAINING_FLAGS[field.name]
-        default = CLI_DEFAULTS.get(field.name, field.default if field.default is not MISSING else None)
+        default = field.default if field.default is not MISSING else None
         if isinstance(default, bool):
             parser.add_argument(flag, dest=field.name, action="store_true", help=help_text)
-        elif field.name == "tokenizer":
-            parser.add_argument(flag, dest=field.name, choices=TOKENIZER_KINDS, default=default, help=help_text)
+        elif field.name in choices:
+            parser.add_argument(flag, dest=field.name, choices=choices[field.name], default=default, help=help_text)
         else:
             kind = float if isinstance(field.default, float) else int
             parser.add_argument(flag, dest=field.name, type=kind, default=default, help=help_text)

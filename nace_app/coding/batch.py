@@ -43,7 +43,8 @@ STALE_RESULT_SECONDS = 24 * 3600  # coded uploads older than this are removed wh
 DECIMALS = 4
 NOT_CODED = "not coded (empty)"
 SCORE_COLUMNS = {TOP1_PROBABILITY: "top1_probability", CONFIDENCE_INDEX: "confidence_index"}
-CODED_COLUMNS = ("code_", "heading_", "probability_", "rev2_codes_", "confidence_index", "prediction_set", "follow_up")  # what a coded file adds
+CODED_COLUMNS = ("code_", "heading_", "probability_", "rev2_codes_", "confidence_index", "prediction_set",
+                 "follow_up")  # what a coded file adds
 
 
 @dataclass(frozen=True)

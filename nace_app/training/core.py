@@ -1,7 +1,8 @@
 """The training core over torchTextClassifiers, free of Streamlit: used by `nace-app train` and the training page.
 
 The tokenizer is trained on the train split only; early stopping watches the validation split. Progress goes to
-a callback as `ProgressEvent`s and a stop flag ends the run cleanly, keeping the best checkpoint so far.
+a callback as `ProgressEvent`s and a stop flag ends the run cleanly, keeping the best epoch so far.
+`TrainingSettings()` are the workshop defaults, shared by the Train page and `nace-app train`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import numpy as np
 import polars as pl
 
 from nace_app.data.tables import Splits, stratified_sample
-from nace_app.model.tokenization import NGRAM, TOKENIZER_KINDS, WORDPIECE, encode, train_ngram_tokenizer
+from nace_app.model.tokenization import NGRAM, TOKENIZER_KINDS, encode, train_ngram_tokenizer
 from nace_app.review.evaluation import Evaluation, evaluate_classifier
 from nace_app.settings.errors import NaceAppError
 
 logger = logging.getLogger(__name__)
+
+CONSTANT, LINEAR = "constant", "linear"
+SCHEDULES = (CONSTANT, LINEAR)
 
 
 @dataclass
@@ -33,27 +37,32 @@ class TrainingSettings:
     length); with attention, the window is derived from the sample's token lengths. `vocab_size` is WordPiece's;
     n-grams use `ngram_min`..`ngram_max` characters hashed into `buckets`, plus the words seen `min_count` times.
     `token_dropout` hides that share of each text's tokens at random during training (never at inference).
+    `rows_per_class` keeps at most that many rows of each class (after `sample_size`, a stratified sample);
+    `schedule` is the learning rate's: constant, or decaying linearly to 0 over the planned steps (fastText's).
+    The defaults are the workshop's run, chosen by measurement (benchmarks/bench_training.py).
     """
 
-    sample_size: int | None = 5000
-    epochs: int = 2
-    batch_size: int = 64
-    learning_rate: float = 0.004
+    sample_size: int | None = None
+    rows_per_class: int | None = None
+    epochs: int = 3
+    batch_size: int = 256
+    learning_rate: float = 0.02
+    schedule: str = LINEAR
     embedding_dim: int = 64
-    tokenizer: str = WORDPIECE
+    tokenizer: str = NGRAM
     vocab_size: int = 4000
     ngram_min: int = 3
     ngram_max: int = 6
     buckets: int = 50_000
     min_count: int = 1
-    token_dropout: float = 0.0
+    token_dropout: float = 0.2
     output_dim: int | None = None
     attention: bool = False
     attention_layers: int = 1
     attention_heads: int = 4
     patience: int = 3
     seed: int = 42
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     weight_decay: float = 0.0
     include_headings: bool = False
     half_precision: bool = False
@@ -64,6 +73,10 @@ class TrainingSettings:
             problems.append(f"tokenizer must be one of {', '.join(TOKENIZER_KINDS)}")
         if self.sample_size is not None and self.sample_size < 2:
             problems.append("the sample must have at least 2 rows")
+        if self.rows_per_class is not None and self.rows_per_class < 1:
+            problems.append("rows per class must be at least 1")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"the schedule must be one of {', '.join(SCHEDULES)}")
         for name in ("epochs", "batch_size", "embedding_dim", "vocab_size", "buckets", "min_count", "patience",
                      "attention_layers", "attention_heads"):
             if getattr(self, name) < 1:
@@ -106,6 +119,23 @@ class ProgressEvent:
     payload: Any = None
 
 
+@dataclass(frozen=True)
+class Timing:
+    """Where a run's wall time went (seconds): a child process's start-up (0 in-process); sampling, tokenizing and
+    building the model; the training loop; measuring both splits and saving. The run trained on `rows` rows;
+    `rows_seen` went through the loop (all epochs together)."""
+
+    rows: int
+    prepare: float
+    train: float
+    finish: float
+    rows_seen: int
+    startup: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class TrainingResult:
     model_dir: Path
@@ -118,6 +148,7 @@ class TrainingResult:
     duration: float
     stopped_by_user: bool
     output_dim: int
+    timing: Timing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,6 +162,7 @@ class TrainingResult:
             "test": self.test.to_dict(),
             "duration_seconds": round(self.duration, 2),
             "stopped_by_user": self.stopped_by_user,
+            "timing": self.timing.to_dict(),
         }
 
 
@@ -141,63 +173,28 @@ def derive_output_dim(lengths: list[int]) -> int:
     return max(16, int(math.ceil(np.percentile(lengths, 99) / 8) * 8))
 
 
-def estimate_seconds(settings: TrainingSettings, train_rows: int) -> float:
-    """A rough duration from measurements on 2 CPU cores, for the page to show before a run."""
-    rows = min(settings.sample_size or train_rows, train_rows)
-    per_row = (2.0e-4 * (settings.embedding_dim / 64) * (2.5 if settings.attention else 1.0)
-               * (3.0 if settings.tokenizer == NGRAM else 1.0))
-    return 4.0 + rows * settings.epochs * per_row + rows * 1.5e-4
+def select_training_rows(train: pl.DataFrame, settings: TrainingSettings) -> pl.DataFrame:
+    """The stratified sample of `sample_size` rows, then at most `rows_per_class` of each class (seeded)."""
+    rows = train if settings.sample_size is None else stratified_sample(train, settings.sample_size, settings.seed)
+    if settings.rows_per_class is None:
+        return rows
+    rank = pl.int_range(pl.len()).shuffle(seed=settings.seed).over("code")
+    return rows.filter(rank < settings.rows_per_class)
 
 
-def _make_progress_callback(progress, should_stop, total_steps: int, started: float, on_epoch_end):
-    import pytorch_lightning as pl_
-
-    class Progress(pl_.Callback):
-        """Step losses as they come; at each validation, the mean step loss of the epoch that just ended.
-
-        (Lightning's own `train_loss_epoch` is only aggregated after validation, so it would lag an epoch.)
-        """
-
-        def __init__(self) -> None:
-            self.step = 0
-            self.epoch_losses: list[float] = []
-
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-            self.step += 1
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self.epoch_losses.append(float(loss))
-            if progress is not None:
-                progress(ProgressEvent("step", trainer.current_epoch + 1, self.step, total_steps,
-                                       time.monotonic() - started, {"train_loss_step": float(loss)}))
-            if should_stop is not None and should_stop():
-                trainer.should_stop = True
-
-        def on_validation_epoch_end(self, trainer, module) -> None:
-            if trainer.sanity_checking:
-                return
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("val_loss", "val_accuracy")}
-            if self.epoch_losses:
-                metrics["train_loss_epoch"] = float(np.mean(self.epoch_losses))
-            self.epoch_losses = []
-            on_epoch_end(trainer.current_epoch + 1, self.step, metrics)
-
-    return Progress()
-
-
-def _token_dropout_hook(share: float):
-    """A forward pre-hook that hides `share` of the real tokens of each training text (never all of them)."""
+def probe_top3(ttc: Any, labels: list[str], texts: list[str]) -> list[list[tuple[str, float]]]:
+    """Top-3 codes of a model under training (not a shared one), for the probe panel."""
     import torch
 
-    def hook(module, args, kwargs):
-        if not module.training:
-            return None
-        mask = kwargs["attention_mask"]
-        keep = (torch.rand(mask.shape) >= share).to(mask.dtype) * mask
-        empty = keep.sum(dim=1, keepdim=True) == 0
-        kwargs["attention_mask"] = torch.where(empty, mask, keep)
-        return args, kwargs
-
-    return hook
+    if not texts:
+        return []
+    tokens = ttc.tokenizer.tokenize(texts)
+    with torch.no_grad():
+        logits = ttc.pytorch_model(tokens.input_ids, tokens.attention_mask, torch.empty((len(texts), 0)))
+    probabilities = torch.softmax(logits.double(), dim=1)
+    values, indices = torch.topk(probabilities, k=min(3, len(labels)), dim=1)
+    return [[(labels[i], float(v)) for i, v in zip(row_i.tolist(), row_v.tolist(), strict=True)]
+            for row_i, row_v in zip(indices, values, strict=True)]
 
 
 def _train_tokenizer(settings: TrainingSettings, texts: list[str]):
@@ -209,6 +206,108 @@ def _train_tokenizer(settings: TrainingSettings, texts: list[str]):
     tokenizer = WordPieceTokenizer(vocab_size=settings.vocab_size)
     tokenizer.train(texts)
     return tokenizer
+
+
+
+@dataclass
+class _Tokens:
+    """Texts tokenized once per run, right-padded to one width, with their class indices."""
+
+    ids: Any  # torch.Tensor (rows, width)
+    lengths: Any  # torch.Tensor (rows,)
+    targets: Any  # torch.Tensor (rows,)
+
+    @classmethod
+    def of(cls, tokenizer: Any, texts: list[str], targets: list[int], width: int | None) -> _Tokens:
+        import torch
+
+        from nace_app.model.forward import pad
+
+        encoded = encode(tokenizer, texts)
+        width = width or max((len(ids) for ids in encoded.ids), default=1)
+        ids, mask = pad(encoded.ids, width, encoded.pad_id)
+        return cls(ids, mask.sum(dim=1), torch.tensor(targets, dtype=torch.long))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def shuffled_batches(self, size: int, generator: Any, by_length: bool, pool: int = 32) -> list[Any]:
+        """Row indices of each batch of an epoch, in random order. `by_length`: each pool of `pool` batches is
+        sorted by text length before it is cut into batches, so a batch pads little (fastText-like texts vary
+        from a few to hundreds of n-grams)."""
+        import torch
+
+        order = torch.randperm(len(self), generator=generator)
+        if by_length:
+            order = torch.cat([chunk[torch.argsort(self.lengths[chunk], stable=True)]
+                               for chunk in order.split(size * pool)])
+        batches = list(order.split(size))
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    def batch(self, rows: Any, cut: bool) -> tuple[Any, Any, Any]:
+        """Ids, mask and targets of `rows`; `cut` drops the padding columns no text of the batch reaches."""
+        import torch
+
+        width = int(self.lengths[rows].max()) if cut else self.ids.shape[1]
+        ids = self.ids[rows, :width]
+        mask = (torch.arange(width)[None, :] < self.lengths[rows, None]).long()
+        return ids, mask, self.targets[rows]
+
+
+def _hide_tokens(mask: Any, share: float, generator: Any) -> Any:
+    """Hide `share` of each text's real tokens at random (never all of them): token dropout."""
+    import torch
+
+    keep = (torch.rand(mask.shape, generator=generator) >= share).to(mask.dtype) * mask
+    return torch.where(keep.sum(dim=1, keepdim=True) == 0, mask, keep)
+
+
+def _measure(model: Any, tokens: _Tokens, loss_fn: Any, cut: bool, chunk: int = 2048) -> dict[str, float]:
+    """Mean loss and top-1 accuracy of `model` on pre-tokenized rows (the validation split, once per epoch)."""
+    import torch
+
+    if len(tokens) == 0:
+        return {}
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(tokens), chunk):
+            rows = torch.arange(start, min(start + chunk, len(tokens)))
+            ids, mask, targets = tokens.batch(rows, cut)
+            logits = model(ids, mask, None)
+            loss_sum += float(loss_fn(logits, targets)) * len(rows)
+            correct += int((logits.argmax(dim=1) == targets).sum())
+    model.train(was_training)
+    return {"val_loss": loss_sum / len(tokens), "val_accuracy": correct / len(tokens)}
+
+
+def _optimizers(model: Any, settings: TrainingSettings) -> list[Any]:
+    """Adam on the embedding table's rows a batch uses (sparse gradients, as fastText updates only those rows), AdamW
+    on the rest. A dense Adam step would rewrite the whole table (buckets x dimension) at every step: most of a
+    run's arithmetic. Weight decay therefore applies to the dense layers only."""
+    import torch
+
+    embedding = getattr(getattr(model, "token_embedder", None), "embedding_layer", None)
+    if embedding is None:
+        return [torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)]
+    embedding.sparse = True
+    dense = [parameter for parameter in model.parameters() if parameter is not embedding.weight]
+    return [torch.optim.SparseAdam([embedding.weight], lr=settings.learning_rate),
+            torch.optim.AdamW(dense, lr=settings.learning_rate, weight_decay=settings.weight_decay)]
+
+
+def _save_library_format(ttc: Any, settings: TrainingSettings, folder: Path) -> None:
+    """The library's own `save()` folder (pickles), logged to MLflow next to our format."""
+    import torch
+    from torchTextClassifiers.model import TextClassificationModule
+
+    ttc.lightning_module = TextClassificationModule(
+        model=ttc.pytorch_model, loss=torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing),
+        optimizer=torch.optim.AdamW, optimizer_params={"lr": settings.learning_rate,
+                                                       "weight_decay": settings.weight_decay},
+        scheduler=None, scheduler_params={})
+    ttc.save(folder)
 
 
 def train_model(
@@ -226,23 +325,23 @@ def train_model(
 
     `extra_rows` (code, label) are added to the training rows as they are (reviewers' corrections, or the
     validation split when an independent `stopping_frame` replaces it for early stopping). `workdir` also
-    receives the checkpoints and the library's own `save()` format.
+    receives the library's own `save()` format. The model is the library's (`TextClassificationModel`); the loop
+    is ours: every text is tokenized once per run, each batch is cut to its longest text (without attention,
+    mean pooling ignores padding), the validation split is measured once per epoch, and the best epoch's weights
+    are kept in memory. No process-wide setting of torch is changed.
     """
-    import pytorch_lightning as pl_
     import torch
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-    from torchTextClassifiers import ModelConfig, TrainingConfig, torchTextClassifiers
+    from torchTextClassifiers import ModelConfig, torchTextClassifiers
     from torchTextClassifiers.model.components import AttentionConfig
-    from torchTextClassifiers.value_encoder import DictEncoder, ValueEncoder
 
     from nace_app.model.classifier import Classifier
     from nace_app.model.formats import LoadedModel, save_model
 
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
-    pl_.seed_everything(settings.seed, workers=True, verbose=False)
-    train = splits.train if settings.sample_size is None else stratified_sample(splits.train, settings.sample_size,
-                                                                               settings.seed)
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+    train = select_training_rows(splits.train, settings)
     if train.height < 2:
         raise NaceAppError("the training sample has fewer than 2 rows")
     validation = splits.validation if stopping_frame is None else stopping_frame
@@ -261,87 +360,107 @@ def train_model(
     validation = validation.filter(pl.col("code").is_in(labels))
 
     tokenizer = _train_tokenizer(settings, train_texts)
+    index = {code: i for i, code in enumerate(labels)}
     output_dim = settings.output_dim
+    train_tokens = _Tokens.of(tokenizer, train_texts, [index[c] for c in train_codes], None)
     if output_dim is None and settings.attention:  # attention sees padding: a fixed window
-        output_dim = derive_output_dim([len(ids) for ids in encode(tokenizer, train_texts).ids])
+        output_dim = derive_output_dim(train_tokens.lengths.tolist())
     tokenizer.output_dim = output_dim
+    if output_dim is not None:  # the window the model will read at inference
+        train_tokens = _Tokens.of(tokenizer, train_texts, [index[c] for c in train_codes], output_dim)
+    validation_tokens = _Tokens.of(tokenizer, validation["label"].to_list(),
+                                   [index[c] for c in validation["code"].to_list()], output_dim)
+    cut = not settings.attention
 
     attention = None
     if settings.attention:
         attention = AttentionConfig(n_layers=settings.attention_layers, n_head=settings.attention_heads,
                                     n_kv_head=settings.attention_heads, sequence_len=output_dim)
-    encoder = ValueEncoder(DictEncoder({code: i for i, code in enumerate(labels)}))
     model_config = ModelConfig(embedding_dim=settings.embedding_dim, num_classes=len(labels),
                                attention_config=attention)
-    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config, value_encoder=encoder)
-    dropout = (ttc.pytorch_model.register_forward_pre_hook(_token_dropout_hook(settings.token_dropout),
-                                                            with_kwargs=True)
-               if settings.token_dropout > 0 else None)
-
-    batches_per_epoch = math.ceil(len(train_texts) / settings.batch_size)
+    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config)
+    model = ttc.pytorch_model
+    model.train()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    optimizers = _optimizers(model, settings)
+    batches_per_epoch = math.ceil(len(train_tokens) / settings.batch_size)
     total_steps = batches_per_epoch * settings.epochs
+    decay = (lambda step: max(0.0, 1.0 - step / total_steps)) if settings.schedule == LINEAR else (lambda _: 1.0)
+    schedules = [torch.optim.lr_scheduler.LambdaLR(optimizer, decay) for optimizer in optimizers]
+
+    def emit(kind: str, epoch: int, step: int, metrics: dict[str, float] | None = None, payload: Any = None) -> None:
+        if progress is not None:
+            progress(ProgressEvent(kind, epoch, step, total_steps, time.monotonic() - started, metrics or {}, payload))
+
+    emit("start", 0, 0, {"train_rows": len(train_texts), "output_dim": output_dim or 0})
+    prepared = time.monotonic()
     history: list[dict[str, float]] = []
-    stop_requested = {"value": False}
-
-    def stop() -> bool:
-        stop_requested["value"] = stop_requested["value"] or bool(should_stop and should_stop())
-        return stop_requested["value"]
-
-    last_step = {"value": 0}
-
-    def on_epoch_end(epoch: int, step: int, metrics: dict[str, float]) -> None:
+    stopped_by_user = False
+    best_loss, best_state, epochs_without_progress, step, rows_seen = math.inf, None, 0, 0, 0
+    for epoch in range(1, settings.epochs + 1):
+        step_losses: list[float] = []
+        for rows in train_tokens.shuffled_batches(settings.batch_size, generator, by_length=cut):
+            ids, mask, targets = train_tokens.batch(rows, cut)
+            if settings.token_dropout > 0:
+                mask = _hide_tokens(mask, settings.token_dropout, generator)
+            loss = loss_fn(model(ids, mask, None), targets)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for optimizer, schedule in zip(optimizers, schedules, strict=True):
+                optimizer.step()
+                schedule.step()
+            step += 1
+            step_losses.append(loss.item())
+            rows_seen += len(rows)
+            emit("step", epoch, step, {"train_loss_step": step_losses[-1]})
+            stopped_by_user = bool(should_stop and should_stop())
+            if stopped_by_user:
+                break
+        metrics = {**_measure(model, validation_tokens, loss_fn, cut), "train_loss_epoch": float(np.mean(step_losses))}
         history.append({"epoch": epoch, **metrics})
-        last_step["value"] = step
+        monitored = metrics.get("val_loss", metrics["train_loss_epoch"])
+        if monitored < best_loss:
+            best_loss, epochs_without_progress = monitored, 0
+            best_state = {name: value.detach().clone() for name, value in model.state_dict().items()}
+        else:
+            epochs_without_progress += 1
         payload = None
         if probe is not None:
-            was_training = ttc.pytorch_model.training
-            ttc.pytorch_model.eval()
+            model.eval()
             payload = probe(ttc, labels)
-            ttc.pytorch_model.train(was_training)
-        if progress is not None:
-            progress(ProgressEvent("epoch", epoch, step, total_steps, time.monotonic() - started, metrics, payload))
-
-    if progress is not None:
-        progress(ProgressEvent("start", 0, 0, total_steps, time.monotonic() - started,
-                               {"train_rows": len(train_texts), "output_dim": output_dim or 0}))
-    checkpoint = ModelCheckpoint(dirpath=str(workdir / "checkpoints"), monitor="val_loss", mode="min", save_top_k=1)
-    callbacks = [checkpoint, EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience),
-                 _make_progress_callback(progress, stop, total_steps, started, on_epoch_end)]
-    training_config = TrainingConfig(
-        num_epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.learning_rate, num_workers=0,
-        patience_early_stopping=settings.patience, accelerator="cpu",
-        loss=torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing),
-        optimizer=torch.optim.AdamW, optimizer_params={"weight_decay": settings.weight_decay}, save_path=str(workdir / "library_format"),
-        trainer_params={"callbacks": callbacks, "logger": False, "enable_progress_bar": False,
-                        "enable_model_summary": False, "default_root_dir": str(workdir), "deterministic": False},
-    )
-    try:
-        ttc.train(np.asarray(train_texts), np.asarray(train_codes), training_config,
-                  X_val=np.asarray(validation["label"].to_list()), y_val=np.asarray(validation["code"].to_list()),
-                  verbose=False)
-    finally:
-        torch.set_float32_matmul_precision("highest")  # the library sets "medium" process-wide
-        if dropout is not None:
-            dropout.remove()
-    ttc.pytorch_model.eval()
-    if progress is not None:  # measuring both splits and saving can take a while on a busy server: say so
-        progress(ProgressEvent("finishing", len(history), last_step["value"], total_steps, time.monotonic() - started))
+            model.train()
+        emit("epoch", epoch, step, metrics, payload)
+        if stopped_by_user or epochs_without_progress >= settings.patience:
+            break
+    trained = time.monotonic()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if getattr(model, "token_embedder", None) is not None:
+        model.token_embedder.embedding_layer.sparse = False  # explanations differentiate through it as usual
+    model.eval()
+    emit("finishing", len(history), step)  # measuring both splits and saving can take a while on a busy server
 
     record = {"settings": settings.to_dict(), "split": splits.describe(), "train_sample_rows": train.height,
               "extra_rows": extra.height, "output_dim": output_dim, "data_fingerprint": splits.data_fingerprint,
               "early_stopping_on": "validation split" if stopping_frame is None else "an independent set"}
     model_dir = save_model(ttc, labels, model_dir or workdir / "model", training=record,
                            half_precision=settings.half_precision)
+    _save_library_format(ttc, settings, workdir / "library_format")
     classifier = Classifier(LoadedModel(ttc, labels, "nace-explorer", "labels.json", record), name="trained")
+    validation_figures, test_figures = evaluate_classifier(classifier, validation), evaluate_classifier(classifier, splits.test)
+    finished = time.monotonic()
     return TrainingResult(
         model_dir=model_dir,
         library_dir=workdir / "library_format",
         settings=settings,
         labels=labels,
         history=history,
-        validation=evaluate_classifier(classifier, validation),
-        test=evaluate_classifier(classifier, splits.test),
-        duration=time.monotonic() - started,
-        stopped_by_user=stop_requested["value"],
+        validation=validation_figures,
+        test=test_figures,
+        duration=finished - started,
+        stopped_by_user=stopped_by_user,
         output_dim=output_dim or 0,
+        timing=Timing(rows=len(train_tokens), prepare=prepared - started, train=trained - prepared, finish=finished - trained,
+                      rows_seen=rows_seen),
     )

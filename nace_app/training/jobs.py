@@ -1,11 +1,14 @@
-"""Training runs in background threads, with a server-wide limit on concurrent runs, a queue and a registry.
+"""Training runs in the background, with a server-wide limit on concurrent runs, a queue and a registry.
 
-A job never touches a model that other sessions predict with: it builds its own, and shares only snapshots of
-its progress. Its thread never calls Streamlit; the page polls `TrainingJob.snapshot()`.
+Each job's thread waits in the queue, then trains in a child process (`process.train_in_child`) and logs to
+MLflow from here: the server's interpreter keeps serving. A job never touches a model that other sessions
+predict with, and shares only snapshots of its progress. Its thread never calls Streamlit; the page polls
+`TrainingJob.snapshot()`.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
@@ -15,26 +18,11 @@ from typing import Any
 
 from nace_app.settings.config import Settings
 from nace_app.settings.errors import NaceAppError
-from nace_app.training.core import ProgressEvent, TrainingResult, TrainingSettings, estimate_seconds
-from nace_app.training.runs import run_logged_training
+from nace_app.training.core import ProgressEvent, TrainingResult, TrainingSettings, probe_top3
+from nace_app.training.runs import estimate_seconds, run_logged_training
 from nace_app.training.tracking import RunLogger
 
 QUEUED, RUNNING, DONE, STOPPED, FAILED = "queued", "running", "done", "stopped", "failed"
-
-
-def probe_top3(ttc: Any, labels: list[str], texts: list[str]) -> list[list[tuple[str, float]]]:
-    """Top-3 codes of a model under training (not a shared one), for the probe panel."""
-    import torch
-
-    if not texts:
-        return []
-    tokens = ttc.tokenizer.tokenize(texts)
-    with torch.no_grad():
-        logits = ttc.pytorch_model(tokens.input_ids, tokens.attention_mask, torch.empty((len(texts), 0)))
-    probabilities = torch.softmax(logits.double(), dim=1)
-    values, indices = torch.topk(probabilities, k=min(3, len(labels)), dim=1)
-    return [[(labels[i], float(v)) for i, v in zip(row_i.tolist(), row_v.tolist(), strict=True)]
-            for row_i, row_v in zip(indices, values, strict=True)]
 
 
 class TrainingQueue:
@@ -143,8 +131,8 @@ class TrainingJob:
             result, run = run_logged_training(
                 self.data, self.training, self.settings, self.workdir, progress=self._on_event,
                 should_stop=self._stop.is_set,
-                probe=lambda ttc, labels: probe_top3(ttc, labels, self.probe_texts), run_name=self.job_id,
-                extra_rows=self.extra_rows)
+                probe=functools.partial(probe_top3, texts=self.probe_texts), run_name=self.job_id,
+                extra_rows=self.extra_rows, in_child=True)
             self._set(result=result, run=run, state=STOPPED if result.stopped_by_user else DONE)
         except NaceAppError as exc:
             self._set(error=str(exc), state=STOPPED if self._stop.is_set() else FAILED)
@@ -154,14 +142,16 @@ class TrainingJob:
         finally:
             self.queue.release(self.job_id)
 
-    def seconds_left(self) -> float:
-        """About how long this run still takes: from its own pace once it has steps, else from the estimate."""
+    def seconds_left(self) -> float | None:
+        """About how long this run still takes: from its own pace once it has steps, else from this server's measured
+        estimate; None before any run was measured."""
         snap = self.snapshot()
         if snap.state not in (QUEUED, RUNNING):
             return 0.0
         if snap.seconds_left is not None:
             return snap.seconds_left
-        return max(estimate_seconds(self.training, self.data.splits.train.height) - snap.elapsed, 0.0)
+        estimate = estimate_seconds(self.training, self.data.splits.train.height, self.settings.cache_dir)
+        return None if estimate is None else max(estimate - snap.elapsed, 0.0)
 
     def snapshot(self) -> JobSnapshot:
         with self._lock:
@@ -242,10 +232,11 @@ class JobRegistry:
         with self._lock:
             return [job for job in self._jobs.values() if job.state in (QUEUED, RUNNING)]
 
-    def seconds_before_start(self, job: TrainingJob) -> float:
+    def seconds_before_start(self, job: TrainingJob) -> float | None:
         """About how long a queued `job` waits: what is left of the runs ahead of it in its queue (running, or
         queued before it) that this server knows."""
         position = job.queue.position(job.job_id)
         ahead = [other for other in self.unfinished() if other is not job and other.queue is job.queue
                  and (other.state == RUNNING or 0 < other.queue.position(other.job_id) < position)]
-        return sum(other.seconds_left() for other in ahead)
+        left = [other.seconds_left() for other in ahead]
+        return None if None in left else sum(left)

@@ -15,6 +15,7 @@ from nace_app.model.formats import is_own_format
 from nace_app.review.evaluation import Evaluation, comparison_rows
 from nace_app.settings.config import Settings
 from nace_app.training.core import ProgressEvent, TrainingResult, TrainingSettings, train_model
+from nace_app.training.process import train_in_child
 from nace_app.training.tracking import RunLogger
 
 RESULT_FILE = "result.json"
@@ -22,8 +23,11 @@ RESULT_FILE = "result.json"
 
 def run_logged_training(data, training: TrainingSettings, settings: Settings, workdir: Path, progress=None,
                         should_stop=None, probe=None, run_name: str = "training", model_dir: Path | None = None,
-                        extra_rows=None, stopping_frame=None) -> tuple[TrainingResult, RunLogger]:
+                        extra_rows=None, stopping_frame=None, in_child: bool = False) -> tuple[TrainingResult, RunLogger]:
     """Train and log everything to MLflow: parameters, per-epoch metrics, the split, both model formats.
+
+    `in_child` trains in a child process (`process.train_in_child`; `probe` must then be picklable); logging
+    stays in this process.
 
     Logging only queues records (see `tracking`): a slow or dead MLflow costs training nothing, and this returns at
     most `tracking.FLUSH_SECONDS` after MLflow stops answering, with `run.failure` saying what was not sent.
@@ -38,7 +42,8 @@ def run_logged_training(data, training: TrainingSettings, settings: Settings, wo
             progress(event)
 
     try:
-        result = train_model(data.splits, training, workdir, progress=on_event, should_stop=should_stop, probe=probe,
+        train = train_in_child if in_child else train_model
+        result = train(data.splits, training, workdir, progress=on_event, should_stop=should_stop, probe=probe,
                              model_dir=model_dir, extra_rows=extra_rows, stopping_frame=stopping_frame)
     except BaseException:
         run.finish("FAILED")
@@ -77,21 +82,46 @@ class TrainedRun:
         return f"{self.run_id} · {figure}{self.finished:%d %b %H:%M} · {tokenizer}"
 
 
+def _finished_runs(cache_dir: Path) -> list[tuple[Path, float, dict[str, Any]]]:
+    """(result file, modification time, its content) of each run of `cache_dir/runs`, newest first."""
+    found = []
+    for result_file in (cache_dir / "runs").glob(f"*/{RESULT_FILE}"):
+        try:
+            found.append((result_file, result_file.stat().st_mtime, json.loads(result_file.read_text())))
+        except (OSError, ValueError):
+            continue  # a run folder being written or damaged is simply not listed
+    return sorted(found, key=lambda item: item[1], reverse=True)
+
+
 def list_trained_runs(cache_dir: Path) -> list[TrainedRun]:
     """Runs of `cache_dir/runs` that finished with a model in our format, newest first."""
     runs = []
-    for result_file in (cache_dir / "runs").glob(f"*/{RESULT_FILE}"):
-        try:
-            result = json.loads(result_file.read_text())
-        except (OSError, ValueError):
-            continue  # a run folder being written or damaged is simply not listed
+    for result_file, modified, result in _finished_runs(cache_dir):
         model_dir = Path(result.get("model_dir", ""))
         if not is_own_format(model_dir):
             continue
-        runs.append(TrainedRun(result_file.parent.name, model_dir,
-                               datetime.fromtimestamp(result_file.stat().st_mtime),
+        runs.append(TrainedRun(result_file.parent.name, model_dir, datetime.fromtimestamp(modified),
                                (result.get("test") or {}).get("top1_accuracy"), result.get("settings", {})))
     return sorted(runs, key=lambda run: run.finished, reverse=True)
+
+
+def estimate_seconds(settings: TrainingSettings, rows: int, cache_dir: Path) -> float | None:
+    """A run's duration on `rows` training rows, from this server's latest measured run with the same tokenizer and
+    attention: its start-up and finishing as they were, its tokenizing and its seconds per row and epoch scaled
+    to these rows, epochs and embedding size. None before any such run (the live progress then measures it)."""
+    for _, _, result in _finished_runs(cache_dir):
+        measured, timing = result.get("settings", {}), result.get("timing")
+        if not timing or (measured.get("tokenizer"), measured.get("attention")) != (settings.tokenizer,
+                                                                                   settings.attention):
+            continue
+        try:
+            scale = rows / max(timing["rows"], 1)
+            per_row = timing["train"] / max(timing["rows_seen"], 1) * settings.embedding_dim / measured["embedding_dim"]
+            return (timing["startup"] + timing["prepare"] * scale + per_row * rows * settings.epochs
+                    + timing["finish"])
+        except (KeyError, TypeError, ZeroDivisionError):
+            continue  # a result written by an older version
+    return None
 
 
 def results_table(result: TrainingResult, default: Evaluation) -> list[dict[str, Any]]:
