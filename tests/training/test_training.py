@@ -10,9 +10,9 @@ from nace_app.model.formats import load_model
 from nace_app.model.opening import DataSet
 from nace_app.settings.config import load_settings, tracking_uri
 from nace_app.sources.resolve import ResolvedSource
-from nace_app.training.core import TrainingSettings, estimate_seconds, train_model
+from nace_app.training.core import TrainingSettings, train_model
 from nace_app.training.jobs import DONE, QUEUED, STOPPED, JobRegistry, TrainingJob, TrainingQueue
-from nace_app.training.runs import run_logged_training
+from nace_app.training.runs import estimate_seconds, run_logged_training
 
 SMALL = TrainingSettings(sample_size=None, epochs=2, batch_size=16, embedding_dim=16, vocab_size=400, patience=2)
 
@@ -131,7 +131,7 @@ def test_a_queued_job_can_be_stopped_without_running(tiny_data):
     assert job.state == STOPPED and not job.alive and job.result is None
 
 
-def test_a_queued_job_waits_for_what_is_left_of_the_runs_ahead_of_it(tiny_data):
+def test_a_queued_job_on_a_server_with_no_measured_run_gets_no_guessed_wait(tiny_data):
     queue, registry = TrainingQueue(capacity=1), JobRegistry()
     queue.acquire("busy", threading.Event())  # a run this registry does not know: not counted
     first = registry.add(TrainingJob(tiny_data, SMALL, load_settings(), queue).start())
@@ -142,8 +142,8 @@ def test_a_queued_job_waits_for_what_is_left_of_the_runs_ahead_of_it(tiny_data):
         time.sleep(0.05)
     try:
         assert registry.seconds_before_start(first) == 0.0
-        expected = estimate_seconds(SMALL, tiny_data.splits.train.height)
-        assert first.seconds_left() == pytest.approx(expected) and registry.seconds_before_start(second) == pytest.approx(expected)
+        assert estimate_seconds(SMALL, tiny_data.splits.train.height, first.settings.cache_dir) is None  # a new server
+        assert first.seconds_left() is None and registry.seconds_before_start(second) is None  # no guessed wait
     finally:
         for job in (first, second):
             job.stop()
