@@ -136,7 +136,7 @@ def test_batch_coding_returns_every_line_with_its_text(page, server, tmp_path):
     page.goto(f"{server}/")
     wait_idle(page)
     page.get_by_role("tab", name="Batch coding (CSV or TXT)").click()
-    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(source))
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(source))  # the batch tab's
     page.get_by_role("button", name="Code the file").click()
     with page.expect_download() as download:
         page.get_by_role("button", name="CSV", exact=True).click()

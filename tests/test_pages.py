@@ -781,6 +781,7 @@ def test_a_cache_folder_that_cannot_be_written_leaves_predict_and_review_working
     folder.mkdir(parents=True, exist_ok=True)
     for kind in ("predictions", "neighbours"):  # taken by files: nothing can be stored under them, as on a full disk
         (folder / kind).write_text("not a folder")
+    st.cache_data.clear()  # earlier tests' similar examples and sets of the same text would skip the cache folder
     with fresh_app() as at:
         code(at, CROISSANTS)
         assert any("similarity" in d.value.columns for d in at.dataframe)

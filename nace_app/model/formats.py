@@ -225,6 +225,9 @@ def _check_shapes(path: Path, own: OwnModel, label_count: int) -> None:
     """What `load_state_dict` and the library would refuse, checked without them."""
     forward, config = own.numpy_forward, own.model_config
     expected = (own.tokenizer.vocab_size, config.get("embedding_dim"), config.get("num_classes"))
+    if not all(isinstance(size, int) for size in expected):
+        raise NaceAppError(f"{path}/config.json describes no buildable model (embedding_dim and num_classes are "
+                           f"{expected[1]!r} and {expected[2]!r}, not whole numbers)")
     found = (forward.vocab_size, forward.dim, forward.num_classes)
     if expected != found:
         raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: (vocabulary, dimension, classes) "

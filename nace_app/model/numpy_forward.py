@@ -52,7 +52,9 @@ class MeanPoolForward:
         if weight.ndim != 2 or embeddings.ndim != 2 or weight.shape[1] != embeddings.shape[1] or bias.shape != weight.shape[:1]:
             raise ValueError(f"weights of inconsistent shapes: embeddings {embeddings.shape}, head {weight.shape}, "
                              f"bias {bias.shape}")
-        return cls(rms_norm(embeddings), np.ascontiguousarray(weight.T), bias)
+        # the head in float64: a row's logits then do not depend on the batch it came in (BLAS blocks float32 sums
+        # by batch size), so the CLI, the page and Spark's Arrow batches give the same probabilities
+        return cls(rms_norm(embeddings), np.ascontiguousarray(weight.T, dtype=np.float64), bias.astype(np.float64))
 
     @property
     def num_classes(self) -> int:
@@ -83,4 +85,5 @@ class MeanPoolForward:
 
     def logits(self, ids: list[list[int]], full_width: int, pad_id: int = 0) -> np.ndarray:
         """float32 logits (texts, classes), equal to the library's forward on inputs padded to `full_width`."""
-        return rms_norm(self.sentences(ids, full_width, pad_id)) @ self.head_weight_t + self.head_bias
+        sentences = rms_norm(self.sentences(ids, full_width, pad_id)).astype(np.float64)
+        return (sentences @ self.head_weight_t + self.head_bias).astype(np.float32)

@@ -100,7 +100,8 @@ def test_coded_files_keep_every_input_column_and_never_overwrite_one(capsys, tmp
                      "--coverage", "0.9", "--chunk-rows", "2")
     frame = pl.read_csv(output, infer_schema=False) if suffix == ".csv" else pl.read_parquet(output)
     assert code == 0 and frame.columns == ["siren", "label", "code_1", "employees", "code_1_nace", "heading_1_nace",
-                                           "probability_1_nace", "confidence_index_nace", "prediction_set_nace"]
+                                           "probability_1_nace", "confidence_index_nace", "prediction_set_nace",
+                                           "follow_up_nace"]
     assert frame["siren"].to_list() == ["001", "002", "003"] and frame["code_1"].to_list() == ["x", "y", "z"]
     assert [c is not None for c in frame["code_1_nace"].to_list()] == [True, False, True]
 
