@@ -80,7 +80,7 @@ def run_spark(source: Path, output: Path, top_k: int) -> tuple[float, WorkerMemo
     command = ["uv", "run", "nace-app", "predict", "--engine", "spark", "--spark-master", "local[2]", "--input",
                str(source), "--output", str(output), "--top-k", str(top_k)]
     try:
-        seconds, _, _ = measure(command)
+        seconds, _, _, _ = measure(command)
     finally:
         memory.done.set()
         sampler.join()
@@ -88,7 +88,7 @@ def run_spark(source: Path, output: Path, top_k: int) -> tuple[float, WorkerMemo
 
 
 def run_single(source: Path, output: Path, top_k: int) -> tuple[float, float]:
-    seconds, peak_mb, _ = measure(["uv", "run", "nace-app", "predict", "--input", str(source), "--output", str(output),
+    seconds, _, peak_mb, _ = measure(["uv", "run", "nace-app", "predict", "--input", str(source), "--output", str(output),
                                    "--top-k", str(top_k)])
     return seconds, peak_mb
 
