@@ -36,19 +36,20 @@ def main() -> int:
     parser.add_argument("files", nargs="*", type=Path)
     parser.add_argument("--min", type=int, default=60, help="rows per class")
     parser.add_argument("--min-share", type=float, default=0.08, help="share of each register per class")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder of division files to check")
     args = parser.parse_args()
     rows = list(csv.DictReader(STRUCTURE.open(encoding="utf-8")))
     headings = {r["code"]: r["heading"] for r in rows}
     section_of = {r["code"]: r["section"] for r in rows}
     classes = {r["code"] for r in rows if r["level"] == "4"}
-    checked_files = {f.resolve() for f in (args.files or DATA_DIR.glob("*.csv"))}
+    checked_files = {f.resolve() for f in (args.files or args.data_dir.glob("*.csv"))}
     problems: list[str] = []
     seen: dict[str, str] = {}
     by_words: dict[frozenset[str], tuple[str, str]] = {}
     per_class: dict[str, list[str]] = defaultdict(list)
     registers: dict[str, Counter[str]] = defaultdict(Counter)
     class_registers: dict[str, list[str]] = defaultdict(list)
-    for path in sorted(DATA_DIR.glob("*.csv")):
+    for path in sorted(args.data_dir.glob("*.csv")):
         checking = path.resolve() in checked_files
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
