@@ -106,13 +106,14 @@ class Classifier:
             _ = self.model  # the torch model is what predicts: build it now, not during the first prediction
 
     def _torch(self) -> tuple[torch.nn.Module, FastForward]:
-        """The torch model and its cut forward pass, built on first use (imports torch and the library)."""
+        """The torch model and its cut forward pass, built on first use (imports torch; the library only for
+        architectures other than mean pooling)."""
         if self._torch_parts is None:
             with self._building:
                 if self._torch_parts is None:
                     from nace_app.model.forward import FastForward
 
-                    model = self.loaded.ttc.pytorch_model.cpu().eval()
+                    model = self.loaded.torch_model.cpu().eval()
                     model.requires_grad_(False)
                     forward = FastForward(model)
                     if not forward.can_cut:

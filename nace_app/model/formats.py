@@ -7,8 +7,9 @@ Two formats are read:
   `labels.json` (the class codes, in class-index order), `tokenizer.json` (for WordPiece the Hugging Face
   tokenizer file; for n-grams the library's `save_pretrained` JSON: n-gram range, buckets, word vocabulary)
   and `model.safetensors` (the PyTorch model's state_dict, float32 or float16; loaded as float32), read with
-  safetensors' numpy API: a mean-pooling model is then used without torch (`numpy_forward`), and the library's
-  model is only built when something needs it (explanations, attention models);
+  safetensors' numpy API: a mean-pooling model is then used without torch (`numpy_forward`), explained with our
+  torch copy of the library's module (`mean_pool.MeanPoolModel`), and the library's model is only built for
+  other architectures (attention);
 - the library's `torchTextClassifiers.save()` folder (`metadata.pkl`, `tokenizer.pkl`, `model_checkpoint.ckpt`,
   optional `value_encoder.pkl`), which is unpickled: only ever read it from the configured sources.
 """
@@ -72,6 +73,7 @@ class LoadedModel:
     training: dict[str, Any] = field(default_factory=dict)
     own: OwnModel | None = None
     _building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    _mean_pool: Any = field(default=None, repr=False, compare=False)
 
     @property
     def ttc(self) -> Any:
@@ -80,6 +82,18 @@ class LoadedModel:
                 if self.library is None:
                     self.library = _library_model(self.own)
         return self.library
+
+    @property
+    def torch_model(self) -> Any:
+        """The torch module (for explanations, and for predicting with what numpy cannot run). A mean-pooling model
+        of ours is our own copy of the library's module: it does not import the library."""
+        if self.own is None or self.own.numpy_forward is None:
+            return self.ttc.pytorch_model
+        if self._mean_pool is None:
+            with self._building:
+                if self._mean_pool is None:
+                    self._mean_pool = _mean_pool_model(self.own)
+        return self._mean_pool
 
     @property
     def tokenizer(self) -> NGramIds | WordPieceIds:
@@ -102,19 +116,26 @@ def is_own_format(path: Path) -> bool:
 
 def save_model(ttc: Any, labels: list[str], path: Path, training: dict[str, Any] | None = None,
                half_precision: bool = False) -> Path:
+    """Write a torchTextClassifiers instance in our non-pickle format (see `save_own`)."""
+    return save_own(ttc.pytorch_model, ttc.tokenizer, ttc.model_config.to_dict(), labels, path, training,
+                    half_precision)
+
+
+def save_own(model: Any, tokenizer: Any, model_config: dict[str, Any], labels: list[str], path: Path,
+             training: dict[str, Any] | None = None, half_precision: bool = False) -> Path:
     """Write our non-pickle format; `training` records the split and settings for the review page.
 
+    `model` is the library's torch module or ours (the same state dict), `tokenizer` ours or the library's.
     `half_precision` stores float16 weights (half the size); they are read back as float32.
     """
     import torch
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
-    tokenizer = ttc.tokenizer
     kind = kind_of(tokenizer)
     config = {
         "format": FORMAT,
-        "model_config": ttc.model_config.to_dict(),
+        "model_config": model_config,
         "tokenizer": {"kind": kind, "output_dim": tokenizer.output_dim},
         "training": training or {},
     }
@@ -124,7 +145,7 @@ def save_model(ttc: Any, labels: list[str], path: Path, training: dict[str, Any]
         (path / "tokenizer.json").write_text(json.dumps(ngram_tokenizer_config(tokenizer), ensure_ascii=False))
     else:
         (path / "tokenizer.json").write_text(tokenizer.tokenizer.backend_tokenizer.to_str())
-    state = {k: v.detach().contiguous().cpu() for k, v in ttc.pytorch_model.state_dict().items()}
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if half_precision:
         state = {k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(path / "model.safetensors"))
@@ -169,6 +190,16 @@ def _library_model(own: OwnModel) -> Any:
     ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=ModelConfig.from_dict(own.model_config))
     ttc.pytorch_model.load_state_dict({k: torch.from_numpy(v) for k, v in own.state.items()})  # copies them
     return ttc
+
+
+def _mean_pool_model(own: OwnModel) -> Any:
+    """Our torch module of a mean-pooling model (imports torch, not the library)."""
+    import torch
+
+    from nace_app.model.mean_pool import MeanPoolModel
+
+    return MeanPoolModel.from_state({k: torch.from_numpy(v) for k, v in own.state.items()},
+                                    own.tokenizer.padding_idx)
 
 
 def _load_own(path: Path) -> LoadedModel:

@@ -37,16 +37,18 @@ class FastForward:
     """Logits of a `TextClassificationModel` from (possibly cut) inputs; see the module docstring for when."""
 
     def __init__(self, model: torch.nn.Module):
-        from torchTextClassifiers.model import TextClassificationModel
+        from nace_app.model.mean_pool import MeanPoolModel
 
         self.model = model
         embedder = getattr(model, "token_embedder", None)
         attention = getattr(embedder, "attention_config", None) if embedder is not None else None
-        standard = (
-            type(model) is TextClassificationModel
-            and embedder is not None
-            and model.categorical_variable_net is None
-        )
+        if type(model) is MeanPoolModel:  # ours: no need to import the library to know it
+            standard = True
+        else:
+            from torchTextClassifiers.model import TextClassificationModel
+
+            standard = (type(model) is TextClassificationModel and embedder is not None
+                        and model.categorical_variable_net is None)
         self.self_attention = attention is not None
         self.can_cut = standard and (attention is None or len(embedder.transformer.h) == 1)
         self._padding_kv: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}

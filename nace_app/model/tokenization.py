@@ -12,14 +12,12 @@ is the saved Hugging Face tokenizer run by the `tokenizers` package with the tru
 Tests check both against the library's `tokenize`. `own_tokenizer` turns the library's tokenizers into ours.
 
 Two quirks of `NGramTokenizer` 2.0 are handled: it builds its word vocabulary from raw text while it tokenizes
-cleaned text, so `train_ngram_tokenizer` trains it on cleaned text; and it ignores `len_word_ngrams`, so our
+cleaned text, so `train_ngram_ids` learns the vocabulary from cleaned text; and it ignores `len_word_ngrams`, so our
 models record 1 (no word n-grams; a quick experiment found word bigrams did not help).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -71,6 +69,10 @@ class NGramIds:
     @property
     def vocab_size(self) -> int:
         return 3 + self.nwords + self.num_tokens
+
+    @property
+    def padding_idx(self) -> int:
+        return self.pad_token_id
 
     @classmethod
     def from_config(cls, config: dict[str, Any], output_dim: int | None = None) -> NGramIds:
@@ -213,23 +215,23 @@ def ngram_tokenizer_from_config(config: dict[str, Any], output_dim: int | None =
 
 
 def ngram_tokenizer_config(tokenizer: Any) -> dict[str, Any]:
+    """The library's `save_pretrained` fields, of ours or the library's tokenizer."""
     return {"min_count": tokenizer.min_count, "min_n": tokenizer.min_n, "max_n": tokenizer.max_n,
             "num_tokens": tokenizer.num_tokens, "len_word_ngrams": tokenizer.word_ngrams,
             "preprocess": tokenizer.preprocess, "nwords": tokenizer.nwords, "vocab_size": tokenizer.vocab_size,
             "word_to_id": tokenizer.word_to_id}
 
 
-def train_ngram_tokenizer(texts: list[str], min_n: int, max_n: int, buckets: int, min_count: int) -> Any:
-    """Word vocabulary from the *cleaned* texts (the library would count raw words it then never sees)."""
-    from torchTextClassifiers.tokenizers import NGramTokenizer
-    from torchTextClassifiers.tokenizers.ngram import clean_text_feature
-
-    tokenizer = NGramTokenizer(min_count=min_count, min_n=min_n, max_n=max_n, num_tokens=buckets, len_word_ngrams=1)
-    with contextlib.redirect_stdout(io.StringIO()):  # the library prints progress to stdout
-        tokenizer.train(clean_text_feature(texts))
-    tokenizer.vocab_size = 3 + tokenizer.nwords + tokenizer.num_tokens
-    tokenizer.subword_cache = _lazy_subword_cache(tokenizer)
-    return tokenizer
+def train_ngram_ids(texts: list[str], min_n: int, max_n: int, buckets: int, min_count: int) -> NGramIds:
+    """The vocabulary of the library's `NGramTokenizer.train` on cleaned text: the cleaned words seen `min_count`
+    times, numbered from 3 in order of first appearance. (The library trained on raw text would count words such as
+    "Bakery," that its tokenizer, reading cleaned text, never sees.)"""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for word, _, _ in clean_words(text):
+            counts[word] = counts.get(word, 0) + 1
+    kept = (word for word, count in counts.items() if count >= min_count)
+    return NGramIds({word: 3 + i for i, word in enumerate(kept)}, min_n, max_n, buckets, min_count=min_count)
 
 
 def _encode_ngram(tokenizer: NGramIds, texts: list[str], with_offsets: bool) -> Encoded:

@@ -1,8 +1,13 @@
-"""The training core over torchTextClassifiers, free of Streamlit: used by `nace-app train` and the training page.
+"""The training core, free of Streamlit: used by `nace-app train` and the training page.
 
 The tokenizer is trained on the train split only; early stopping watches the validation split. Progress goes to
 a callback as `ProgressEvent`s and a stop flag ends the run cleanly, keeping the best epoch so far.
 `TrainingSettings()` are the workshop defaults, shared by the Train page and `nace-app train`.
+
+The default model (n-grams, no attention) is trained as our own torch copy of the library's module
+(`model.mean_pool`), so a run imports torch but not torchTextClassifiers (Lightning and its stack: seconds and a
+gigabyte). WordPiece and attention models are the library's. The library's `save()` folder is written only when
+asked (`library_format`), since writing it needs the library.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ import numpy as np
 import polars as pl
 
 from nace_app.data.tables import Splits, stratified_sample
-from nace_app.model.tokenization import NGRAM, TOKENIZER_KINDS, encode, train_ngram_tokenizer
+from nace_app.model.tokenization import (
+    NGRAM,
+    TOKENIZER_KINDS,
+    NGramIds,
+    encode,
+    ngram_tokenizer_config,
+    ngram_tokenizer_from_config,
+    train_ngram_ids,
+)
 from nace_app.review.evaluation import Evaluation, evaluate_classifier
 from nace_app.settings.errors import NaceAppError
 
@@ -139,7 +152,7 @@ class Timing:
 @dataclass
 class TrainingResult:
     model_dir: Path
-    library_dir: Path
+    library_dir: Path | None
     settings: TrainingSettings
     labels: list[str]
     history: list[dict[str, float]]
@@ -182,15 +195,26 @@ def select_training_rows(train: pl.DataFrame, settings: TrainingSettings) -> pl.
     return rows.filter(rank < settings.rows_per_class)
 
 
-def probe_top3(ttc: Any, labels: list[str], texts: list[str]) -> list[list[tuple[str, float]]]:
+@dataclass
+class ModelUnderTraining:
+    """What a probe reads: the torch module being trained (ours or the library's) and its tokenizer."""
+
+    module: Any
+    tokenizer: Any
+
+
+def probe_top3(model: ModelUnderTraining, labels: list[str], texts: list[str]) -> list[list[tuple[str, float]]]:
     """Top-3 codes of a model under training (not a shared one), for the probe panel."""
     import torch
 
+    from nace_app.model.forward import pad
+
     if not texts:
         return []
-    tokens = ttc.tokenizer.tokenize(texts)
+    encoded = encode(model.tokenizer, texts)
+    ids, mask = pad(encoded.ids, encoded.full_width, encoded.pad_id)
     with torch.no_grad():
-        logits = ttc.pytorch_model(tokens.input_ids, tokens.attention_mask, torch.empty((len(texts), 0)))
+        logits = model.module(ids, mask, None)
     probabilities = torch.softmax(logits.double(), dim=1)
     values, indices = torch.topk(probabilities, k=min(3, len(labels)), dim=1)
     return [[(labels[i], float(v)) for i, v in zip(row_i.tolist(), row_v.tolist(), strict=True)]
@@ -199,8 +223,7 @@ def probe_top3(ttc: Any, labels: list[str], texts: list[str]) -> list[list[tuple
 
 def _train_tokenizer(settings: TrainingSettings, texts: list[str]):
     if settings.tokenizer == NGRAM:
-        return train_ngram_tokenizer(texts, settings.ngram_min, settings.ngram_max, settings.buckets,
-                                     settings.min_count)
+        return train_ngram_ids(texts, settings.ngram_min, settings.ngram_max, settings.buckets, settings.min_count)
     from torchTextClassifiers.tokenizers import WordPieceTokenizer
 
     tokenizer = WordPieceTokenizer(vocab_size=settings.vocab_size)
@@ -297,6 +320,29 @@ def _optimizers(model: Any, settings: TrainingSettings) -> list[Any]:
             torch.optim.AdamW(dense, lr=settings.learning_rate, weight_decay=settings.weight_decay)]
 
 
+def _build_model(settings: TrainingSettings, tokenizer: Any, num_classes: int,
+                 output_dim: int | None) -> tuple[Any, dict[str, Any]]:
+    """The torch module to train and its `model_config`: ours for the default architecture (n-grams, mean pooling),
+    the library's otherwise."""
+    if settings.tokenizer == NGRAM and not settings.attention:
+        from nace_app.model.mean_pool import MeanPoolModel, model_config
+
+        return (MeanPoolModel(tokenizer.vocab_size, settings.embedding_dim, num_classes, tokenizer.padding_idx),
+                model_config(settings.embedding_dim, num_classes))
+    from torchTextClassifiers import ModelConfig, torchTextClassifiers
+    from torchTextClassifiers.model.components import AttentionConfig
+
+    attention = None
+    if settings.attention:
+        attention = AttentionConfig(n_layers=settings.attention_layers, n_head=settings.attention_heads,
+                                    n_kv_head=settings.attention_heads, sequence_len=output_dim)
+    if isinstance(tokenizer, NGramIds):
+        tokenizer = ngram_tokenizer_from_config(ngram_tokenizer_config(tokenizer), output_dim)
+    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=ModelConfig(
+        embedding_dim=settings.embedding_dim, num_classes=num_classes, attention_config=attention))
+    return ttc.pytorch_model, ttc.model_config.to_dict()
+
+
 def _save_library_format(ttc: Any, settings: TrainingSettings, folder: Path) -> None:
     """The library's own `save()` folder (pickles), logged to MLflow next to our format."""
     import torch
@@ -320,22 +366,21 @@ def train_model(
     model_dir: Path | None = None,
     extra_rows: pl.DataFrame | None = None,
     stopping_frame: pl.DataFrame | None = None,
+    library_format: bool = False,
 ) -> TrainingResult:
     """Train on (a stratified sample of) the train split; save our format to `model_dir` (default `workdir/model`).
 
     `extra_rows` (code, label) are added to the training rows as they are (reviewers' corrections, or the
-    validation split when an independent `stopping_frame` replaces it for early stopping). `workdir` also
-    receives the library's own `save()` format. The model is the library's (`TextClassificationModel`); the loop
-    is ours: every text is tokenized once per run, each batch is cut to its longest text (without attention,
-    mean pooling ignores padding), the validation split is measured once per epoch, and the best epoch's weights
-    are kept in memory. No process-wide setting of torch is changed.
+    validation split when an independent `stopping_frame` replaces it for early stopping). `library_format`
+    also writes the library's own `save()` folder under `workdir`. The loop is ours: every text is tokenized once
+    per run, each batch is cut to its longest text (without attention, mean pooling ignores padding), the
+    validation split is measured once per epoch, and the best epoch's weights are kept in memory. The figures
+    are those of the saved model, read back as users will read it. No process-wide setting of torch is changed.
     """
     import torch
-    from torchTextClassifiers import ModelConfig, torchTextClassifiers
-    from torchTextClassifiers.model.components import AttentionConfig
 
     from nace_app.model.classifier import Classifier
-    from nace_app.model.formats import LoadedModel, save_model
+    from nace_app.model.formats import load_model, save_own
 
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -372,14 +417,7 @@ def train_model(
                                    [index[c] for c in validation["code"].to_list()], output_dim)
     cut = not settings.attention
 
-    attention = None
-    if settings.attention:
-        attention = AttentionConfig(n_layers=settings.attention_layers, n_head=settings.attention_heads,
-                                    n_kv_head=settings.attention_heads, sequence_len=output_dim)
-    model_config = ModelConfig(embedding_dim=settings.embedding_dim, num_classes=len(labels),
-                               attention_config=attention)
-    ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=model_config)
-    model = ttc.pytorch_model
+    model, model_config = _build_model(settings, tokenizer, len(labels), output_dim)
     model.train()
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     optimizers = _optimizers(model, settings)
@@ -428,7 +466,7 @@ def train_model(
         payload = None
         if probe is not None:
             model.eval()
-            payload = probe(ttc, labels)
+            payload = probe(ModelUnderTraining(model, tokenizer), labels)
             model.train()
         emit("epoch", epoch, step, metrics, payload)
         if stopped_by_user or epochs_without_progress >= settings.patience:
@@ -444,15 +482,19 @@ def train_model(
     record = {"settings": settings.to_dict(), "split": splits.describe(), "train_sample_rows": train.height,
               "extra_rows": extra.height, "output_dim": output_dim, "data_fingerprint": splits.data_fingerprint,
               "early_stopping_on": "validation split" if stopping_frame is None else "an independent set"}
-    model_dir = save_model(ttc, labels, model_dir or workdir / "model", training=record,
-                           half_precision=settings.half_precision)
-    _save_library_format(ttc, settings, workdir / "library_format")
-    classifier = Classifier(LoadedModel(ttc, labels, "nace-explorer", "labels.json", record), name="trained")
+    model_dir = save_own(model, tokenizer, model_config, labels, model_dir or workdir / "model", training=record,
+                         half_precision=settings.half_precision)
+    saved = load_model(model_dir)
+    library_dir = None
+    if library_format:
+        library_dir = workdir / "library_format"
+        _save_library_format(saved.ttc, settings, library_dir)
+    classifier = Classifier(saved, name="trained")
     validation_figures, test_figures = evaluate_classifier(classifier, validation), evaluate_classifier(classifier, splits.test)
     finished = time.monotonic()
     return TrainingResult(
         model_dir=model_dir,
-        library_dir=workdir / "library_format",
+        library_dir=library_dir,
         settings=settings,
         labels=labels,
         history=history,

@@ -73,6 +73,7 @@ def train_in_child(
     model_dir: Path | None = None,
     extra_rows: Any = None,
     stopping_frame: Any = None,
+    library_format: bool = False,
 ) -> TrainingResult:
     """`train_model`'s contract, run in a spawned child; `probe` must be picklable (a module-level function or a
     `functools.partial` of one). The result's `timing.startup` is the child's start-up, measured here."""
@@ -80,7 +81,7 @@ def train_in_child(
     messages = context.Queue()
     stop = context.Event()
     arguments = {"splits": splits, "settings": settings, "workdir": workdir, "probe": probe, "model_dir": model_dir,
-                 "extra_rows": extra_rows, "stopping_frame": stopping_frame}
+                 "extra_rows": extra_rows, "stopping_frame": stopping_frame, "library_format": library_format}
     started = time.monotonic()
     startup = None
     child = context.Process(target=_child_main, args=(messages, stop, os.getpid(), arguments),

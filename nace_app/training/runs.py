@@ -24,7 +24,8 @@ RESULT_FILE = "result.json"
 def run_logged_training(data, training: TrainingSettings, settings: Settings, workdir: Path, progress=None,
                         should_stop=None, probe=None, run_name: str = "training", model_dir: Path | None = None,
                         extra_rows=None, stopping_frame=None, in_child: bool = False) -> tuple[TrainingResult, RunLogger]:
-    """Train and log everything to MLflow: parameters, per-epoch metrics, the split, both model formats.
+    """Train and log everything to MLflow: parameters, per-epoch metrics, the split, our model format (and the
+    library's too when the operator configured an MLflow server).
 
     `in_child` trains in a child process (`process.train_in_child`; `probe` must then be picklable); logging
     stays in this process.
@@ -43,8 +44,10 @@ def run_logged_training(data, training: TrainingSettings, settings: Settings, wo
 
     try:
         train = train_in_child if in_child else train_model
+        # the library's own format (which needs the library: seconds and a gigabyte) only for an operator's MLflow
         result = train(data.splits, training, workdir, progress=on_event, should_stop=should_stop, probe=probe,
-                             model_dir=model_dir, extra_rows=extra_rows, stopping_frame=stopping_frame)
+                       model_dir=model_dir, extra_rows=extra_rows, stopping_frame=stopping_frame,
+                       library_format=bool(settings.mlflow_tracking_uri))
     except BaseException:
         run.finish("FAILED")
         raise
@@ -55,7 +58,8 @@ def run_logged_training(data, training: TrainingSettings, settings: Settings, wo
                  "split.json")
     run.log_metrics({"validation": result.validation.to_dict(), "test": result.test.to_dict()})
     run.log_artifacts(result.model_dir, "model")
-    run.log_artifacts(result.library_dir, "torchtextclassifiers_model")
+    if result.library_dir is not None:
+        run.log_artifacts(result.library_dir, "torchtextclassifiers_model")
     run.finish("KILLED" if result.stopped_by_user else "FINISHED")
     return result, run
 

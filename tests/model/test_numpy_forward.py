@@ -59,14 +59,15 @@ def test_numpy_and_torch_paths_share_a_fingerprint_and_sentence_embeddings(bag_m
     assert own.loaded.library is None
 
 
-def test_explanations_build_the_torch_model_on_demand(ngram_model_dir, tiny_frame, tmp_path):
+def test_explanations_build_our_torch_model_on_demand_and_never_the_librarys(ngram_model_dir, tiny_frame, tmp_path):
     from nace_app.explain.attributions import integrated_gradients
+    from nace_app.model.mean_pool import MeanPoolModel
 
     classifier = Classifier(load_model(own_copy(ngram_model_dir, tmp_path / "own", tiny_frame)))
     code = classifier.predict(["I sell bread"], top_k=1)[0].candidates[0].code
-    assert classifier.loaded.library is None
+    assert classifier._torch_parts is None
     explanation = integrated_gradients(classifier, "I sell bread", [code])[0]
-    assert classifier.loaded.library is not None and explanation.words
+    assert type(classifier.model) is MeanPoolModel and classifier.loaded.library is None and explanation.words
 
 
 def test_attention_models_in_our_format_keep_the_torch_forward(attention_model_dir, tiny_frame, tmp_path):

@@ -6,7 +6,7 @@ import string
 import pytest
 
 from nace_app.model.formats import load_model
-from nace_app.model.tokenization import NGRAM, clean_words, encode, kind_of, read_until, train_ngram_tokenizer
+from nace_app.model.tokenization import NGRAM, clean_words, encode, kind_of, read_until
 
 ODD_TEXTS = ["Café-bar in Lyon, plumbing!", "  I   sell\tcroissants ", "ﬁsh & chips", "e\u0301clair", "",
              "日本語 🍞", "RÉPARATION d'ÉLECTROMÉNAGER"]
@@ -34,11 +34,6 @@ def test_ngram_ids_equal_the_library_tokenizer(ngram_model_dir, tiny_frame):
     for row, ids in enumerate(ours.ids):
         assert ids == library.input_ids[row, : len(ids)].tolist()
         assert int(library.attention_mask[row].sum()) == len(ids)
-
-
-def test_ngram_vocabulary_is_learned_from_cleaned_text():
-    tokenizer = train_ngram_tokenizer(["Bakery, Croissants.", "bakery croissants"], 3, 4, 100, min_count=2)
-    assert set(tokenizer.word_to_id) == {"bakery", "croissants"}  # the library alone would keep "Bakery," too
 
 
 @pytest.mark.parametrize("fixture", ["bag_model_dir", "attention_model_dir", "ngram_model_dir"])

@@ -12,6 +12,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from nace_app.app.serving import free_port
+from nace_app.model.formats import load_model
 from nace_app.model.opening import DataSet
 from nace_app.settings.config import load_settings
 from nace_app.sources.resolve import ResolvedSource
@@ -134,6 +135,21 @@ def test_a_tracking_server_killed_after_epoch_1_neither_stops_training_nor_leave
     assert run.close(timeout=FINAL_STATUS_SECONDS), run.failure  # the final status reaches the restarted server
     status = MlflowClient(tracking_uri=tracking_server.uri).get_run(run.run_id).info.status
     assert status == run.delivery().final_status == "FAILED"  # some epochs' metrics never arrived
+
+
+def test_an_operators_tracking_server_also_gets_the_library_format_which_the_library_loads(
+        tracking_server, tiny_data, tmp_path, monkeypatch):
+    from torchTextClassifiers import torchTextClassifiers
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server.uri)
+    result, run = run_logged_training(tiny_data, SMALL, load_settings(), tmp_path / "work")
+    assert run.close(timeout=FINAL_STATUS_SECONDS), run.failure
+    client = MlflowClient(tracking_uri=tracking_server.uri)
+    folder = Path(client.download_artifacts(run.run_id, "torchtextclassifiers_model", str(tmp_path / "artifacts")))
+    assert {"metadata.pkl", "tokenizer.pkl", "model_checkpoint.ckpt"} <= {p.name for p in folder.iterdir()}
+    library = torchTextClassifiers.load(folder, device="cpu")
+    ours = load_model(result.model_dir)
+    assert library.tokenizer.word_to_id == ours.tokenizer.word_to_id
 
 
 def test_passwords_in_the_tracking_and_data_uris_reach_no_output_link_parameter_artifact_or_file(
