@@ -273,3 +273,5 @@ for tab, compare in ((what_if_tab, comparisons.what_if_editor), (models_tab, com
             st.info("Type a description above and press **Code it** first.", icon=":material/edit:")
         else:
             compare(classifier, predicting.prepare(typed).text, top_k)
+
+caches.warm_up(classifier, current.data)  # after drawing: the first "Code it" then finds the torch model and caches ready

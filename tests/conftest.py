@@ -50,6 +50,7 @@ def isolated_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("NACE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("NACE_S3_ENDPOINT", closed_port_endpoint())
     monkeypatch.setenv("NACE_CONNECT_TIMEOUT", "2")
+    monkeypatch.setenv("NACE_WARM_UP", "0")  # no background work behind each page test; its own tests turn it on
 
 
 @pytest.fixture(scope="session")

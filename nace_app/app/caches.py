@@ -5,8 +5,10 @@ Everything cached here is shared across sessions and threads, so nothing returne
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +27,10 @@ from nace_app.review.neighbours import Neighbour, NeighbourIndex
 from nace_app.review.prediction_cache import cached_probabilities
 from nace_app.settings.config import load_settings
 
+logger = logging.getLogger(__name__)
+_warmed: set[str] = set()
+_warming = threading.Lock()
+
 BY_FINGERPRINT = {Classifier: lambda classifier: classifier.fingerprint,
                   DataSet: lambda data: data.fingerprint,
                   pl.DataFrame: fingerprint}
@@ -42,6 +48,33 @@ def share_the_cores() -> None:
         os.environ["OMP_NUM_THREADS"] = "1"
     elif torch.get_num_threads() != 1:
         torch.set_num_threads(1)
+
+
+def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
+    """Once per server, model and data, in the background: what the first "Code it" would otherwise wait for.
+
+    torch and the torch model that explains, the training rows' embeddings (similar examples) and the test split's
+    scores, the last two written to the disk caches the shared caches then read in milliseconds. Off with
+    NACE_WARM_UP=0. Returns the thread when it started one.
+    """
+    settings = default_workspace().settings
+    key = f"{classifier.fingerprint}-{data.fingerprint}"
+    with _warming:
+        if not settings.warm_up or key in _warmed:
+            return None
+        _warmed.add(key)
+
+    def work() -> None:
+        try:
+            _ = classifier.model
+            NeighbourIndex.build(classifier, data.splits.train, settings.cache_dir)
+            cached_probabilities(classifier, data.splits.test["label"].to_list(), data.fingerprint, settings.cache_dir)
+        except Exception:  # noqa: BLE001  # a failed warm-up only means the first click does the work, and says why
+            logger.exception("the warm-up of %s failed; the first request will do the work", classifier.name)
+
+    thread = threading.Thread(target=work, name="warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 @st.cache_resource(show_spinner="Loading the model and data…")

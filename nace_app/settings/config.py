@@ -37,6 +37,7 @@ _KEYS = (
     "NACE_MAX_TRAINING_RUNS",
     "NACE_MAX_DOWNLOAD_MB",
     "NACE_MIN_DOWNLOAD_KBPS",
+    "NACE_WARM_UP",
     "MLFLOW_TRACKING_URI",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
@@ -123,7 +124,8 @@ def uri_secrets(*uris: str | None) -> list[str]:
 class Settings:
     """Resolved configuration. `model_uri_explicit` / `data_uri_explicit` decide between fallback and error.
 
-    `cache_notice` is one line for the user when the configured cache folder could not be used.
+    `cache_notice` is one line for the user when the configured cache folder could not be used. `warm_up`
+    (NACE_WARM_UP, default 1) prepares in the background what a server's first "Code it" would otherwise wait for.
     """
 
     model_uri: str = DEFAULT_MODEL_URI
@@ -139,6 +141,7 @@ class Settings:
     mlflow_tracking_uri: str | None = None
     aws_credentials: bool = False
     cache_notice: str | None = None
+    warm_up: bool = True
 
     def with_overrides(self, model_uri: str | None = None, data_uri: str | None = None) -> Settings:
         """Settings with URIs given on a command line or in the app; such URIs count as explicit."""
@@ -274,6 +277,9 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
                                     "a whole number of megabytes, 1 or more"))
     min_download_kbps = _positive(values, "NACE_MIN_DOWNLOAD_KBPS", DEFAULT_MIN_DOWNLOAD_KBPS, float,
                                   "a number of kilobytes per second greater than 0")
+    warm_up = values.get("NACE_WARM_UP", "1").strip().lower()
+    if warm_up not in ("0", "1", "true", "false"):
+        raise NaceAppError(f"NACE_WARM_UP must be 1 or 0 (true or false), not {warm_up!r}")
     configured = Path(values["NACE_CACHE_DIR"]).expanduser() if "NACE_CACHE_DIR" in values else _default_cache_dir()
     cache_dir, cache_notice = usable_cache_dir(configured, "NACE_CACHE_DIR" in values)
     return Settings(
@@ -290,6 +296,7 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
         mlflow_tracking_uri=values.get("MLFLOW_TRACKING_URI"),
         aws_credentials="AWS_ACCESS_KEY_ID" in values and "AWS_SECRET_ACCESS_KEY" in values,
         cache_notice=cache_notice,
+        warm_up=warm_up in ("1", "true"),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import statistics
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from nace_app.training.process import train_in_child
 from nace_app.training.tracking import RunLogger
 
 RESULT_FILE = "result.json"
+RECENT_RUNS = 5  # the time estimate is the median over this many latest runs
 
 
 def run_logged_training(data, training: TrainingSettings, settings: Settings, workdir: Path, progress=None,
@@ -109,10 +111,13 @@ def list_trained_runs(cache_dir: Path) -> list[TrainedRun]:
     return sorted(runs, key=lambda run: run.finished, reverse=True)
 
 
-def estimate_seconds(settings: TrainingSettings, rows: int, cache_dir: Path) -> float | None:
-    """A run's duration on `rows` training rows, from this server's latest measured run with the same tokenizer and
-    attention: its start-up and finishing as they were, its tokenizing and its seconds per row and epoch scaled
-    to these rows, epochs and embedding size. None before any such run (the live progress then measures it)."""
+def estimate_seconds(settings: TrainingSettings, rows: int, cache_dir: Path, recent: int = RECENT_RUNS) -> float | None:
+    """A run's duration on `rows` training rows, from this server's `recent` latest measured runs with the same
+    tokenizer and attention: each run's start-up and finishing as they were, its tokenizing and its seconds per row
+    and epoch scaled to these rows, epochs and embedding size; the median of those estimates, so that one run
+    slowed by a loaded server does not set the figure. None before any such run (the live progress then measures
+    it)."""
+    estimates: list[float] = []
     for _, _, result in _finished_runs(cache_dir):
         measured, timing = result.get("settings", {}), result.get("timing")
         if not timing or (measured.get("tokenizer"), measured.get("attention")) != (settings.tokenizer,
@@ -121,11 +126,13 @@ def estimate_seconds(settings: TrainingSettings, rows: int, cache_dir: Path) -> 
         try:
             scale = rows / max(timing["rows"], 1)
             per_row = timing["train"] / max(timing["rows_seen"], 1) * settings.embedding_dim / measured["embedding_dim"]
-            return (timing["startup"] + timing["prepare"] * scale + per_row * rows * settings.epochs
-                    + timing["finish"])
+            estimates.append(timing["startup"] + timing["prepare"] * scale + per_row * rows * settings.epochs
+                             + timing["finish"])
         except (KeyError, TypeError, ZeroDivisionError):
             continue  # a result written by an older version
-    return None
+        if len(estimates) == recent:
+            break
+    return float(statistics.median(estimates)) if estimates else None
 
 
 def results_table(result: TrainingResult, default: Evaluation) -> list[dict[str, Any]]:

@@ -1,0 +1,34 @@
+"""The shared caches: the background warm-up that spares a server's first "Code it" its one-off work."""
+
+from nace_app.app import caches
+from nace_app.model.formats import load_model
+from nace_app.model.opening import DataSet
+from nace_app.sources.resolve import ResolvedSource
+
+
+def test_the_warm_up_builds_the_torch_model_and_fills_the_disk_caches_once_per_model_and_data(tiny_frame, tmp_path,
+                                                                                             monkeypatch):
+    from nace_app.model.classifier import Classifier
+    from nace_app.sources.resolve import embedded_model_dir
+
+    monkeypatch.setenv("NACE_WARM_UP", "1")
+    caches.default_workspace.clear()
+    classifier = Classifier(load_model(embedded_model_dir()))
+    data = DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
+    thread = caches.warm_up(classifier, data)
+    assert thread is not None
+    thread.join(timeout=120)
+    assert not thread.is_alive() and classifier._torch_parts is not None
+    cache_dir = tmp_path / "cache"
+    assert list((cache_dir / "neighbours").glob(f"{classifier.fingerprint}-*.npy"))
+    assert any(classifier.fingerprint in p.name for p in cache_dir.rglob("*") if p.is_file() and "neighbours" not in str(p))
+    assert caches.warm_up(classifier, data) is None  # once per server, model and data
+
+
+def test_no_warm_up_when_the_operator_turns_it_off(tiny_frame):
+    from nace_app.model.classifier import Classifier
+    from nace_app.sources.resolve import embedded_model_dir
+
+    caches.default_workspace.clear()  # NACE_WARM_UP=0 in every test's environment
+    data = DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
+    assert caches.warm_up(Classifier(load_model(embedded_model_dir())), data) is None
