@@ -1,11 +1,11 @@
 """Check the demo-data CSV files against the NACE Rev 2.1 nomenclature.
 
 Usage: python scripts/check_demo_data.py [--min 60] [--min-share 0.08] [FILE ...]
-(default: every file in nace_app/resources/demo_data). Each file is named after one NACE division (e.g. C10.csv)
-and has the columns code,register,label. Checked: valid class codes in the right file, coverage per class,
-exact duplicates anywhere, near-duplicates (the same words in another order) across classes, near-templates
-within a class and register (one sentence with a word or two changed), the official heading copied more than
-once, and the share of each register per class.
+(default: every file in nace_app/resources/demo_data). Each file is named after one NACE division (C10.csv, and
+C10-2.csv for the second wave of writers, who never saw the first) and has the columns code,register,label.
+Checked: valid class codes in the right file, coverage per class, exact duplicates anywhere, near-duplicates (the
+same words in another order) across classes, near-templates within a class and register (one sentence with a word
+or two changed), the official heading copied more than once, and the share of each register per class.
 """
 
 import argparse
@@ -49,14 +49,14 @@ def main() -> int:
     per_class: dict[str, list[str]] = defaultdict(list)
     registers: dict[str, Counter[str]] = defaultdict(Counter)
     class_registers: dict[str, list[str]] = defaultdict(list)
-    for path in sorted(args.data_dir.glob("*.csv")):
+    for path in sorted(args.data_dir.glob("*.csv"), key=lambda p: (p.stem[:3], p.stem)):  # each first wave first
         checking = path.resolve() in checked_files
         with path.open(encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames != ["code", "register", "label"]:
                 problems.append(f"{path.name}: header must be exactly code,register,label (got {reader.fieldnames})")
                 continue
-            division = path.stem[1:]
+            division = path.stem[1:3]
             for line_no, row in enumerate(reader, start=2):
                 code, register, label = (row[k].strip() for k in ("code", "register", "label"))
                 where = f"{path.name}:{line_no}"
@@ -83,7 +83,7 @@ def main() -> int:
                 class_registers[code].append(register)
                 registers[code][register] += 1
     checked_codes = {c for path in checked_files for c in classes
-                     if c.startswith(path.stem[1:]) and section_of[c] == path.stem[0]}
+                     if c.startswith(path.stem[1:3]) and section_of[c] == path.stem[0]}
     for code in sorted(checked_codes):
         labels = per_class[code]
         if len(labels) < args.min:

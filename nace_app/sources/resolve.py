@@ -602,6 +602,15 @@ def _s3_remote(name: str, info: dict) -> RemoteFile:
     return RemoteFile(name, info.get("size"), etag, _md5_of_etag(etag))
 
 
+def _s3_get(fs, key: str, destination: Path, progress: _Progress) -> Announced:
+    """Download `key`, then ask for its ETag again: an object replaced since it was listed (even with the same size,
+    even a multipart upload whose ETag is no MD5) then shows another ETag, and the copy is not kept."""
+    fs.get_file(key, str(destination), callback=_s3_callback(progress))
+    fs.invalidate_cache(key)
+    info = fs.info(key)
+    return Announced(etag=info.get("ETag") or info.get("etag"))
+
+
 def _find_model_dir(fs, prefix: str) -> tuple[str, dict[str, dict]]:
     """The shallowest folder under `prefix` that holds a saved model, with its files' S3 info."""
     found = fs.find(prefix, detail=True)
@@ -650,8 +659,8 @@ def fetch_s3_model(uri: str, settings: Settings, progress: _Progress, allow_pick
     files = [_s3_remote(n, infos[n]) for n in sorted(names)]
     _check_size_cap(uri, files, settings)
 
-    def download(remote: RemoteFile, destination: Path) -> None:
-        fs.get_file(f"{folder}/{remote.name}", str(destination), callback=_s3_callback(progress))
+    def download(remote: RemoteFile, destination: Path) -> Announced:
+        return _s3_get(fs, f"{folder}/{remote.name}", destination, progress)
 
     return _cached_download(settings, "model", uri, files, download, progress, {"folder": f"s3://{folder}"})
 
@@ -666,8 +675,8 @@ def fetch_s3_file(uri: str, settings: Settings, progress: _Progress) -> Path:
     remote = _s3_remote(Path(key).name, info)
     _check_size_cap(uri, [remote], settings)
 
-    def download(remote: RemoteFile, destination: Path) -> None:
-        fs.get_file(key, str(destination), callback=_s3_callback(progress))
+    def download(remote: RemoteFile, destination: Path) -> Announced:
+        return _s3_get(fs, key, destination, progress)
 
     return _cached_download(settings, "data", uri, [remote], download, progress) / remote.name
 

@@ -523,6 +523,53 @@ def test_slow_local_start_up_does_not_count_as_the_remote_s_silence(s3_client, s
     assert source.fallback_reason is None and source.local_path.read_bytes() == tiny_parquet.read_bytes()
 
 
+def _parquet_of(frame: pl.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="uncompressed", statistics=False)
+    return buffer.getvalue()
+
+
+def _multipart_put(client, bucket: str, key: str, body: bytes) -> None:
+    """A multipart upload (of one part: the file is small): its ETag ("<hash>-1") is not an MD5 of the content."""
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=body)["ETag"]
+    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,
+                                     MultipartUpload={"Parts": [{"ETag": etag, "PartNumber": 1}]})
+    assert client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"').endswith("-1")
+
+
+@pytest.mark.parametrize("upload", ["single part", "multipart"])
+def test_an_s3_object_replaced_between_its_listing_and_its_get_is_never_cached_under_the_old_version(
+        upload, s3_client, s3_server, tiny_frame, monkeypatch):
+    """The same size, another content: only the ETag tells (for a multipart upload it is no MD5 to check against)."""
+    import s3fs
+
+    old = _parquet_of(tiny_frame.with_columns(pl.col("label").str.to_uppercase()))
+    new = _parquet_of(tiny_frame.with_columns(pl.col("label").str.to_lowercase()))
+    assert len(old) == len(new) and old != new
+    bucket, key = "replaced", f"{upload.replace(' ', '-')}/data.parquet"
+    make_public_bucket(s3_client, bucket)
+    put = _multipart_put if upload == "multipart" else (lambda c, b, k, body: c.put_object(Bucket=b, Key=k, Body=body))
+    put(s3_client, bucket, key, old)
+    get_file = s3fs.S3FileSystem.get_file
+
+    def replaced_before_the_get(self, *args, **kwargs):
+        put(s3_client, bucket, key, new)
+        return get_file(self, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "get_file", replaced_before_the_get)
+    monkeypatch.setenv("NACE_S3_ENDPOINT", s3_server)
+    settings = load_settings()
+    with pytest.raises(NaceAppError, match="changed on the server while it was downloaded"):
+        resolve("data", f"s3://{bucket}/{key}", True, settings)
+    assert cached_files(settings, "data") == []
+    monkeypatch.setattr(s3fs.S3FileSystem, "get_file", get_file)  # the next run lists the new version and keeps it
+    source = resolve("data", f"s3://{bucket}/{key}", True, settings)
+    assert source.local_path.read_bytes() == new
+
+
 # --- Fault 5: MLflow runs are checked before anything is downloaded -----------------------------------------------
 
 
