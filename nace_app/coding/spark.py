@@ -27,7 +27,7 @@ from nace_app.model.classifier import Classifier
 from nace_app.model.opening import DataSet, open_data, open_model
 from nace_app.settings.config import Settings, load_settings
 from nace_app.settings.errors import NaceAppError
-from nace_app.sources.resolve import LIBRARY_MODEL_FILES, OWN_MODEL_FILES
+from nace_app.sources.resolve import LIBRARY_MODEL_FILES, OPTIONAL_OWN_FILES, OWN_MODEL_FILES
 
 _loaded: dict[str, Classifier] = {}  # this Python worker's model, by fingerprint: one at a time
 _loading = threading.Lock()
@@ -43,7 +43,7 @@ class ShippedModel:
 
     @classmethod
     def of(cls, classifier: Classifier, folder: Path) -> ShippedModel:
-        names = [n for n in (*OWN_MODEL_FILES, *LIBRARY_MODEL_FILES) if (folder / n).is_file()]
+        names = [n for n in (*OWN_MODEL_FILES, *OPTIONAL_OWN_FILES, *LIBRARY_MODEL_FILES) if (folder / n).is_file()]
         return cls(classifier.fingerprint, {n: (folder / n).read_bytes() for n in names}, list(classifier.labels))
 
     def classifier(self) -> Classifier:
