@@ -20,7 +20,6 @@ from nace_app.settings.config import Settings
 from nace_app.settings.errors import NaceAppError
 from nace_app.sources.resolve import ResolvedSource, drop_cached_copy, resolve, resolve_data
 
-
 Calibrate = Callable[[Classifier], dict[str, Any]]  # a model -> its calibration record (calibration.json's content)
 
 

@@ -46,6 +46,11 @@ SET_RULE = "a prediction set of one code"
 AUTOMATION_RULES = (THRESHOLD_RULE, SET_RULE)  # the sidebar's "Automatic coding rule"
 
 
+def other_rule(rule: str) -> str:
+    """The automatic coding rule the sidebar did not choose (shown as the alternative)."""
+    return next(other for other in AUTOMATION_RULES if other != rule)
+
+
 def _shifted_file() -> Any:
     return files("nace_app.resources") / "shifted_text.csv"
 
@@ -276,7 +281,10 @@ def rule_record(rule: str, score_name: str, threshold: float, level: float, cali
     """The rule measured on labelled rows (every row counts: a code the model does not know is an error)."""
     truth = true_indices(labels, codes)
     if rule == SET_RULE:
-        coded = calibration.calibrator(level).set_sizes(probabilities) == 1
+        try:
+            coded = calibration.calibrator(level).set_sizes(probabilities) == 1
+        except NaceAppError:  # too few calibration rows for this level: no sets, so nothing is coded by them
+            coded = np.zeros(len(codes), dtype=bool)
     elif rule == THRESHOLD_RULE:
         coded = automation_scores(probabilities, score_name) >= threshold
     else:
