@@ -71,7 +71,8 @@ def test_a_local_mlflow_run_has_params_metric_history_split_and_our_model_format
     assert logged.params["embedding_dim"] == "16"
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
     assert {"model", "split.json"} <= artifacts and "torchtextclassifiers_model" not in artifacts
-    assert {"model/config.json", "model/model.safetensors", "model/calibration.json"} <= {a.path for a in client.list_artifacts(run.run_id, "model")}
+    model_files = {"model/config.json", "model/model.safetensors", "model/calibration.json"}
+    assert model_files <= {a.path for a in client.list_artifacts(run.run_id, "model")}
     assert result.library_dir is None  # writing the library's pickles would import it: only for an operator's MLflow
 
 
