@@ -152,8 +152,8 @@ def test_a_model_with_calibration_json_shows_its_tempered_probabilities(embedded
         classifier = Classifier(load_model(folder))
         expected = tempered_softmax(classifier.logits([CROISSANTS]), 2.0)[0]
         best = np.sort(expected)[::-1][:5]
-        bars = [p.value for p in at.get("progress")]
-        assert [float(bar["text"].rstrip("%")) for bar in bars] == pytest.approx([round(p * 100, 1) for p in best])
+        bars = [bar.proto.text for bar in at.get("progress")]
+        assert [float(text.rstrip("%")) for text in bars] == pytest.approx([round(p * 100, 1) for p in best])
         sets = [m.value for m in at.markdown if m.value.startswith("90% prediction set (for descriptions like our "
                                                                        "held-out texts written apart from the training data)")]
         assert len(sets) == 1
@@ -759,12 +759,13 @@ def test_review_reports_coverage_on_the_test_split_and_the_shifted_text_side_by_
     coverage, _ = prediction_sets[0.90]
     assert metric(review, "Coverage asked for") == "90%"
     assert metric(review, "Coverage on the test rows") == f"{coverage:.1%}"
-    assert any("Calibrated on 1,133 shifted descriptions" in c.value for c in review.caption)  # the embedded model
+    assert any(c.value.startswith("Calibrated on 1\\,133 shifted descriptions") and "temperature" in c.value
+               for c in review.caption)  # the embedded model, its fitted_on escaped as literal text
     side_by_side = next(d.value for d in review.dataframe if "measure" in d.value.columns)
     assert list(side_by_side.columns) == ["measure", "test split", "shifted text (report part)"]
     assert {"coverage reached", "mean set size", "sets of one code", "accuracy of the sets of one",
             "top-1 ECE before temperature", "top-1 ECE after temperature"} <= set(side_by_side["measure"])
-    assert side_by_side.filter(pl.col("measure") == "coverage reached")["test split"][0] == f"{coverage:.1%}"
+    assert side_by_side.set_index("measure").loc["coverage reached", "test split"] == f"{coverage:.1%}"
     by_section = next(d.value for d in review.dataframe if "singleton_share" in d.value.columns)
     assert set(by_section["group"]) <= set("ABCDEFGHIJKLMNOPQRSTUV")
     titles = json.dumps([s["layout"].get("title") for s in chart_specs(review)])
