@@ -173,20 +173,26 @@ with single:
         left, right = st.columns([5, 7], gap="medium")
         with left:
             st.subheader("Candidates")
-            decision = predicting.verdict(best_ten, score_name, threshold)
-            (st.success if decision.automatic else st.warning)(decision.sentence)
+            level, rule = state.coverage_level(), state.coding_rule()
             try:
-                st.markdown(predicting.set_sentence(caches.prediction_set(classifier, current.data, text, state.coverage_level()),
-                                                    state.coverage_level()))
+                prediction_set = caches.prediction_set(classifier, text, level)
             except NaceAppError as exc:
+                prediction_set = None
                 st.caption(f"No prediction set: {widgets.literal(str(exc))}")
+            decision = predicting.decision(best_ten, None if prediction_set is None else len(prediction_set), rule,
+                                           score_name, threshold,
+                                           *caches.rule_records(classifier, rule, score_name, threshold, level))
+            (st.success if decision.automatic else st.warning)(decision.sentence)
+            if prediction_set is not None:
+                st.markdown(predicting.set_sentence(prediction_set, level))
+            st.caption(decision.alternative)
             for rank, candidate in enumerate(candidates, start=1):
                 with st.container(border=True):
                     st.markdown(f"**{rank}. `{candidate.code}`** {candidate.heading}")
                     st.progress(min(max(candidate.probability, 0.0), 1.0), text=f"{candidate.probability:.1%}")
                     st.caption(predicting.nace_path(classifier.nomenclature, candidate.code))
                     transition.rev2_caption(candidate.code)
-            transition.follow_up_chips(classifier, current.data, text, state.coverage_level())
+            transition.follow_up_chips(classifier, text, level)
         with right:
             st.subheader("Why this code?")
             st.radio("Explain candidate", codes, key="selected_code", horizontal=True)

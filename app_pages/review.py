@@ -9,7 +9,7 @@ from nace_app.coding import batch
 from nace_app.explain import attributions
 from nace_app.explain.highlight import highlighted_text_html
 from nace_app.nomenclature.structure import LEVELS
-from nace_app.review import metrics, tables
+from nace_app.review import calibration, metrics, tables
 from nace_app.settings.errors import NaceAppError
 
 current = picker.active()
@@ -67,8 +67,12 @@ def show_automation() -> None:
     report = coverage_or_reason()
     if report is None:
         return
-    st.caption(f"On the {report.rows:,} test rows not used to calibrate the sets.")
+    st.caption(f"On the {report.rows:,} test rows (the sets are calibrated on shifted text, none of these rows).")
     show_automation_cards(tables.set_of_one_automation(report), report.rows)
+    st.markdown("**Both rules on descriptions written apart from the training data** (the shifted text's report part: "
+                "what the Predict page quotes)")
+    for record in caches.rule_records(classifier, state.coding_rule(), score_name, threshold, state.coverage_level()):
+        st.markdown(f"- The rule ({record.description}) {record.measured}.")
 
 
 def show_automation_cards(chosen: dict[str, float], rows: int) -> None:
@@ -94,8 +98,9 @@ def show_prediction_sets() -> None:
     report = coverage_or_reason()
     if report is None:
         return
-    st.caption(f"{caches.calibration_plan(classifier, data).note} Method: {report.method} (split conformal prediction). "
-               "Change the level in the sidebar.")
+    show_held_out_side_by_side()
+    st.caption(f"Method: {report.method} (split conformal prediction). Change the level in the sidebar. The figures "
+               "below are on the test split.")
     columns = st.columns(4)
     columns[0].metric("Coverage asked for", f"{report.level:.0%}")
     columns[1].metric("Coverage on the test rows", f"{report.coverage:.1%}",
@@ -116,7 +121,22 @@ def show_prediction_sets() -> None:
         "singleton_share": st.column_config.NumberColumn("Sets of one", format="%.2f")})
 
 
+def show_held_out_side_by_side() -> None:
+    """What the guarantee covers: the sets and the top-1 calibration on the test split and on the shifted text."""
+    fitted = caches.model_calibration(classifier)
+    st.caption(f"Calibrated on {widgets.literal(fitted.fitted_on)}: temperature {fitted.temperature:.2f}, "
+               f"{fitted.rows:,} conformal scores. The {state.coverage_level():.0%} guarantee is "
+               f"{calibration.GUARANTEE_COVERS}; the test split is written by the training data's writers.")
+    try:
+        side_by_side = caches.held_out_figures(classifier, data, state.coverage_level())
+    except NaceAppError as exc:
+        st.info(widgets.literal(str(exc)))
+        return
+    st.dataframe(calibration.figures_table(side_by_side), hide_index=True, width="stretch")
+
+
 def show_calibration() -> None:
+    show_held_out_side_by_side()
     correct = table["correct"].to_numpy()
     st.plotly_chart(figures.reliability(metrics.reliability_table(table["probability"].to_numpy(), correct)),
                     width="stretch")

@@ -16,7 +16,7 @@ import json
 from nace_app.coding.follow_up import simulate_respondent
 from nace_app.coding.relabel import relabel_accuracy
 from nace_app.model.opening import open_data, open_model
-from nace_app.review.conformal import calibrate_plan, calibration_plan
+from nace_app.review.calibration import calibration_of, runtime_calibration
 from nace_app.settings.config import load_settings
 from nace_app.settings.logs import configure_logging
 
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging()
     settings = load_settings().with_overrides(model_uri=args.model, data_uri=args.data)
-    classifier = open_model(None, settings).classifier
+    classifier = open_model(None, settings, calibrate=runtime_calibration(settings.cache_dir)).classifier
     data = open_data(settings)
     scores: dict[str, object] = {}
 
@@ -40,19 +40,18 @@ def main() -> None:
             scores[split] = classifier.predict_proba(getattr(data.splits, split)["label"].to_list())
         return scores[split]
 
-    plan = calibration_plan(classifier.loaded.training, data.splits)
-    rows = plan.held_out_rows[:args.rows] if args.rows else plan.held_out_rows
-    held_out = split_scores(plan.held_out_split)[rows]
-    true_codes = getattr(data.splits, plan.held_out_split)["code"].gather(rows).to_list()
     test = data.splits.test[:args.rows] if args.rows else data.splits.test
-    relabelling = relabel_accuracy(split_scores("test")[:test.height], test["code"].to_list(), classifier.labels)
+    held_out = split_scores("test")[:test.height]  # the sets are calibrated on shifted text: every test row is held out
+    true_codes = test["code"].to_list()
+    relabelling = relabel_accuracy(held_out, true_codes, classifier.labels)
 
-    calibrator = calibrate_plan(plan, split_scores, classifier.labels, args.coverage)
+    fitted = calibration_of(classifier)
+    calibrator = fitted.calibrator(args.coverage)
     sets = calibrator.sets(held_out)
     labels = classifier.labels
     follow_up = simulate_respondent(classifier.nomenclature, [[labels[i] for i in s] for s in sets],
                                     [held_out[r, s].tolist() for r, s in enumerate(sets)], true_codes)
-    result = {"model": args.model, "rows": len(true_codes), "split": plan.held_out_split, "note": plan.note,
+    result = {"model": args.model, "rows": len(true_codes), "split": "test", "note": f"calibrated on {fitted.fitted_on}",
               "coverage": args.coverage, "relabelling": relabelling.to_dict(), "follow_up": follow_up.to_dict()}
     if args.json:
         print(json.dumps(result, indent=2))
@@ -64,7 +63,7 @@ def main() -> None:
           f"{r.excluded_rows:,} have no single Rev 2 code)")
     print(f"  restricted top-1 {r.restricted_accuracy:.4f}  unrestricted top-1 {r.unrestricted_accuracy:.4f}")
     f = follow_up
-    print(f"{len(true_codes):,} held-out {plan.held_out_split} rows for the question · {plan.note}")
+    print(f"{len(true_codes):,} held-out test rows for the question · {result['note']}")
     print(f"follow-up question at {args.coverage:.0%}: asked on {f.asked_share:.1%} of rows; mean set size "
           f"{f.mean_set_size_before:.2f} -> {f.mean_set_size_after:.2f}; top-1 {f.top1_before:.4f} -> "
           f"{f.top1_after:.4f}; no option holds the true code {f.misled_share:.1%} (no option fits {f.unanswered_share:.1%})")

@@ -119,8 +119,44 @@ def test_the_verdict_names_the_score_and_the_threshold_of_the_sidebar(app):
     app.radio(key=widget_key("automation_score")).set_value("confidence index").run()
     app.slider(key=widget_key("automation_threshold")).set_value(0.3).run()
     code(app, CROISSANTS)
-    verdicts = [m.value for m in [*app.success, *app.warning] if "against the threshold 0.30" in m.value]
-    assert verdicts and verdicts[0].startswith("confidence index")
+    verdicts = [m.value for m in [*app.success, *app.warning] if "the rule (confidence index ≥ 0.30)" in m.value]
+    assert len(verdicts) == 1 and "held-out shifted descriptions" in verdicts[0]
+
+
+def test_one_verdict_from_the_chosen_rule_with_its_measured_accuracy_and_the_alternative_labelled(app):
+    code(app, CROISSANTS)
+    for rule in ("score ≥ threshold", "a prediction set of one code"):
+        app.radio(key=widget_key("automatic_coding_rule")).set_value(rule).run()
+        verdicts = [m.value for m in [*app.success, *app.warning] if m.value.startswith(("Code automatically",
+                                                                                          "Send to manual review"))]
+        assert len(verdicts) == 1 and re.search(r"was right \d+% of the time on 1,180 held-out shifted descriptions",
+                                                 verdicts[0])
+        alternatives = [c.value for c in app.caption if c.value.startswith("Alternative rule: ")]
+        assert len(alternatives) == 1 and "held-out shifted descriptions" in alternatives[0]
+        shown = " ".join(m.value for m in [*app.markdown, *app.success, *app.warning, *app.caption])
+        assert "safe to code" not in shown
+
+
+def test_a_model_with_calibration_json_shows_its_tempered_probabilities(embedded, monkeypatch, tmp_path):
+    import shutil
+
+    from nace_app.model.classifier import Classifier, tempered_softmax
+    from nace_app.model.formats import load_model
+
+    folder = shutil.copytree(REPO / "nace_app/resources/embedded_model", tmp_path / "calibrated")
+    (folder / "calibration.json").write_text(json.dumps({"temperature": 2.0, "rows": 200, "fitted_on": "a test",
+                                                         "scores": np.linspace(0, 0.9, 200).round(6).tolist()}))
+    monkeypatch.setenv("NACE_MODEL_URI", str(folder))
+    with fresh_app() as at:
+        code(at, CROISSANTS)
+        classifier = Classifier(load_model(folder))
+        expected = tempered_softmax(classifier.logits([CROISSANTS]), 2.0)[0]
+        best = np.sort(expected)[::-1][:5]
+        bars = [bar.proto.text for bar in at.get("progress")]
+        assert [float(text.rstrip("%")) for text in bars] == pytest.approx([round(p * 100, 1) for p in best])
+        sets = [m.value for m in at.markdown if m.value.startswith("90% prediction set (for descriptions like our "
+                                                                       "held-out texts written apart from the training data)")]
+        assert len(sets) == 1
 
 
 def test_an_example_codes_the_example(app):
@@ -401,8 +437,15 @@ def independent():
     workspace = open_workspace(load_settings())
     mp.undo()
     test = workspace.data.splits.test
-    classifier = workspace.classifier
-    probabilities = classifier.predict_proba(test["label"].to_list())
+    classifier = workspace.classifier  # opened without calibration: T is fitted here, as the app does on opening
+    from nace_app.model.classifier import tempered_softmax
+    from nace_app.review.calibration import CALIBRATE_PART, fit_temperature, shifted_text
+    from nace_app.review.conformal import true_indices
+
+    part = shifted_text(CALIBRATE_PART)
+    temperature = fit_temperature(classifier.logits(part["label"].to_list()),
+                                  true_indices(classifier.labels, part["code"].to_list()))
+    probabilities = tempered_softmax(classifier.logits(test["label"].to_list()), temperature)
     labels = np.array(classifier.labels)
     predicted = labels[probabilities.argmax(1)]
     truth = np.array(test["code"].to_list())
@@ -679,39 +722,52 @@ def submit(at: AppTest, label: str) -> AppTest:
 
 @pytest.fixture(scope="module")
 def prediction_sets(independent):
-    """Coverage on the plan's held-out rows and the sets of CROISSANTS, computed without the pages' code."""
+    """Coverage on the test split and the sets of CROISSANTS, from the shifted text's calibrate part, computed
+    without the pages' code (only the shared temperature fit)."""
+    from nace_app.model.classifier import tempered_softmax
     from nace_app.review import conformal
+    from nace_app.review.calibration import CALIBRATE_PART, fit_temperature, shifted_text
 
     classifier, splits = independent["workspace"].classifier, independent["workspace"].data.splits
-    plan = conformal.calibration_plan(classifier.loaded.training, splits)
-    held_out = classifier.predict_proba(plan.held_out["label"].to_list())
-    truth = conformal.true_indices(classifier.labels, plan.held_out["code"].to_list())
+    part = shifted_text(CALIBRATE_PART)
+    truth = conformal.true_indices(classifier.labels, part["code"].to_list())
+    logits = classifier.logits(part["label"].to_list())
+    temperature = fit_temperature(logits, truth)
+    test_truth = conformal.true_indices(classifier.labels, splits.test["code"].to_list())
+    test = tempered_softmax(classifier.logits(splits.test["label"].to_list()), temperature)
     figures = {}
     for level in (0.90, 0.99):
-        calibrator = conformal.calibrate_classifier(classifier, plan.calibration, level)
-        croissants = calibrator.sets(classifier.predict_proba([CROISSANTS]))[0]
-        figures[level] = (float(calibrator.contains(held_out, truth).mean()), [classifier.labels[i] for i in croissants])
+        calibrator = conformal.calibrate(tempered_softmax(logits, temperature), truth, level)
+        croissants = calibrator.sets(tempered_softmax(classifier.logits([CROISSANTS]), temperature))[0]
+        figures[level] = (float(calibrator.contains(test, test_truth).mean()), [classifier.labels[i] for i in croissants])
     return figures
 
 
-def test_the_prediction_set_follows_the_sidebar_coverage(app, prediction_sets):
+def test_the_prediction_set_follows_the_sidebar_coverage_and_names_what_its_guarantee_covers(app, prediction_sets):
     code(app, CROISSANTS)
     for level in (90, 99):
         app.slider(key=widget_key("coverage_level")).set_value(level).run()
         _, expected = prediction_sets[level / 100]
-        line = next(m.value for m in app.markdown if m.value.startswith(f"With {level}% coverage:"))
+        line = next(m.value for m in app.markdown if m.value.startswith(
+            f"{level}% prediction set (for descriptions like our held-out texts written apart from the training data):"))
         assert all(f"`{code}`" in line for code in expected[:8])
-        assert ("a set of one code" in line) if len(expected) == 1 else (f"{len(expected)} codes" in line)
+        assert line.endswith("· one code") if len(expected) == 1 else line.endswith(f"· {len(expected)} codes")
 
 
-def test_review_reports_coverage_on_rows_the_sets_were_not_calibrated_on(review, prediction_sets):
+def test_review_reports_coverage_on_the_test_split_and_the_shifted_text_side_by_side(review, prediction_sets):
     open_tab(review, "Prediction sets")
     coverage, _ = prediction_sets[0.90]
     assert metric(review, "Coverage asked for") == "90%"
     assert metric(review, "Coverage on the test rows") == f"{coverage:.1%}"
-    assert any("calibrated on 3,039 rows of the test split" in c.value for c in review.caption)  # the embedded model
+    assert any(c.value.startswith("Calibrated on 1\\,133 shifted descriptions") and "temperature" in c.value
+               for c in review.caption)  # the embedded model, its fitted_on escaped as literal text
+    side_by_side = next(d.value for d in review.dataframe if "measure" in d.value.columns)
+    assert list(side_by_side.columns) == ["measure", "test split", "shifted text (report part)"]
+    assert {"coverage reached", "mean set size", "sets of one code", "accuracy of the sets of one",
+            "top-1 ECE before temperature", "top-1 ECE after temperature"} <= set(side_by_side["measure"])
+    assert side_by_side.set_index("measure").loc["coverage reached", "test split"] == f"{coverage:.1%}"
     by_section = next(d.value for d in review.dataframe if "singleton_share" in d.value.columns)
-    assert set(by_section["group"]) <= set("ABCDEFGHIJKLMNOPQRSTUV") and by_section["rows"].sum() == 3039
+    assert set(by_section["group"]) <= set("ABCDEFGHIJKLMNOPQRSTUV")
     titles = json.dumps([s["layout"].get("title") for s in chart_specs(review)])
     assert "Prediction-set sizes at 90% coverage" in titles
 

@@ -21,7 +21,8 @@ from nace_app.data.tables import fingerprint
 from nace_app.explain import attributions, class_words
 from nace_app.model.classifier import Candidate, Classifier
 from nace_app.model.opening import DataSet, OpenedModel, Workspace, open_model, open_workspace
-from nace_app.review import conformal
+from nace_app.review import calibration, conformal
+from nace_app.review.calibration import runtime_calibration
 from nace_app.review.corrections import CorrectionStore
 from nace_app.review.neighbours import Neighbour, NeighbourIndex
 from nace_app.review.prediction_cache import cached_probabilities
@@ -80,7 +81,8 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
 @st.cache_resource(show_spinner="Loading the model and data…")
 def default_workspace() -> Workspace:
     """The configured sources (or the embedded fallback), shared by every session; never mutated."""
-    workspace = open_workspace(load_settings())
+    settings = load_settings()
+    workspace = open_workspace(settings, calibrate=runtime_calibration(settings.cache_dir))
     _ = workspace.data  # resolve the data now so the banner can say where it comes from
     return workspace
 
@@ -89,7 +91,8 @@ def default_workspace() -> Workspace:
 def opened_model(uri: str) -> OpenedModel:
     """Any model the picker names, loaded once per server; only our own format (a typed run id is user input)."""
     workspace = default_workspace()
-    return open_model(uri, workspace.settings, allow_pickle=False, data=workspace.data)
+    return open_model(uri, workspace.settings, allow_pickle=False, data=workspace.data,
+                      calibrate=runtime_calibration(workspace.settings.cache_dir))
 
 
 def opened_classifier(uri: str) -> Classifier:
@@ -177,29 +180,62 @@ def label_attention_figure(classifier: Classifier, text: str, code: str):
                                f"Label attention of {code} over the words", "attention")
 
 
-@st.cache_resource(show_spinner=False, max_entries=8, hash_funcs=BY_FINGERPRINT)
-def calibration_plan(classifier: Classifier, data: DataSet) -> conformal.CalibrationPlan:
-    return conformal.calibration_plan(classifier.loaded.training, data.splits)
+@st.cache_resource(show_spinner=False, max_entries=16, hash_funcs=BY_FINGERPRINT)
+def model_calibration(classifier: Classifier) -> calibration.Calibration:
+    """The model's temperature and conformal scores (calibration.json, or fitted on the shifted text when opened)."""
+    return calibration.calibration_of(classifier)
 
 
 @st.cache_resource(show_spinner="Calibrating the prediction sets…", max_entries=32, hash_funcs=BY_FINGERPRINT)
-def calibrator(classifier: Classifier, data: DataSet, level: float) -> conformal.ConformalCalibrator:
-    return conformal.calibrate_plan(calibration_plan(classifier, data), lambda split: split_probabilities(classifier, data, split),
-                                    classifier.labels, level)
+def calibrator(classifier: Classifier, level: float) -> conformal.ConformalCalibrator:
+    return model_calibration(classifier).calibrator(level)
 
 
 @st.cache_resource(show_spinner="Measuring the prediction sets…", max_entries=32, hash_funcs=BY_FINGERPRINT)
 def coverage_report(classifier: Classifier, data: DataSet, level: float) -> conformal.CoverageReport:
-    """The sets' coverage on the held-out rows of the plan, by NACE section."""
-    return conformal.held_out_report(calibration_plan(classifier, data), calibrator(classifier, data, level),
-                                     lambda split: split_probabilities(classifier, data, split), classifier.labels,
+    """The sets' coverage on the test split (none of its rows calibrated them), by NACE section."""
+    return conformal.held_out_report(calibrator(classifier, level), test_probabilities(classifier, data),
+                                     data.splits.test["code"].to_list(), classifier.labels,
                                      classifier.nomenclature.section_of)
 
 
+@st.cache_resource(show_spinner="Scoring the shifted text…", max_entries=8, hash_funcs=BY_FINGERPRINT)
+def shifted_probabilities(classifier: Classifier) -> np.ndarray:
+    """The probabilities of the shifted text's `report` part (1,180 rows: computed, not kept on disk)."""
+    return classifier.predict_proba(calibration.shifted_text(calibration.REPORT_PART)["label"].to_list())
+
+
+@st.cache_resource(show_spinner="Measuring the prediction sets…", max_entries=32, hash_funcs=BY_FINGERPRINT)
+def held_out_figures(classifier: Classifier, data: DataSet, level: float) -> list[calibration.HeldOutFigures]:
+    """The sets and the top-1 calibration on the test split and on the shifted `report` part, side by side."""
+    fitted = model_calibration(classifier)
+    report_codes = calibration.shifted_text(calibration.REPORT_PART)["code"].to_list()
+    return [calibration.held_out_figures("test split", fitted, level, test_probabilities(classifier, data),
+                                         conformal.true_indices(classifier.labels, data.splits.test["code"].to_list())),
+            calibration.held_out_figures("shifted text (report part)", fitted, level, shifted_probabilities(classifier),
+                                         conformal.true_indices(classifier.labels, report_codes))]
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, hash_funcs=BY_FINGERPRINT)
+def rule_record(classifier: Classifier, rule: str, score_name: str, threshold: float,
+                level: float) -> calibration.RuleRecord:
+    """How an automatic-coding rule did on the shifted `report` part, per model and rule settings."""
+    return calibration.rule_record(rule, score_name, threshold, level, model_calibration(classifier),
+                                   shifted_probabilities(classifier),
+                                   calibration.shifted_text(calibration.REPORT_PART)["code"].to_list(), classifier.labels)
+
+
+def rule_records(classifier: Classifier, rule: str, score_name: str, threshold: float,
+                 level: float) -> tuple[calibration.RuleRecord, calibration.RuleRecord]:
+    """The chosen rule's record and the alternative's."""
+    return (rule_record(classifier, rule, score_name, threshold, level),
+            rule_record(classifier, calibration.other_rule(rule), score_name, threshold, level))
+
+
 @st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
-def prediction_set(classifier: Classifier, data: DataSet, text: str, level: float) -> list[str]:
+def prediction_set(classifier: Classifier, text: str, level: float) -> list[str]:
     """The codes of `text`'s set at `level`, most probable first."""
-    indices = calibrator(classifier, data, level).sets(classifier.predict_proba([text]))[0]
+    indices = calibrator(classifier, level).sets(classifier.predict_proba([text]))[0]
     return [classifier.labels[i] for i in indices]
 
 

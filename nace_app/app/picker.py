@@ -10,10 +10,21 @@ from dataclasses import dataclass
 import streamlit as st
 
 from nace_app.app.caches import default_workspace, opened_model
-from nace_app.app.state import COVERAGE_KEY, DEFAULT_COVERAGE, DEFAULT_THRESHOLD, MODEL_KEY, RUN_ID_KEY, SCORE_KEY, THRESHOLD_KEY, kept
+from nace_app.app.state import (
+    COVERAGE_KEY,
+    DEFAULT_COVERAGE,
+    DEFAULT_THRESHOLD,
+    MODEL_KEY,
+    RULE_KEY,
+    RUN_ID_KEY,
+    SCORE_KEY,
+    THRESHOLD_KEY,
+    kept,
+)
 from nace_app.app.widgets import literal
 from nace_app.model.classifier import Classifier
 from nace_app.model.opening import DataSet, OpenedModel
+from nace_app.review.calibration import AUTOMATION_RULES
 from nace_app.review.metrics import AUTOMATION_SCORES
 from nace_app.settings.cachefiles import unstored_notice
 from nace_app.settings.config import EMBEDDED, Settings
@@ -162,14 +173,19 @@ def sidebar() -> None:
         if unstored_notice():
             st.warning(literal(unstored_notice()), icon=":material/sd_card_alert:")
         st.divider()
+        kept(st.radio, "Automatic coding rule", AUTOMATION_RULES, key=RULE_KEY, default=AUTOMATION_RULES[0],
+             help="Which rule decides on the Predict page that a description is coded without a reviewer: the score "
+                  "below against the threshold, or a prediction set (coverage below) that holds one code. Each is "
+                  "shown with how often it was right on held-out shifted descriptions.")
         kept(st.radio, "Automate on", AUTOMATION_SCORES, key=SCORE_KEY, default=AUTOMATION_SCORES[0],
              horizontal=True, help="The score compared with the threshold, on the Predict and Review pages alike.")
         kept(st.slider, "Automation threshold", 0.0, 1.0, key=THRESHOLD_KEY, default=DEFAULT_THRESHOLD, step=0.01,
              help="A description whose score reaches this value is coded automatically; below it goes to manual "
                   "review.")
         kept(st.slider, "Prediction-set coverage (%)", 80, 99, key=COVERAGE_KEY, default=round(DEFAULT_COVERAGE * 100),
-             help="Each description gets the set of codes that holds the right one this often (split conformal "
-                  "prediction, APS). A set of one code is safe to code automatically.")
+             help="Each description gets the set of codes that holds the right one this often, for descriptions like "
+                  "the held-out texts written apart from the training data (split conformal prediction, APS, "
+                  "calibrated on them).")
 
 
 _COLLAPSE_ON_NARROW_SCREENS = """<script>

@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+from nace_app.review.calibration import AUTOMATION_RULES
 from nace_app.review.metrics import AUTOMATION_SCORES
 
 MODEL_KEY = "model_uri"
@@ -22,6 +23,9 @@ SCORE_KEY = "automation_score"
 
 
 COVERAGE_KEY = "coverage_level"
+
+
+RULE_KEY = "automatic_coding_rule"
 
 
 DEFAULT_THRESHOLD = 0.5
@@ -56,6 +60,11 @@ def kept(widget: Callable[..., Any], label: str, *args: Any, key: str, default: 
 
 def automation_rule() -> tuple[str, float]:
     return st.session_state.get(SCORE_KEY, AUTOMATION_SCORES[0]), st.session_state.get(THRESHOLD_KEY, DEFAULT_THRESHOLD)
+
+
+def coding_rule() -> str:
+    """The sidebar's automatic coding rule: the score against the threshold, or a prediction set of one code."""
+    return st.session_state.get(RULE_KEY, AUTOMATION_RULES[0])
 
 
 def coverage_level() -> float:

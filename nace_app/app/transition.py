@@ -8,7 +8,6 @@ from nace_app.app import caches
 from nace_app.app.widgets import literal
 from nace_app.coding import batch, follow_up, relabel
 from nace_app.model.classifier import Classifier
-from nace_app.model.opening import DataSet
 from nace_app.nomenclature.correspondence import load_correspondence
 from nace_app.settings.errors import NaceAppError
 
@@ -17,10 +16,9 @@ MAX_RELABEL_ROWS = 50_000  # the page's bound; the command line streams files of
 
 
 @st.cache_data(show_spinner=False, max_entries=512, hash_funcs=caches.BY_FINGERPRINT)
-def set_question(classifier: Classifier, data: DataSet, text: str, level: float
-                 ) -> tuple[list[str], list[float], follow_up.FollowUp | None]:
+def set_question(classifier: Classifier, text: str, level: float) -> tuple[list[str], list[float], follow_up.FollowUp | None]:
     """The prediction set's codes, their probabilities, and the question that splits them (None for one code)."""
-    codes = caches.prediction_set(classifier, data, text, level)
+    codes = caches.prediction_set(classifier, text, level)
     probabilities = classifier.predict_proba([text])[0]
     set_probabilities = [float(probabilities[classifier.label_index[c]]) for c in codes]
     return codes, set_probabilities, follow_up.follow_up(classifier.nomenclature, codes, set_probabilities)
@@ -31,10 +29,10 @@ def link_value() -> str | None:
     return st.session_state.get(ANSWER_KEY)
 
 
-def follow_up_chips(classifier: Classifier, data: DataSet, text: str, level: float) -> None:
+def follow_up_chips(classifier: Classifier, text: str, level: float) -> None:
     """Under the candidates: one closed question when the set holds 2+ codes; a chip keeps its codes, re-ranked."""
     try:
-        codes, probabilities, question = set_question(classifier, data, text, level)
+        codes, probabilities, question = set_question(classifier, text, level)
     except NaceAppError:  # no prediction set: the candidates card already says why
         return
     if question is None:

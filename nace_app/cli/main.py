@@ -59,7 +59,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     from nace_app.model.opening import open_workspace
 
     settings = _settings(args)
-    workspace = open_workspace(settings)
+    workspace = open_workspace(settings, calibrate=_calibrate(settings))
     data = workspace.data
     _say_fallbacks(workspace.fallbacks())
     info = {
@@ -213,12 +213,18 @@ class _SplitScores:
         return self.scores[split]
 
 
-def _calibrated(classifier: Any, data: Any, coverage: float, split_scores: _SplitScores) -> tuple[Any, Any]:
-    """The sets' calibrator and the plan saying which rows calibrate them and which measure them."""
-    from nace_app.review.conformal import calibrate_plan, calibration_plan
+def _calibrate(settings: Any) -> Any:
+    """For `open_model`: a model without calibration.json is calibrated on the shifted text, once per cache folder."""
+    from nace_app.review.calibration import runtime_calibration
 
-    plan = calibration_plan(classifier.loaded.training, data.splits)
-    return calibrate_plan(plan, split_scores, classifier.labels, coverage), plan
+    return runtime_calibration(settings.cache_dir)
+
+
+def _calibrator(classifier: Any, coverage: float) -> Any:
+    """The sets' calibrator, from the model's calibration (the shifted text's calibrate part), as the app's."""
+    from nace_app.review.calibration import calibration_of
+
+    return calibration_of(classifier).calibrator(coverage)
 
 
 def _print_rows(rows: list[dict[str, Any]], coverage: float | None) -> None:
@@ -243,7 +249,7 @@ def _print_rows(rows: list[dict[str, Any]], coverage: float | None) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from nace_app.coding.batch import OUTPUT_TYPES, code_chunk, write_coded
     from nace_app.coding.predicting import MAX_CHARS
-    from nace_app.model.opening import open_data, open_model
+    from nace_app.model.opening import open_model
 
     if args.engine == "spark":
         return _predict_on_spark(args)
@@ -256,15 +262,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     long_texts = _LongTexts(MAX_CHARS)
     with _open_inputs(args) as inputs:
         settings = _settings(args)
-        opened = open_model(None, settings)
+        opened = open_model(None, settings, calibrate=_calibrate(settings))
         _say_fallbacks([opened.source.fallback_reason] if opened.source.fallback_reason else [])
         classifier = opened.classifier
         classifier.check_top_k(args.top_k)
-        calibrator = None
-        if args.coverage is not None:
-            data = opened.data or open_data(settings)
-            _say_fallbacks([data.source.fallback_reason] if data.source.fallback_reason else [])
-            calibrator, _ = _calibrated(classifier, data, args.coverage, _SplitScores(classifier, data.splits))
+        calibrator = None if args.coverage is None else _calibrator(classifier, args.coverage)
         rows_per_chunk = args.chunk_rows or (EXPLAIN_ROWS if args.explain else STREAM_ROWS)
         shows_progress = inputs.source is not None or args.explain
         report = _Report(inputs.total, ("coded and explained" if args.explain else "coded") if shows_progress else None,
@@ -305,7 +307,8 @@ def cmd_relabel(args: argparse.Namespace) -> int:
     if not 0 <= args.review_below <= 1:
         raise NaceAppError(f"--review-below must be between 0 and 1, got {args.review_below}")
     with open_table(Path(args.input), (args.text_column, args.code_column)) as source:
-        opened = open_model(None, _settings(args))
+        settings = _settings(args)
+        opened = open_model(None, settings, calibrate=_calibrate(settings))
         _say_fallbacks([opened.source.fallback_reason] if opened.source.fallback_reason else [])
 
         def progress(done: int) -> None:
@@ -439,21 +442,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from nace_app.model.opening import open_workspace
     from nace_app.review.evaluation import evaluate
 
-    workspace = open_workspace(_settings(args))
+    settings = _settings(args)
+    workspace = open_workspace(settings, calibrate=_calibrate(settings))
     data = workspace.data
     _say_fallbacks(workspace.fallbacks())
     split_scores = _SplitScores(workspace.classifier, data.splits)
     evaluation = evaluate(data.splits.test["code"].to_list(), split_scores("test"), workspace.classifier.labels,
                           workspace.classifier.nomenclature)
-    report = plan = None
+    report = note = None
     if args.coverage is not None:
+        from nace_app.review.calibration import GUARANTEE_COVERS, calibration_of
         from nace_app.review.conformal import held_out_report
 
-        calibrator, plan = _calibrated(workspace.classifier, data, args.coverage, split_scores)
-        report = held_out_report(plan, calibrator, split_scores, workspace.classifier.labels,
-                                 workspace.classifier.nomenclature.section_of)
+        classifier = workspace.classifier
+        report = held_out_report(_calibrator(classifier, args.coverage), split_scores("test"),
+                                 data.splits.test["code"].to_list(), classifier.labels, classifier.nomenclature.section_of)
+        note = (f"Calibrated on {calibration_of(classifier).fitted_on}: the guarantee is {GUARANTEE_COVERS}; "
+                f"measured here on the {data.splits.test.height:,} rows of the test split.")
     if args.json:
-        conformal = {"conformal": {**report.to_dict(), "note": plan.note,
+        conformal = {"conformal": {**report.to_dict(), "note": note,
                                    "by_section": report.by_group.to_dicts()}} if report is not None else {}
         _emit({"model": workspace.model_source.shown_uri, "data": data.source.shown_uri, "split": "test",
                **evaluation.to_dict(), **conformal})
@@ -467,7 +474,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"prediction sets at {report.level:.0%} ({report.method}): coverage {report.coverage:.4f}, mean size "
               f"{report.mean_set_size:.2f}, median {report.median_set_size:g}, one-code sets {report.singleton_share:.1%} "
               f"(n={report.rows})")
-        print(f"  {plan.note}")
+        print(f"  {note}")
         for group in report.by_group.iter_rows(named=True):
             print(f"  section {group['group']:<2} coverage {group['coverage']:.4f}  mean size {group['mean_set_size']:6.2f}"
                   f"  (n={group['rows']})")
@@ -488,7 +495,7 @@ def cmd_explain_classes(args: argparse.Namespace) -> int:
     if args.per_class < 1:
         raise NaceAppError(f"--per-class must be at least 1, got {args.per_class}")
     settings = _settings(args)
-    workspace = open_workspace(settings)
+    workspace = open_workspace(settings, calibrate=_calibrate(settings))
     test = workspace.data.splits.test
     _say_fallbacks(workspace.fallbacks())
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from nace_app.model.classifier import Prediction
 from nace_app.nomenclature.structure import Nomenclature
+from nace_app.review.calibration import GUARANTEE_COVERS, SET_RULE, RuleRecord, other_rule
 
 MAX_CHARS = 2000
 MAX_TOP_K = 10
@@ -87,9 +88,40 @@ SET_CODES_SHOWN = 8
 
 
 def set_sentence(codes: list[str], level: float) -> str:
-    """The prediction set as the candidates card says it: the codes, and what a set of one means."""
+    """The prediction set as the candidates card says it: its codes, and what its guarantee covers."""
     shown = ", ".join(f"`{code}`" for code in codes[:SET_CODES_SHOWN])
     more = f" and {len(codes) - SET_CODES_SHOWN} more" if len(codes) > SET_CODES_SHOWN else ""
-    verdict = (" · a set of one code: safe to code automatically" if len(codes) == 1
-               else f" · {len(codes)} codes: a reviewer should choose")
-    return f"With {level:.0%} coverage: {shown}{more}{verdict}"
+    size = "one code" if len(codes) == 1 else f"{len(codes)} codes"
+    return f"{level:.0%} prediction set ({GUARANTEE_COVERS}): {shown}{more} · {size}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The one verdict the Predict page shows: the sidebar's rule, with how often it was right on shifted text."""
+
+    automatic: bool
+    sentence: str
+    alternative: str  # the other rule, labelled "Alternative rule: …"
+
+
+def _applies(rule: str, prediction: Prediction, set_size: int | None, score_name: str, threshold: float) -> tuple[bool, str]:
+    """Whether `rule` codes this description automatically, and why in a few words."""
+    if rule == SET_RULE:
+        if set_size is None:
+            return False, "no prediction set"
+        return set_size == 1, "its set holds one code" if set_size == 1 else f"its set holds {set_size} codes"
+    rule_verdict = verdict(prediction, score_name, threshold)
+    sign = "≥" if rule_verdict.automatic else "<"
+    return rule_verdict.automatic, f"{score_name} {rule_verdict.score:.3f} {sign} {threshold:.2f}"
+
+
+def decision(prediction: Prediction, set_size: int | None, rule: str, score_name: str, threshold: float,
+             chosen: RuleRecord, other: RuleRecord) -> Decision:
+    """The chosen rule's verdict; "automatically" only ever next to the rule's measured accuracy on shifted text."""
+    automatic, why = _applies(rule, prediction, set_size, score_name, threshold)
+    outcome = "Code automatically" if automatic else "Send to manual review"
+    sentence = f"{outcome} ({why}): the rule ({chosen.description}) {chosen.measured}."
+    other_automatic, other_why = _applies(other_rule(rule), prediction, set_size, score_name, threshold)
+    other_outcome = "code it automatically" if other_automatic else "send it to manual review"
+    alternative = (f"Alternative rule: {other.description} would {other_outcome} ({other_why}); it {other.measured}.")
+    return Decision(automatic, sentence, alternative)

@@ -24,10 +24,10 @@ from typing import Any
 
 from nace_app.coding.batch import CODED_COLUMNS, code_chunk, name_suffix
 from nace_app.model.classifier import Classifier
-from nace_app.model.opening import DataSet, open_data, open_model
+from nace_app.model.opening import open_model
 from nace_app.settings.config import Settings, load_settings
 from nace_app.settings.errors import NaceAppError
-from nace_app.sources.resolve import LIBRARY_MODEL_FILES, OWN_MODEL_FILES
+from nace_app.sources.resolve import LIBRARY_MODEL_FILES, OPTIONAL_OWN_FILES, OWN_MODEL_FILES
 
 _loaded: dict[str, Classifier] = {}  # this Python worker's model, by fingerprint: one at a time
 _loading = threading.Lock()
@@ -40,11 +40,13 @@ class ShippedModel:
     fingerprint: str
     files: dict[str, bytes]
     labels: list[str]  # the driver's class codes: a library folder without value_encoder.pkl names them so
+    calibration: dict[str, Any] | None = None  # the driver's (a runtime fit when the folder has no calibration.json)
 
     @classmethod
     def of(cls, classifier: Classifier, folder: Path) -> ShippedModel:
-        names = [n for n in (*OWN_MODEL_FILES, *LIBRARY_MODEL_FILES) if (folder / n).is_file()]
-        return cls(classifier.fingerprint, {n: (folder / n).read_bytes() for n in names}, list(classifier.labels))
+        names = [n for n in (*OWN_MODEL_FILES, *OPTIONAL_OWN_FILES, *LIBRARY_MODEL_FILES) if (folder / n).is_file()]
+        return cls(classifier.fingerprint, {n: (folder / n).read_bytes() for n in names}, list(classifier.labels),
+                   classifier.calibration)
 
     def classifier(self) -> Classifier:
         """Loaded once per Python worker with one BLAS and torch thread: Spark runs one task per core already."""
@@ -62,7 +64,10 @@ class ShippedModel:
         try:
             for name, content in self.files.items():
                 (folder / name).write_bytes(content)
-            return Classifier(load_model(folder, lambda: self.labels), name=f"spark:{self.fingerprint}")
+            classifier = Classifier(load_model(folder, lambda: self.labels), name=f"spark:{self.fingerprint}")
+            if classifier.calibration is None and self.calibration is not None:
+                classifier.calibrate_with(self.calibration)  # the driver's temperature: the same probabilities
+            return classifier
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -108,13 +113,11 @@ class _CodeBatches:
                                              names=[*batch.schema.names, *target.names])
 
 
-def _calibrator(classifier: Classifier, data: DataSet, coverage: float) -> Any:
-    """The prediction sets' calibrator, computed on the driver as the command line does (same plan, same rows)."""
-    from nace_app.review.conformal import calibrate_plan, calibration_plan
+def _calibrator(classifier: Classifier, coverage: float) -> Any:
+    """The prediction sets' calibrator, on the driver as the command line does (the model's calibration)."""
+    from nace_app.review.calibration import calibration_of
 
-    plan = calibration_plan(classifier.loaded.training, data.splits)
-    return calibrate_plan(plan, lambda split: classifier.predict_proba(getattr(data.splits, split)["label"].to_list()),
-                          classifier.labels, coverage)
+    return calibration_of(classifier).calibrator(coverage)
 
 
 def check_text_column(df: Any, text_column: str) -> None:
@@ -154,12 +157,12 @@ def prepare_coding(model_uri: str | None = None, *, top_k: int = 5, coverage: fl
     """The model opened on the driver (None: the configured one, with its fallback rule), top-k checked, the
     prediction sets calibrated: every mistake raises `NaceAppError` here, before any Spark job or session."""
     settings = settings or load_settings()
-    opened = open_model(model_uri, settings)
+    from nace_app.review.calibration import runtime_calibration
+
+    opened = open_model(model_uri, settings, calibrate=runtime_calibration(settings.cache_dir))
     classifier = opened.classifier
     classifier.check_top_k(top_k)
-    calibrator = None
-    if coverage is not None:
-        calibrator = _calibrator(classifier, opened.data or open_data(settings), coverage)
+    calibrator = None if coverage is None else _calibrator(classifier, coverage)
     return SparkCoding(classifier, ShippedModel.of(classifier, opened.source.local_path), top_k, calibrator)
 
 

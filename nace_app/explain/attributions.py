@@ -113,7 +113,7 @@ def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) ->
             emb_input = classifier.embed(input_ids)
             emb_reference = classifier.embed(reference_ids)
             end_logits = logits_of(torch.cat([emb_input, emb_reference]))
-            probabilities = torch.softmax(end_logits[0].double(), dim=0)
+            probabilities = torch.softmax(end_logits[0].double() / classifier.temperature, dim=0)
         logit_delta = (end_logits[0, targets] - end_logits[1, targets]).double()
         difference = emb_input - emb_reference
         for steps in STEP_SCHEDULE:

@@ -103,7 +103,7 @@ def explain_texts(classifier: Classifier, texts: list[str], codes: list[list[str
         for start in range(0, len(pending), per_pass):
             group = pending[start : start + per_pass]
             scores, ends = _one_pass(classifier, encoded, group, [codes[i] for i in group], steps)
-            probabilities = torch.softmax(ends[: len(group)], dim=1)
+            probabilities = torch.softmax(ends[: len(group)].double() / classifier.temperature, dim=1)
             for g, (i, token_scores) in enumerate(zip(group, scores, strict=True)):
                 length = len(encoded.ids[i])
                 explanations = [Explanation(

@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 DEFAULT_CHUNK = 512
 
 
+def tempered_softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """float64 softmax(logits / T) per row: what every probability a user sees is (T from calibration.json)."""
+    scaled = logits.astype(np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    np.exp(scaled, out=scaled)
+    scaled /= scaled.sum(axis=1, keepdims=True)
+    return scaled
+
+
 @dataclass(slots=True)
 class Candidate:
     code: str
@@ -89,6 +98,8 @@ class Classifier:
     name: str = "model"
 
     def __post_init__(self) -> None:
+        self.calibration: dict[str, Any] | None = self.loaded.calibration
+        self.temperature = float(self.calibration["temperature"]) if self.calibration else 1.0
         self.numpy_forward = self.loaded.numpy_forward
         if self.numpy_forward is None and getattr(self.loaded.ttc, "categorical_var_net", None) is not None:
             raise NaceAppError("models with categorical variables are not supported: NACE coding uses text only")
@@ -101,7 +112,8 @@ class Classifier:
         self.nomenclature = load_nomenclature()
         self._labels_array = np.array(self.labels, dtype=object)
         self._headings_array = np.array([self.nomenclature.heading(code) for code in self.labels], dtype=object)
-        self.fingerprint = self._fingerprint()
+        self.weights_fingerprint = self._fingerprint()
+        self.fingerprint = self._tempered_fingerprint()
         if self.numpy_forward is None:
             _ = self.model  # the torch model is what predicts: build it now, not during the first prediction
 
@@ -141,6 +153,21 @@ class Classifier:
             digest.update(np.ascontiguousarray(array, dtype=np.float32 if array.dtype.kind == "f" else None).tobytes())
         return digest.hexdigest()[:16]
 
+    def _tempered_fingerprint(self) -> str:
+        """The weights' fingerprint, and the temperature when it changes the probabilities (caches key on it)."""
+        if self.temperature == 1.0:
+            return self.weights_fingerprint
+        return hashlib.sha256(f"{self.weights_fingerprint} T={self.temperature!r}".encode()).hexdigest()[:16]
+
+    def calibrate_with(self, calibration: dict[str, Any]) -> None:
+        """A calibration fitted at runtime (the folder had no calibration.json): called once, by whoever opened the
+        model, before anyone else sees it."""
+        if self.calibration is not None:
+            raise RuntimeError(f"{self.name} is already calibrated")
+        self.calibration = calibration
+        self.temperature = float(calibration["temperature"])
+        self.fingerprint = self._tempered_fingerprint()
+
     @property
     def sentence_dim(self) -> int:
         """The width of the sentence embedding the head reads."""
@@ -169,6 +196,8 @@ class Classifier:
             "vocab_size": self.tokenizer.vocab_size,
             "output_dim": self.tokenizer.output_dim,
             "fingerprint": self.fingerprint,
+            "temperature": self.temperature,
+            "calibrated_on": (self.calibration or {}).get("fitted_on"),
             "training": self.loaded.training,
         }
 
@@ -212,14 +241,10 @@ class Classifier:
 
     def predict_proba(self, texts: list[str], chunk_size: int = DEFAULT_CHUNK,
                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Full-precision probabilities (float64 softmax of the logits), rows in input order."""
+        """Full-precision probabilities (float64 softmax of the logits over the temperature), rows in input order."""
         if not texts:
             return np.zeros((0, self.num_classes))
-        logits = self.logits(texts, chunk_size, progress).astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        np.exp(logits, out=logits)
-        logits /= logits.sum(axis=1, keepdims=True)
-        return logits
+        return tempered_softmax(self.logits(texts, chunk_size, progress), self.temperature)
 
     def check_top_k(self, top_k: int) -> None:
         if not 1 <= top_k <= self.num_classes:

@@ -45,6 +45,7 @@ from nace_app.settings.errors import NaceAppError, first_line
 logger = logging.getLogger(__name__)
 
 FORMAT = "nace-explorer-model/1"
+CALIBRATION_FILE = "calibration.json"  # optional: the temperature and conformal scores (review/calibration.py)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class LoadedModel:
     labels_from: str
     training: dict[str, Any] = field(default_factory=dict)
     own: OwnModel | None = None
+    calibration: dict[str, Any] | None = None  # calibration.json as read, when the folder has one
     _building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _mean_pool: Any = field(default=None, repr=False, compare=False)
 
@@ -232,7 +234,8 @@ def _load_own(path: Path) -> LoadedModel:
     except (OSError, ValueError, SafetensorError) as exc:
         raise NaceAppError(f"cannot load the weights in {path}/model.safetensors: {first_line(exc)}") from exc
     own = OwnModel(config["model_config"], state, tokenizer_text, tokenizer, None)
-    loaded = LoadedModel(None, [str(c) for c in labels], "nace-explorer", "labels.json", config.get("training", {}), own)
+    loaded = LoadedModel(None, [str(c) for c in labels], "nace-explorer", "labels.json", config.get("training", {}), own,
+                         _read_calibration(path))
     if is_mean_pooling(own.model_config, state):
         try:
             own.numpy_forward = MeanPoolForward.from_state(state)
@@ -250,6 +253,21 @@ def _load_own(path: Path) -> LoadedModel:
         if len(labels) != num_classes:
             raise NaceAppError(f"{path}: labels.json has {len(labels)} codes for {num_classes} classes")
     return loaded
+
+
+def _read_calibration(path: Path) -> dict[str, Any] | None:
+    """The folder's calibration.json, or None without one; a damaged one is refused, not ignored."""
+    file = path / CALIBRATION_FILE
+    if not file.is_file():
+        return None
+    try:
+        calibration = json.loads(file.read_text())
+        temperature = float(calibration["temperature"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise NaceAppError(f"cannot read {file}: {first_line(exc)}") from exc
+    if not temperature > 0:
+        raise NaceAppError(f"{file}: the temperature must be positive, got {temperature:g}")
+    return calibration
 
 
 def _check_shapes(path: Path, own: OwnModel, label_count: int) -> None:

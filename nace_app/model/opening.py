@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import polars as pl
 
@@ -18,6 +19,8 @@ from nace_app.model.formats import is_own_format, load_model
 from nace_app.settings.config import Settings
 from nace_app.settings.errors import NaceAppError
 from nace_app.sources.resolve import ResolvedSource, drop_cached_copy, resolve, resolve_data
+
+Calibrate = Callable[[Classifier], dict[str, Any]]  # a model -> its calibration record (calibration.json's content)
 
 
 @dataclass
@@ -54,10 +57,12 @@ class OpenedModel:
 
 
 def open_model(uri: str | None, settings: Settings, *, explicit: bool = True, allow_pickle: bool = True,
-               data: DataSet | None = None, data_loader: Callable[[Settings], DataSet] = open_data) -> OpenedModel:
+               data: DataSet | None = None, data_loader: Callable[[Settings], DataSet] = open_data,
+               calibrate: Calibrate | None = None) -> OpenedModel:
     """The model at `uri` (default: the configured one, with its fallback rule when not set explicitly).
 
-    `allow_pickle=False` refuses the library's pickled format: for URIs a browser user typed.
+    `allow_pickle=False` refuses the library's pickled format: for URIs a browser user typed. `calibrate` fits the
+    calibration of a model whose folder has no calibration.json (`review.calibration.runtime_calibration`).
     """
     if uri is None:
         uri, explicit = settings.model_uri, settings.model_uri_explicit
@@ -79,7 +84,10 @@ def open_model(uri: str | None, settings: Settings, *, explicit: bool = True, al
             raise
         source = resolve("model", uri, explicit, settings, allow_pickle=allow_pickle)
         loaded = load_model(source.local_path, dataset_codes)
-    return OpenedModel(Classifier(loaded, name=source.uri), source, holder["data"])
+    classifier = Classifier(loaded, name=source.uri)
+    if classifier.calibration is None and calibrate is not None:
+        classifier.calibrate_with(calibrate(classifier))
+    return OpenedModel(classifier, source, holder["data"])
 
 
 @dataclass
@@ -104,6 +112,6 @@ class Workspace:
         return [r for r in reasons if r]
 
 
-def open_workspace(settings: Settings) -> Workspace:
-    opened = open_model(None, settings)
+def open_workspace(settings: Settings, calibrate: Calibrate | None = None) -> Workspace:
+    opened = open_model(None, settings, calibrate=calibrate)
     return Workspace(settings, opened.source, opened.classifier, opened.data)

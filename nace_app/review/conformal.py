@@ -23,6 +23,10 @@ embedded demo (651 classes) RAPS with the paper's lambda = 0.01, k_reg = 5 gave 
 
 Rows whose true code the model does not know (index -1) are dropped from calibration and from the coverage
 figures (counted apart): no set can hold a code the model cannot output.
+
+Which rows calibrate: the `calibrate` part of the shifted text (review/calibration.py), descriptions by writers
+apart from the training data's. The guarantee holds for texts exchangeable with those, not for every text; the
+Review page measures it on the test split and on the shifted text's `report` part side by side.
 """
 
 from __future__ import annotations
@@ -30,17 +34,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from nace_app.data.tables import Splits
 from nace_app.settings.errors import NaceAppError
 
 MIN_LEVEL, MAX_LEVEL = 0.80, 0.99
-CALIBRATION_SEED = 42
 
 
 @dataclass(frozen=True)
@@ -98,26 +100,40 @@ class ConformalCalibrator:
         return (true_index >= 0) & (true_rank < self._sizes(ranked))
 
 
-def calibrate(probabilities: np.ndarray, true_index: np.ndarray, coverage: float,
-              randomized: bool = False) -> ConformalCalibrator:
-    """The split-conformal quantile of the APS scores of labelled rows the model has not been trained on."""
+def _check_level(coverage: float) -> None:
     if not MIN_LEVEL <= coverage <= MAX_LEVEL:
         raise NaceAppError(f"the coverage level must be between {MIN_LEVEL:.0%} and {MAX_LEVEL:.0%}, got {coverage:g}")
+
+
+def aps_scores(probabilities: np.ndarray, true_index: np.ndarray, randomized: bool = False) -> np.ndarray:
+    """Each row's APS score for its true class, over the rows whose code the model knows (the others dropped)."""
     true_index = np.asarray(true_index)
     known = true_index >= 0
     probabilities, true_index = probabilities[known], true_index[known]
-    n = len(true_index)
+    ranked = ConformalCalibrator(math.inf, MAX_LEVEL, len(true_index), randomized)._rank(probabilities)
+    position = np.argmax(ranked.order == true_index[:, None], axis=1)
+    rows = np.arange(len(true_index))
+    return ranked.before[rows, position] + ranked.own[rows, position]
+
+
+def from_scores(scores: np.ndarray, coverage: float, randomized: bool = False) -> ConformalCalibrator:
+    """The split-conformal quantile of stored calibration scores, at any level of the slider (80-99%)."""
+    _check_level(coverage)
+    n = len(scores)
     rank = math.ceil((n + 1) * coverage - 1e-9)  # the finite-sample correction: (n+1), not n
     if rank > n:
         needed = math.ceil(coverage / (1 - coverage) - 1e-9)
         raise NaceAppError(f"{n} calibration rows with a code the model knows: {coverage:.0%} coverage needs at "
                            f"least {needed}")
-    ranked = ConformalCalibrator(math.inf, coverage, n, randomized)._rank(probabilities)
-    position = np.argmax(ranked.order == true_index[:, None], axis=1)
-    rows = np.arange(n)
-    scores = ranked.before[rows, position] + ranked.own[rows, position]
-    quantile = float(np.partition(scores, rank - 1)[rank - 1])
+    quantile = float(np.partition(np.asarray(scores, dtype=np.float64), rank - 1)[rank - 1])
     return ConformalCalibrator(quantile, coverage, n, randomized)
+
+
+def calibrate(probabilities: np.ndarray, true_index: np.ndarray, coverage: float,
+              randomized: bool = False) -> ConformalCalibrator:
+    """The split-conformal quantile of the APS scores of labelled rows the model has not been trained on."""
+    _check_level(coverage)
+    return from_scores(aps_scores(probabilities, true_index, randomized), coverage, randomized)
 
 
 def true_indices(labels: list[str], codes: list[str]) -> np.ndarray:
@@ -127,60 +143,9 @@ def true_indices(labels: list[str], codes: list[str]) -> np.ndarray:
 
 
 def calibrate_classifier(classifier: Any, calibration: pl.DataFrame, coverage: float) -> ConformalCalibrator:
-    """Calibrated on labelled rows (code, label) the model did not train on (see `calibration_plan`)."""
+    """Calibrated on labelled rows (code, label) the model did not train on."""
     probabilities = classifier.predict_proba(calibration["label"].to_list())
     return calibrate(probabilities, true_indices(classifier.labels, calibration["code"].to_list()), coverage)
-
-
-@dataclass(frozen=True)
-class CalibrationPlan:
-    """Which labelled rows calibrate the sets and which ones measure their coverage: never the same rows.
-
-    Rows are positions in a split, so a split scored once serves both parts (`scores[plan.calibration_rows]`).
-    """
-
-    calibration_split: str  # "validation" or "test"
-    calibration_rows: np.ndarray
-    held_out_split: str
-    held_out_rows: np.ndarray
-    note: str
-    splits: Splits = field(repr=False)
-
-    @property
-    def calibration(self) -> pl.DataFrame:
-        return getattr(self.splits, self.calibration_split)[self.calibration_rows]
-
-    @property
-    def held_out(self) -> pl.DataFrame:
-        return getattr(self.splits, self.held_out_split)[self.held_out_rows]
-
-
-def calibration_plan(training: dict[str, Any], splits: Splits) -> CalibrationPlan:
-    """The validation split, unless the model trained on it: then one half of the test split, measured on the other.
-
-    Calibrating on rows the model has learned gives too small sets (its scores there are too good), so a model
-    trained here on train + validation (the embedded one) is calibrated on a fixed half of the test split.
-    """
-    trained_on_validation = (training.get("data_fingerprint") == splits.data_fingerprint
-                             and training.get("early_stopping_on") == "an independent set")
-    if not trained_on_validation:
-        return CalibrationPlan("validation", np.arange(splits.validation.height), "test", np.arange(splits.test.height),
-                               f"Calibrated on the {splits.validation.height:,} rows of the validation split.", splits)
-    shuffled = (pl.Series(np.arange(splits.test.height)).sample(fraction=1.0, shuffle=True, seed=CALIBRATION_SEED)
-                .to_numpy())
-    half = len(shuffled) // 2
-    return CalibrationPlan("test", shuffled[:half], "test", shuffled[half:],
-                           f"This model trained on the validation split: the sets are calibrated on {half:,} rows of "
-                           f"the test split (a fixed half) and measured on the other {len(shuffled) - half:,}.", splits)
-
-
-SplitScores = Callable[[str], np.ndarray]  # a split's name -> its probabilities (row for row), computed once
-
-
-def calibrate_plan(plan: CalibrationPlan, split_scores: SplitScores, labels: list[str], level: float) -> ConformalCalibrator:
-    """Calibrated on the plan's calibration rows, sliced out of their split's scores."""
-    return calibrate(split_scores(plan.calibration_split)[plan.calibration_rows],
-                     true_indices(labels, plan.calibration["code"].to_list()), level)
 
 
 @dataclass(frozen=True)
@@ -243,9 +208,7 @@ def coverage_report(calibrator: ConformalCalibrator, probabilities: np.ndarray, 
     )
 
 
-def held_out_report(plan: CalibrationPlan, calibrator: ConformalCalibrator, split_scores: SplitScores,
-                    labels: list[str], section_of: Callable[[str], str]) -> CoverageReport:
-    """The sets' coverage on the plan's held-out rows, by NACE section."""
-    codes = plan.held_out["code"].to_list()
-    return coverage_report(calibrator, split_scores(plan.held_out_split)[plan.held_out_rows], true_indices(labels, codes),
-                           [section_of(code) for code in codes])
+def held_out_report(calibrator: ConformalCalibrator, probabilities: np.ndarray, codes: list[str], labels: list[str],
+                    section_of: Callable[[str], str]) -> CoverageReport:
+    """The sets' coverage on labelled rows none of which calibrated them (the test split), by NACE section."""
+    return coverage_report(calibrator, probabilities, true_indices(labels, codes), [section_of(code) for code in codes])

@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 LIBRARY_MODEL_FILES = ("metadata.pkl", "tokenizer.pkl", "model_checkpoint.ckpt", "value_encoder.pkl",
                        "pytorch_model.pkl", "model_weights.pt")
 OWN_MODEL_FILES = ("config.json", "labels.json", "tokenizer.json", "model.safetensors")
+OPTIONAL_OWN_FILES = ("calibration.json",)  # fetched when present: a model without one is calibrated at runtime
 MODEL_MARKERS = ("metadata.pkl", "config.json")
 MANIFEST = "source.json"
 CHUNK = 1 << 16
@@ -631,7 +632,7 @@ def model_files_to_fetch(where: str, names: list[str], allow_pickle: bool) -> li
     """The files of a complete saved model among `names`, ours first; refuses incomplete folders and, unless
     allowed, the library's pickled format, before anything is downloaded."""
     if all(n in names for n in OWN_MODEL_FILES):
-        return list(OWN_MODEL_FILES)
+        return [*OWN_MODEL_FILES, *(n for n in OPTIONAL_OWN_FILES if n in names)]
     has_weights = "model_checkpoint.ckpt" in names or "pytorch_model.pkl" in names
     if "metadata.pkl" in names and "tokenizer.pkl" in names and has_weights:
         if not allow_pickle:

@@ -33,6 +33,7 @@ from nace_app.model.tokenization import (
     ngram_tokenizer_from_config,
     train_ngram_ids,
 )
+from nace_app.review.calibration import fit_on_shifted_text
 from nace_app.review.evaluation import Evaluation, evaluate_classifier
 from nace_app.settings.errors import NaceAppError
 
@@ -490,6 +491,9 @@ def train_model(
         library_dir = workdir / "library_format"
         _save_library_format(saved.ttc, settings, library_dir)
     classifier = Classifier(saved, name="trained")
+    calibration = fit_on_shifted_text(classifier)  # every trained run is calibrated on text its writers did not write
+    calibration.save(model_dir)
+    classifier.calibrate_with(calibration.to_dict())
     validation_figures, test_figures = evaluate_classifier(classifier, validation), evaluate_classifier(classifier, splits.test)
     finished = time.monotonic()
     return TrainingResult(

@@ -35,9 +35,29 @@ def test_path_and_points():
     assert points(-0.387) == "-38.7 points"
 
 
-def test_the_prediction_set_sentence_names_its_codes_and_what_a_set_of_one_means():
+def test_the_prediction_set_sentence_names_its_codes_and_what_its_guarantee_covers():
     from nace_app.coding.predicting import set_sentence
 
-    assert set_sentence(["10.71"], 0.9) == "With 90% coverage: `10.71` · a set of one code: safe to code automatically"
+    assert set_sentence(["10.71"], 0.9) == ("90% prediction set (for descriptions like our held-out texts written apart "
+                                            "from the training data): `10.71` · one code")
     many = set_sentence([f"{i:02d}.11" for i in range(1, 12)], 0.95)
-    assert many.startswith("With 95% coverage: `01.11`, `02.11`") and "`08.11` and 3 more · 11 codes" in many
+    assert many.startswith("95% prediction set (for descriptions like") and "`08.11` and 3 more · 11 codes" in many
+    assert "safe" not in many and "automatic" not in many
+
+
+def test_one_decision_from_the_chosen_rule_with_its_measured_accuracy_and_the_other_rule_labelled():
+    from nace_app.coding.predicting import decision
+    from nace_app.review.calibration import SET_RULE, THRESHOLD_RULE, RuleRecord
+
+    by_threshold = RuleRecord("top-1 probability ≥ 0.50", 1180, 838, 737)
+    by_set = RuleRecord("a 90% prediction set of one code", 1180, 400, 380)
+    chosen = decision(PREDICTION, 3, THRESHOLD_RULE, TOP1_PROBABILITY, 0.5, by_threshold, by_set)
+    assert chosen.automatic and chosen.sentence == (
+        "Code automatically (top-1 probability 0.600 ≥ 0.50): the rule (top-1 probability ≥ 0.50) was right 88% of "
+        "the time on 1,180 held-out shifted descriptions (it coded 71% of them).")
+    assert chosen.alternative.startswith("Alternative rule: a 90% prediction set of one code would send it to manual "
+                                         "review (its set holds 3 codes); it was right 95% of the time")
+    by_set_rule = decision(PREDICTION, 3, SET_RULE, TOP1_PROBABILITY, 0.5, by_set, by_threshold)
+    assert not by_set_rule.automatic and by_set_rule.sentence.startswith("Send to manual review (its set holds 3 codes)")
+    assert by_set_rule.alternative.startswith("Alternative rule: top-1 probability ≥ 0.50 would code it automatically")
+    assert "no prediction set" in decision(PREDICTION, None, SET_RULE, TOP1_PROBABILITY, 0.5, by_set, by_threshold).sentence

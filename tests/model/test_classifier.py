@@ -102,3 +102,51 @@ def test_unknown_token_share(loaded):
     classifier = Classifier(loaded)
     assert classifier.unknown_token_share("日本語 🍞🍞") > 0.5
     assert classifier.unknown_token_share("bread bakery") < 0.5
+
+
+def with_calibration(folder, tmp_path, temperature: float):
+    """A copy of a model folder of ours with a calibration.json at `temperature`."""
+    import json
+    import shutil
+
+    copy = shutil.copytree(folder, tmp_path / f"calibrated-{temperature}")
+    (copy / "calibration.json").write_text(json.dumps({"temperature": temperature, "rows": 0, "fitted_on": "a test",
+                                                       "scores": []}))
+    return copy
+
+
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_every_probability_is_the_softmax_of_the_logits_over_the_temperature_on_both_paths(loaded, tmp_path, tiny_frame,
+                                                                                           temperature):
+    from nace_app.explain.attributions import integrated_gradients, occlusion
+
+    texts = MIXED_TEXTS + tiny_frame["label"].to_list()[:20]
+    plain = Classifier(load_model(save_model(loaded.ttc, loaded.labels, tmp_path / "own")))
+    calibrated = Classifier(load_model(with_calibration(tmp_path / "own", tmp_path, temperature)))
+    assert (calibrated.numpy_forward is None) == (plain.numpy_forward is None)  # numpy path (bag, ngram), torch (attention)
+    reference = torch.softmax(torch.from_numpy(library_probabilities(loaded.ttc, texts)).log() / temperature, dim=1).numpy()
+    assert calibrated.temperature == temperature
+    assert np.abs(calibrated.predict_proba(texts) - reference).max() < 1e-5
+    if temperature == 1.0:  # today's figures, and the caches keyed as before
+        assert np.abs(calibrated.predict_proba(texts) - plain.predict_proba(texts)).max() < 1e-12
+        assert calibrated.fingerprint == plain.fingerprint
+    else:
+        assert calibrated.fingerprint != plain.fingerprint and calibrated.weights_fingerprint == plain.weights_fingerprint
+    assert np.array_equal(calibrated.predict_top_k(texts, 5).codes, plain.predict_top_k(texts, 5).codes)  # order kept
+    code = calibrated.predict_top_k([texts[2]], 1).codes[0, 0]
+    shown = calibrated.predict_proba([texts[2]])[0, calibrated.label_index[code]]
+    assert integrated_gradients(calibrated, texts[2], [code])[0].probability == pytest.approx(shown, abs=1e-5)
+    words = integrated_gradients(calibrated, texts[2], [code])[0].words
+    variant = " ".join(w.word for w in words[1:])
+    drop = occlusion(calibrated, texts[2], words, [code])[code][0]
+    assert drop == pytest.approx(shown - calibrated.predict_proba([variant])[0, calibrated.label_index[code]], abs=1e-5)
+
+
+def test_a_damaged_calibration_json_is_refused_in_one_line(bag_model_dir, tmp_path, loaded):
+    folder = save_model(loaded.ttc, loaded.labels, tmp_path / "own")
+    (folder / "calibration.json").write_text('{"temperature": -1}')
+    with pytest.raises(NaceAppError, match="temperature must be positive"):
+        load_model(folder)
+    (folder / "calibration.json").write_text("not json")
+    with pytest.raises(NaceAppError, match="cannot read"):
+        load_model(folder)

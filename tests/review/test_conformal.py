@@ -156,47 +156,25 @@ def test_sets_on_the_tiny_real_model_start_with_its_top_code(bag_model_dir, tiny
     assert set(report.by_group["group"].to_list()) == set(sections)
 
 
-def test_sets_are_calibrated_on_validation_unless_the_model_trained_on_it(tiny_frame):
-    from nace_app.review.conformal import calibration_plan
+@pytest.mark.parametrize("level", [0.8, 0.9, 0.95, 0.99])
+def test_a_calibrator_from_stored_scores_equals_one_computed_directly(level):
+    from nace_app.review.conformal import aps_scores, from_scores
 
-    splits = split(tiny_frame)
-    for training in ({}, {"data_fingerprint": splits.data_fingerprint, "early_stopping_on": "validation split"},
-                     {"data_fingerprint": "other data", "early_stopping_on": "an independent set"}):
-        plan = calibration_plan(training, splits)
-        assert plan.calibration.equals(splits.validation) and plan.held_out.equals(splits.test)
-    plan = calibration_plan({"data_fingerprint": splits.data_fingerprint, "early_stopping_on": "an independent set"},
-                            splits)
-    calibration, held_out = set(plan.calibration["label"].to_list()), set(plan.held_out["label"].to_list())
-    assert not calibration & held_out and calibration | held_out == set(splits.test["label"].to_list())
-    assert plan.calibration.height + plan.held_out.height == splits.test.height
-    assert abs(plan.calibration.height - plan.held_out.height) <= 1 and "trained on the validation split" in plan.note
-    assert calibration_plan({"data_fingerprint": splits.data_fingerprint, "early_stopping_on": "an independent set"},
-                            splits).calibration.equals(plan.calibration)  # a fixed half, run after run
+    probabilities, labels = dirichlet_rows(np.random.default_rng(5), 800)
+    labels[:20] = -1  # codes the model does not know: dropped from the scores as from calibrate
+    scores = aps_scores(probabilities, labels)
+    assert len(scores) == 780
+    assert from_scores(np.sort(scores), level) == calibrate(probabilities, labels, level)
 
 
-def test_a_plan_slices_one_scoring_of_each_split_and_agrees_with_scoring_its_rows_directly(tiny_frame, bag_model_dir):
-    from nace_app.review.conformal import calibrate_classifier, calibrate_plan, calibration_plan, held_out_report
+def test_the_held_out_report_covers_every_test_row_by_section(tiny_frame, bag_model_dir):
+    from nace_app.review.conformal import calibrate_classifier, held_out_report
 
     classifier = Classifier(load_model(bag_model_dir))
     splits = split(tiny_frame)
-    scored: list[str] = []
-
-    def split_scores(name):
-        scored.append(name)
-        return classifier.predict_proba(getattr(splits, name)["label"].to_list())
-
-    scores = {}
-
-    def cached(name):
-        if name not in scores:
-            scores[name] = split_scores(name)
-        return scores[name]
-
-    plan = calibration_plan({"data_fingerprint": splits.data_fingerprint, "early_stopping_on": "an independent set"},
-                            splits)
-    calibrator = calibrate_plan(plan, cached, classifier.labels, 0.8)
-    report = held_out_report(plan, calibrator, cached, classifier.labels, classifier.nomenclature.section_of)
-    assert scored == ["test"]  # both halves come from one scoring of the test split
-    direct = calibrate_classifier(classifier, plan.calibration, 0.8)
-    assert calibrator.quantile == pytest.approx(direct.quantile) and calibrator.n == direct.n
-    assert report.rows + report.unknown_rows == plan.held_out.height
+    calibrator = calibrate_classifier(classifier, splits.validation, 0.8)
+    codes = splits.test["code"].to_list()
+    report = held_out_report(calibrator, classifier.predict_proba(splits.test["label"].to_list()), codes,
+                             classifier.labels, classifier.nomenclature.section_of)
+    assert report.rows + report.unknown_rows == splits.test.height
+    assert report.by_group["rows"].sum() == report.rows and report.calibration_rows == calibrator.n

@@ -71,7 +71,8 @@ def test_a_local_mlflow_run_has_params_metric_history_split_and_our_model_format
     assert logged.params["embedding_dim"] == "16"
     artifacts = {a.path for a in client.list_artifacts(run.run_id)}
     assert {"model", "split.json"} <= artifacts and "torchtextclassifiers_model" not in artifacts
-    assert {"model/config.json", "model/model.safetensors"} <= {a.path for a in client.list_artifacts(run.run_id, "model")}
+    model_files = {"model/config.json", "model/model.safetensors", "model/calibration.json"}
+    assert model_files <= {a.path for a in client.list_artifacts(run.run_id, "model")}
     assert result.library_dir is None  # writing the library's pickles would import it: only for an operator's MLflow
 
 
@@ -183,3 +184,30 @@ def test_a_job_past_its_last_step_says_it_is_measuring_and_saving():
     assert training.label.startswith("Epoch 3 of 3 · step 96 of 96")
     assert finishing.label == ("Trained in 3 epochs · measuring the validation and test splits and saving the model · "
                                "12 s elapsed")
+
+
+def test_train_model_writes_calibration_json_fitted_on_the_calibrate_part_of_the_shifted_text(tiny_data, tmp_path):
+    import numpy as np
+
+    from nace_app.model.classifier import Classifier
+    from nace_app.review.calibration import CALIBRATE_PART, Calibration, fit_temperature, shifted_text
+    from nace_app.review.conformal import true_indices
+
+    result = train_model(tiny_data.splits, SMALL, tmp_path)
+    written = Calibration.load(result.model_dir)
+    classifier = Classifier(load_model(result.model_dir))
+    assert classifier.temperature == written.temperature and "calibrate part" in written.fitted_on
+    part = shifted_text(CALIBRATE_PART)
+    truth = true_indices(classifier.labels, part["code"].to_list())
+    assert written.rows == int((truth >= 0).sum()) == len(written.scores)
+    logits = classifier.logits(part["label"].to_list())
+    assert written.temperature == fit_temperature(logits, truth)
+    np.testing.assert_allclose(classifier.predict_proba(["bakery"]),
+                               _softmax(classifier.logits(["bakery"]).astype(np.float64) / written.temperature))
+
+
+def _softmax(logits):
+    import numpy as np
+
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
