@@ -94,6 +94,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-calibration", action="store_true")
     parser.add_argument("--workdir", type=Path, help="keep the fold models here (default: a temporary folder)")
+    parser.add_argument("--trained", type=Path, help="a model this recipe already trained (step 1), to calibrate")
     args = parser.parse_args(argv)
     started = time.monotonic()
     frame = load_labelled(embedded_data_dir())
@@ -101,8 +102,12 @@ def main(argv: list[str]) -> int:
     splits = split(frame)  # the app's own split of the same rows: the model records its fingerprint
     stopping = prepare_labelled(shifted_text("select"))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="nace-embedded-"))
-    print(f"the model ({splits.train.height + splits.validation.height:,} rows)", file=sys.stderr)
-    model_dir = train(splits, stopping, workdir / "final")
+    if args.trained:
+        model_dir = workdir / "final"
+        shutil.copytree(args.trained, model_dir, dirs_exist_ok=True)
+    else:
+        print(f"the model ({splits.train.height + splits.validation.height:,} rows)", file=sys.stderr)
+        model_dir = train(splits, stopping, workdir / "final")
     labels = json.loads((model_dir / "labels.json").read_text())
     if not args.no_calibration:
         logits, truth, row_groups = out_of_group_logits(splits, groups, stopping, labels, workdir)
