@@ -143,7 +143,7 @@ def test_clicking_the_highlighted_example_again_after_other_text_codes_it_again(
 def predicting_example(index: int) -> str:
     from nace_app.coding.predicting import EXAMPLES
 
-    return EXAMPLES[index]
+    return list(EXAMPLES)[index]
 
 
 def test_top_k_and_candidate_switch_do_not_recompute_predictions(app, monkeypatch):
@@ -184,6 +184,53 @@ def test_leave_one_word_out_draws_one_bar_per_word(app):
     show_view(app, "occlusion")
     chart = next(s for s in chart_specs(app) if "when the word is removed" in json.dumps(s["layout"]["title"]))
     assert chart["layout"]["xaxis"]["ticktext"] == CROISSANTS.split()
+
+
+def first_text_with_disagreements(texts: list[str]) -> tuple[str, list[str]]:
+    """The first text on which the embedded model's explanations of its best code disagree, and the flagged words."""
+    from nace_app.explain.agreement import sign_disagreements
+    from nace_app.explain.attributions import integrated_gradients, occlusion
+    from nace_app.model.classifier import Classifier
+    from nace_app.model.formats import load_model
+    from nace_app.sources.resolve import embedded_model_dir
+
+    classifier = Classifier(load_model(embedded_model_dir()))
+    for text in texts:
+        best = classifier.predict([text], top_k=1)[0].candidates[0].code
+        words = integrated_gradients(classifier, text, [best])[0].words
+        flags = sign_disagreements(words, occlusion(classifier, text, words, [best])[best])
+        if flags:
+            return text, [f.word for f in flags]
+    raise AssertionError("the two methods agree on every example: pick texts where they do not")
+
+
+DISAGREEMENT = "Integrated gradients and leave-one-out disagree on: "
+
+
+def test_words_the_two_methods_disagree_on_are_flagged_in_both_word_views(app):
+    from nace_app.coding.predicting import EXAMPLES
+
+    text, flagged = first_text_with_disagreements(list(EXAMPLES))
+    code(app, text)
+    assert any("integrated gradients on the code's logit" in c.value and "change in its probability" in c.value
+               for c in app.caption)
+    line = next(line for line in map(as_read, (c.value for c in app.caption)) if DISAGREEMENT in line)
+    assert all(f"{word} (" in line for word in flagged) and "points without it)" in line
+    assert highlights(app)[0].count('class="nace-flag"') == len(flagged)
+    show_view(app, "occlusion")
+    assert any(DISAGREEMENT in as_read(c.value) for c in app.caption)
+    chart = next(s for s in chart_specs(app) if "when the word is removed" in json.dumps(s["layout"]["title"]))
+    assert chart["data"][0]["text"].count("≠") == len(flagged)
+
+
+def test_the_faithfulness_check_shows_the_expected_drop_as_good_news_not_in_red(app):
+    from streamlit.proto.Metric_pb2 import Metric
+
+    code(app, CROISSANTS)
+    check = next(m for m in app.metric if m.label.startswith("P(10.71) without"))
+    assert check.proto.delta.startswith("-")  # removing the most influential word lowers the probability: it passes
+    assert check.proto.color == Metric.MetricColor.GREEN
+    assert not app.error
 
 
 def test_shared_link_reproduces_the_view_and_ignores_bad_values(embedded):

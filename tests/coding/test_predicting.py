@@ -41,3 +41,26 @@ def test_the_prediction_set_sentence_names_its_codes_and_what_a_set_of_one_means
     assert set_sentence(["10.71"], 0.9) == "With 90% coverage: `10.71` · a set of one code: safe to code automatically"
     many = set_sentence([f"{i:02d}.11" for i in range(1, 12)], 0.95)
     assert many.startswith("With 95% coverage: `01.11`, `02.11`") and "`08.11` and 3 more · 11 codes" in many
+
+
+def test_every_example_pill_names_a_class_of_nace_rev_2_1():
+    from nace_app.coding.predicting import EXAMPLES
+
+    nomenclature = load_nomenclature()
+    assert 6 <= len(EXAMPLES) <= 8
+    for text, code in EXAMPLES.items():
+        assert len(nomenclature.path(code)) == 4, f"{code} (for “{text}”) is not a Rev 2.1 class"
+
+
+def test_the_embedded_model_codes_every_example_pill_right():
+    from nace_app.coding.predicting import EXAMPLES
+    from nace_app.model.classifier import Classifier
+    from nace_app.model.formats import load_model
+    from nace_app.sources.resolve import embedded_model_dir
+
+    classifier = Classifier(load_model(embedded_model_dir()))
+    predictions = classifier.predict(list(EXAMPLES), top_k=1)
+    wrong = [f"“{text}”: {prediction.candidates[0].code} first, a coder gives {code}"
+             for (text, code), prediction in zip(EXAMPLES.items(), predictions, strict=True)
+             if prediction.candidates[0].code != code]
+    assert not wrong, "\n".join(wrong)
