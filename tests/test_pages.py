@@ -406,6 +406,7 @@ BAD_INPUT_ON_EVERY_PAGE = [(page, *case) for case in BAD_PAGE_INPUT for page in 
 
 
 @pytest.mark.parametrize(("page", "action", "where", "says", "markup"), BAD_INPUT_ON_EVERY_PAGE)
+@pytest.mark.usefixtures("local_mlflow")  # a run id is looked up in the local MLflow store
 def test_bad_input_on_a_page_is_one_escaped_message(app, page, action, where, says, markup):
     app.switch_page(page).run()
     action(app)
@@ -604,6 +605,7 @@ def estimated_duration(at: AppTest) -> str:
     return next(c.value for c in at.caption if "Estimated duration" in c.value)
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     app.switch_page("app_pages/train.py").run()
     assert "not measured on this server yet" in estimated_duration(app)
@@ -640,6 +642,7 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     assert linked.session_state["model_uri"] == str(running.result.model_dir) and not linked.info
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_a_reloaded_train_page_shows_the_running_jobs_settings_then_the_kept_epochs_probes(embedded):
     from nace_app.app.caches import job_registry
     from nace_app.training.runs import kept_epoch
@@ -665,20 +668,31 @@ def test_a_reloaded_train_page_shows_the_running_jobs_settings_then_the_kept_epo
 
 
 def test_the_pages_default_run_is_the_clis_default_run(app):
-    from nace_app.app.caches import job_registry
+    import threading
+
+    from nace_app.app.caches import job_registry, training_queue
     from nace_app.cli.main import TRAINING_FLAGS, build_parser
     from nace_app.training.core import TrainingSettings
 
     args = build_parser().parse_args(["train", "--data", "embedded"])
     cli = TrainingSettings(**{name: getattr(args, name) for name in TRAINING_FLAGS})
-    app.switch_page("app_pages/train.py").run()
-    next(b for b in app.button if b.label == "Start training").click().run()
-    job = job_registry().get(app.session_state["training_job_id"])
-    job.stop()
-    job.join(timeout=300)
-    assert job.training == cli == TrainingSettings()
+    queue = training_queue()
+    busy = [f"busy-{slot}" for slot in range(queue.capacity)]  # the server is busy: the run waits, is never trained
+    for slot in busy:
+        assert queue.acquire(slot, threading.Event())
+    try:
+        app.switch_page("app_pages/train.py").run()
+        next(b for b in app.button if b.label == "Start training").click().run()
+        job = job_registry().get(app.session_state["training_job_id"])
+        job.stop()
+        job.join(timeout=30)
+    finally:
+        for slot in busy:
+            queue.release(slot)
+    assert job.state == "stopped" and job.training == cli == TrainingSettings()
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, tiny_frame, tmp_path):
     from nace_app.model.opening import DataSet
     from nace_app.sources.resolve import ResolvedSource
@@ -865,6 +879,7 @@ def test_per_class_words_are_computed_once_then_shown_for_the_clicked_class(embe
         assert len(toward) > 0 and (toward["mean_score"] > 0).all()
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_training_with_the_corrections_compares_both_models_without_the_corrected_test_rows(embedded):
     from nace_app.app.caches import job_registry
     from nace_app.review.corrections import CorrectionStore

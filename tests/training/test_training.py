@@ -17,6 +17,9 @@ from nace_app.training.runs import estimate_seconds, run_logged_training
 SMALL = TrainingSettings(sample_size=None, epochs=2, batch_size=16, embedding_dim=16, vocab_size=400, patience=2)
 
 
+pytestmark = pytest.mark.usefixtures("local_mlflow")  # runs log to the local MLflow store
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tiny_frame):
     return DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
