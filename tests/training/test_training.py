@@ -94,8 +94,9 @@ def test_jobs_queue_when_the_server_is_busy_and_leave_the_shared_model_untouched
     queue = TrainingQueue(capacity=1)
     assert queue.acquire("someone-else", threading.Event())
     job = TrainingJob(tiny_data, SMALL, load_settings(), queue, probe_texts=["bread"]).start()
-    time.sleep(0.5)
-    assert job.state == QUEUED and job.snapshot().queue_position == 1
+    while job.snapshot().queue_position != 1:
+        time.sleep(0.05)
+    assert job.state == QUEUED
     queue.release("someone-else")
     job.join(timeout=300)
     snapshot = job.snapshot()
