@@ -6,14 +6,16 @@ import streamlit as st
 from nace_app.app import caches, comparisons, figures, links, picker, state, transition, widgets
 from nace_app.coding import batch, predicting
 from nace_app.data import tables
-from nace_app.explain import attributions
-from nace_app.explain.highlight import highlighted_text_html
+from nace_app.explain import agreement, attributions
+from nace_app.explain.highlight import FLAG, FLAG_NOTE, highlighted_text_html
 from nace_app.model.classifier import Prediction
 from nace_app.settings.errors import NaceAppError
 
 PREVIEW_ROWS = 200
 VIEW_TITLES = {"highlights": "Highlights", "contrast": "A vs B", "words": "Words & characters",
                "occlusion": "Leave one out", "attention": "Label attention"}
+SCALES_NOTE = ("Highlights, A vs B and the word bars are integrated gradients on the code's logit; leave one out is "
+               "the change in its probability when a word is removed.")
 
 if "predict_link_read" not in st.session_state:  # a shared link sets the first view; it is untrusted input
     shared = links.parse_query(dict(st.query_params))
@@ -62,7 +64,7 @@ def code_example() -> None:
         submit(example)
 
 
-st.pills("Try an example", predicting.EXAMPLES, key="example_choice", selection_mode="single", on_change=code_example)
+st.pills("Try an example", list(predicting.EXAMPLES), key="example_choice", selection_mode="single", on_change=code_example)
 state.kept(st.text_area, "Activity description", key="description", default="", height=110, on_change=submit,
         placeholder="e.g. I sell croissants and pains au chocolat in my bakery",
         help="Ctrl+Enter, or a click outside the box, codes it.")
@@ -74,21 +76,36 @@ with k_column:
 typed = st.session_state.get("submitted") or ""
 
 
+def disagreements(text: str, selected: str) -> list[agreement.SignDisagreement]:
+    """The top words on which integrated gradients and leave-one-out point opposite ways, with a one-line list."""
+    flags = agreement.sign_disagreements(caches.explanation(classifier, text, selected).words,
+                                         caches.occlusion_drops(classifier, text, selected))
+    line = agreement.disagreement_line(flags)
+    if line:
+        st.caption(f":material/compare_arrows: {FLAG} {widgets.literal(line)}")
+    return flags
+
+
 def show_highlights(text: str, selected: str, codes: list[str], read_until: int | None) -> None:
     explanation = caches.explanation(classifier, text, selected)
     st.caption(f"Integrated gradients for **{selected}** · {classifier.nomenclature.heading(selected)}")
-    st.html(highlighted_text_html(text, attributions.spans(explanation.words), selected, read_until))
+    flags = disagreements(text, selected)
+    flagged = frozenset((f.start, f.end) for f in flags)
+    st.html(highlighted_text_html(text, attributions.spans(explanation.words), selected, read_until, flagged))
     with st.expander("Word scores (table)"):
-        st.dataframe({"word": [w.word for w in explanation.words], "score": [w.score for w in explanation.words]},
+        st.dataframe({"word": [w.word for w in explanation.words], "score": [w.score for w in explanation.words],
+                      "leave-one-out": [FLAG if (w.start, w.end) in flagged else "" for w in explanation.words]},
                      hide_index=True, width="stretch",
-                     column_config={"score": st.column_config.NumberColumn("score toward the code", format="%+.3f")})
+                     column_config={"score": st.column_config.NumberColumn("score toward the code", format="%+.3f"),
+                                    "leave-one-out": st.column_config.TextColumn(
+                                        "leave-one-out", help=f"{FLAG}: {FLAG_NOTE} in sign")})
     check = caches.faithfulness_check(classifier, text, selected)
     if check is not None:
         change = -check.drop
         st.metric(f"P({selected}) without “{check.word}”", f"{check.probability_without:.1%}",
-                  delta=None if abs(change) < 0.0005 else predicting.points(change), delta_color="normal",
+                  delta=None if abs(change) < 0.0005 else predicting.points(change), delta_color="inverse",
                   help=f"Faithfulness check: with the most influential word removed, against {check.probability:.1%} "
-                       "with it. It should go down.")
+                       "with it. It should go down (green); red means it went up and the check failed.")
     st.caption(f"Completeness: attributions sum to {explanation.attribution_total:.3f}, logit change from the padding "
                f"baseline {explanation.logit_delta:.3f} (gap {explanation.relative_gap:.2%}, {explanation.steps} steps).")
 
@@ -129,8 +146,10 @@ def show_occlusion(text: str, selected: str, codes: list[str], read_until: int |
     warning = attributions.disagreement(explanation, drops)
     if warning:
         st.warning(warning, icon=":material/compare_arrows:")
+    flagged = {(f.start, f.end) for f in disagreements(text, selected)}
     st.plotly_chart(figures.signed_bars([w.word for w in explanation.words], drops,
-                                        f"Drop in P({selected}) when the word is removed", "probability drop"),
+                                        f"Drop in P({selected}) when the word is removed", "probability drop",
+                                        [FLAG if (w.start, w.end) in flagged else "" for w in explanation.words]),
                     width="stretch")
 
 
@@ -202,6 +221,7 @@ with single:
                 "explain_view") in shown_views else shown_views[0]
             view = st.segmented_control("View", shown_views, key="explain_view", format_func=VIEW_TITLES.get,
                                         label_visibility="collapsed") or shown_views[0]
+            st.caption(SCALES_NOTE)
             {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
              "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
         st.subheader("Similar labelled examples")

@@ -72,7 +72,7 @@ with third:
                               default=defaults.attention_heads, disabled=not attention)
     seed = state.kept(st.number_input, "Seed", 0, 2**31 - 1, key="train_seed", default=defaults.seed)
 probes = state.kept(st.text_area, "Probe descriptions (one per line): their top-3 codes are recomputed after every epoch",
-                 key="train_probes", default="\n".join(EXAMPLES[:3]), height=90)
+                 key="train_probes", default="\n".join(list(EXAMPLES)[:3]), height=90)
 
 try:
     corrections = caches.correction_store().training_rows()

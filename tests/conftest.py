@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,24 @@ def isolated_environment(monkeypatch, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def migrated_mlflow_store(tmp_path_factory) -> Path:
+    """An empty local MLflow store, made once: MLflow takes seconds to migrate a new SQLite file to its schema."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def local_mlflow(migrated_mlflow_store, tmp_path) -> Path:
+    """The test's cache folder starts with the empty store MLflow would create there (for tests that log runs)."""
+    cache = tmp_path / "cache"
+    cache.mkdir(exist_ok=True)
+    return Path(shutil.copy(migrated_mlflow_store, cache / "mlflow.db"))
+
+
+@pytest.fixture(scope="session")
 def demo_frame() -> pl.DataFrame:
     from nace_app.data.tables import load_labelled
     from nace_app.sources.resolve import embedded_data_dir
@@ -68,7 +87,7 @@ def tiny_frame(demo_frame) -> pl.DataFrame:
 
 
 def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool = False, with_encoder: bool = True,
-                         ngram: bool = False, label_attention_heads: int | None = None) -> Path:
+                         ngram: bool = False, label_attention_heads: int | None = None, epochs: int = 3) -> Path:
     """Train and `save()` with torchTextClassifiers itself, as the published training script does."""
     import torch
     from sklearn.preprocessing import LabelEncoder
@@ -96,7 +115,7 @@ def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool = Fa
     value_encoder = ValueEncoder(encoder) if with_encoder else None
     ttc = torchTextClassifiers(tokenizer=tokenizer, model_config=config, value_encoder=value_encoder)
     labels = codes if with_encoder else encoder.transform(codes)
-    training = TrainingConfig(num_epochs=3, batch_size=16, lr=0.01, num_workers=0, accelerator="cpu",
+    training = TrainingConfig(num_epochs=epochs, batch_size=16, lr=0.01, num_workers=0, accelerator="cpu",
                               raw_labels=with_encoder, save_path=str(folder / "save"),
                               trainer_params={"enable_progress_bar": False,
                                               "default_root_dir": str(folder), "enable_model_summary": False})
@@ -122,7 +141,8 @@ ngram_model_dir = library_model_fixture(
     ngram=True)
 attention_model_dir = library_model_fixture(
     "attention_model_dir", "The pretrained configuration (embedding 96, one layer of 4 heads, output_dim 125), without value "
-    "encoder.", attention=True, with_encoder=False)
+    "encoder; one epoch, the costliest fixture: its tests check the window, padding and forward, never accuracy.",
+    attention=True, with_encoder=False, epochs=1)
 label_attention_model_dir = library_model_fixture(
     "label_attention_model_dir", "Label attention (4 heads over 32 dimensions): one sentence embedding per class.",
     label_attention_heads=4)

@@ -12,8 +12,10 @@ pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chr
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, migrated_mlflow_store):
     folder = tmp_path_factory.mktemp("server")
+    (folder / "cache").mkdir()
+    shutil.copy(migrated_mlflow_store, folder / "cache" / "mlflow.db")  # the runs log to it: migrated once already
     app = AppServer({"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded", "NACE_CACHE_DIR": str(folder / "cache")},
                     folder / "streamlit.log")
     yield app.url

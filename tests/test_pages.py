@@ -179,7 +179,7 @@ def test_clicking_the_highlighted_example_again_after_other_text_codes_it_again(
 def predicting_example(index: int) -> str:
     from nace_app.coding.predicting import EXAMPLES
 
-    return EXAMPLES[index]
+    return list(EXAMPLES)[index]
 
 
 def test_top_k_and_candidate_switch_do_not_recompute_predictions(app, monkeypatch):
@@ -220,6 +220,53 @@ def test_leave_one_word_out_draws_one_bar_per_word(app):
     show_view(app, "occlusion")
     chart = next(s for s in chart_specs(app) if "when the word is removed" in json.dumps(s["layout"]["title"]))
     assert chart["layout"]["xaxis"]["ticktext"] == CROISSANTS.split()
+
+
+def first_text_with_disagreements(texts: list[str]) -> tuple[str, list[str]]:
+    """The first text on which the embedded model's explanations of its best code disagree, and the flagged words."""
+    from nace_app.explain.agreement import sign_disagreements
+    from nace_app.explain.attributions import integrated_gradients, occlusion
+    from nace_app.model.classifier import Classifier
+    from nace_app.model.formats import load_model
+    from nace_app.sources.resolve import embedded_model_dir
+
+    classifier = Classifier(load_model(embedded_model_dir()))
+    for text in texts:
+        best = classifier.predict([text], top_k=1)[0].candidates[0].code
+        words = integrated_gradients(classifier, text, [best])[0].words
+        flags = sign_disagreements(words, occlusion(classifier, text, words, [best])[best])
+        if flags:
+            return text, [f.word for f in flags]
+    raise AssertionError("the two methods agree on every example: pick texts where they do not")
+
+
+DISAGREEMENT = "Integrated gradients and leave-one-out disagree on: "
+
+
+def test_words_the_two_methods_disagree_on_are_flagged_in_both_word_views(app):
+    from nace_app.coding.predicting import EXAMPLES
+
+    text, flagged = first_text_with_disagreements(list(EXAMPLES))
+    code(app, text)
+    assert any("integrated gradients on the code's logit" in c.value and "change in its probability" in c.value
+               for c in app.caption)
+    line = next(line for line in map(as_read, (c.value for c in app.caption)) if DISAGREEMENT in line)
+    assert all(f"{word} (" in line for word in flagged) and "points without it)" in line
+    assert highlights(app)[0].count('class="nace-flag"') == len(flagged)
+    show_view(app, "occlusion")
+    assert any(DISAGREEMENT in as_read(c.value) for c in app.caption)
+    chart = next(s for s in chart_specs(app) if "when the word is removed" in json.dumps(s["layout"]["title"]))
+    assert chart["data"][0]["text"].count("≠") == len(flagged)
+
+
+def test_the_faithfulness_check_shows_the_expected_drop_as_good_news_not_in_red(app):
+    from streamlit.proto.Metric_pb2 import Metric
+
+    code(app, CROISSANTS)
+    check = next(m for m in app.metric if m.label.startswith("P(10.71) without"))
+    assert check.proto.delta.startswith("-")  # removing the most influential word lowers the probability: it passes
+    assert check.proto.color == Metric.MetricColor.GREEN
+    assert not app.error
 
 
 def test_shared_link_reproduces_the_view_and_ignores_bad_values(embedded):
@@ -395,6 +442,7 @@ BAD_INPUT_ON_EVERY_PAGE = [(page, *case) for case in BAD_PAGE_INPUT for page in 
 
 
 @pytest.mark.parametrize(("page", "action", "where", "says", "markup"), BAD_INPUT_ON_EVERY_PAGE)
+@pytest.mark.usefixtures("local_mlflow")  # a run id is looked up in the local MLflow store
 def test_bad_input_on_a_page_is_one_escaped_message(app, page, action, where, says, markup):
     app.switch_page(page).run()
     action(app)
@@ -600,6 +648,7 @@ def estimated_duration(at: AppTest) -> str:
     return next(c.value for c in at.caption if "Estimated duration" in c.value)
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     app.switch_page("app_pages/train.py").run()
     assert "not measured on this server yet" in estimated_duration(app)
@@ -636,6 +685,7 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     assert linked.session_state["model_uri"] == str(running.result.model_dir) and not linked.info
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_a_reloaded_train_page_shows_the_running_jobs_settings_then_the_kept_epochs_probes(embedded):
     from nace_app.app.caches import job_registry
     from nace_app.training.runs import kept_epoch
@@ -661,20 +711,31 @@ def test_a_reloaded_train_page_shows_the_running_jobs_settings_then_the_kept_epo
 
 
 def test_the_pages_default_run_is_the_clis_default_run(app):
-    from nace_app.app.caches import job_registry
+    import threading
+
+    from nace_app.app.caches import job_registry, training_queue
     from nace_app.cli.main import TRAINING_FLAGS, build_parser
     from nace_app.training.core import TrainingSettings
 
     args = build_parser().parse_args(["train", "--data", "embedded"])
     cli = TrainingSettings(**{name: getattr(args, name) for name in TRAINING_FLAGS})
-    app.switch_page("app_pages/train.py").run()
-    next(b for b in app.button if b.label == "Start training").click().run()
-    job = job_registry().get(app.session_state["training_job_id"])
-    job.stop()
-    job.join(timeout=300)
-    assert job.training == cli == TrainingSettings()
+    queue = training_queue()
+    busy = [f"busy-{slot}" for slot in range(queue.capacity)]  # the server is busy: the run waits, is never trained
+    for slot in busy:
+        assert queue.acquire(slot, threading.Event())
+    try:
+        app.switch_page("app_pages/train.py").run()
+        next(b for b in app.button if b.label == "Start training").click().run()
+        job = job_registry().get(app.session_state["training_job_id"])
+        job.stop()
+        job.join(timeout=30)
+    finally:
+        for slot in busy:
+            queue.release(slot)
+    assert job.state == "stopped" and job.training == cli == TrainingSettings()
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_model_picker_loads_an_mlflow_run_and_reports_a_bad_id_once(embedded, tiny_frame, tmp_path):
     from nace_app.model.opening import DataSet
     from nace_app.sources.resolve import ResolvedSource
@@ -874,6 +935,7 @@ def test_per_class_words_are_computed_once_then_shown_for_the_clicked_class(embe
         assert len(toward) > 0 and (toward["mean_score"] > 0).all()
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_training_with_the_corrections_compares_both_models_without_the_corrected_test_rows(embedded):
     from nace_app.app.caches import job_registry
     from nace_app.review.corrections import CorrectionStore

@@ -49,10 +49,12 @@ def char_weights(text: str, weights: np.ndarray, title: str) -> go.Figure:
     return _layout(figure, title, height=70 + 26 * len(spans))
 
 
-def signed_bars(labels: list[str], values: list[float], title: str, value_name: str) -> go.Figure:
+def signed_bars(labels: list[str], values: list[float], title: str, value_name: str,
+                marks: list[str] | None = None) -> go.Figure:
     """One bar per word, in text order (a repeated word keeps its place); sign by colour and by pattern.
 
     Upright bars for a short text; for a long one, horizontal bars read top to bottom, whose labels never overlap.
+    `marks`: a short text at the end of each bar ("" for none), e.g. the flag of a word the methods disagree on.
     """
     colours = [TOWARD if v >= 0 else AWAY for v in values]
     patterns = ["" if v >= 0 else "/" for v in values]
@@ -61,7 +63,8 @@ def signed_bars(labels: list[str], values: list[float], title: str, value_name: 
     bars = {"y": positions, "x": values, "orientation": "h"} if horizontal else {"x": positions, "y": values}
     hover = "%{customdata}: %{x:+.4f}" if horizontal else "%{customdata}: %{y:+.4f}"
     figure = go.Figure(go.Bar(**bars, marker={"color": colours, "pattern": {"shape": patterns}}, customdata=labels,
-                              hovertemplate=f"{hover}<extra></extra>"))
+                              hovertemplate=f"{hover}<extra></extra>", text=marks, textposition="outside",
+                              cliponaxis=False))
     positions_axis, values_axis = (figure.update_yaxes, figure.update_xaxes) if horizontal else (
         figure.update_xaxes, figure.update_yaxes)
     positions_axis(tickmode="array", tickvals=positions, ticktext=labels, automargin=True)

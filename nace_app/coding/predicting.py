@@ -12,16 +12,16 @@ MAX_CHARS = 2000
 MAX_TOP_K = 10
 DEFAULT_TOP_K = 5
 UNKNOWN_WARNING_SHARE = 0.5
-EXAMPLES = (
-    "I sell croissants and pains au chocolat in my bakery",
-    "I develop business management software for companies",
-    "I repair cars and carry out technical inspections",
-    "Wholesale of fresh fruit and vegetables to restaurants",
-    "we rent out holiday cottages by the week",
-    "Installation of solar panels on private roofs",
-    "Dog grooming salon with a small pet shop",
-    "manufacture of wooden pallets and crates",
-)
+EXAMPLES: dict[str, str] = {  # the example pills: each text and the NACE Rev 2.1 class a careful coder gives it
+    "I sell croissants and pains au chocolat in my bakery": "10.71",  # a bakery bakes what it sells: manufacture
+    "I develop custom business management software for client companies": "62.10",  # made to order, not published
+    "I repair cars and carry out technical inspections": "95.31",  # repair first; inspections alone would be 71.20
+    "Wholesale of fresh fruit and vegetables to restaurants": "46.31",
+    "we rent out holiday cottages by the week": "55.20",
+    "Installation of solar panels on private roofs": "43.21",  # photovoltaic: electrical installation
+    "Dog grooming salon with a small pet shop": "96.99",  # grooming is the main activity; the shop alone is 47.76
+    "manufacture of wooden pallets and crates": "16.24",
+}
 
 
 @dataclass(frozen=True)

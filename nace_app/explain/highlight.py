@@ -2,7 +2,8 @@
 
 The palette is colour-blind safe (blue toward the code, orange away from it, both light enough that dark text
 keeps at least 7:1 contrast), and the sign never rests on colour alone: words that push toward the code are
-underlined with a solid line and marked "+", words that push away with a dotted line and "−".
+underlined with a solid line and marked "+", words that push away with a dotted line and "−". A word flagged
+because leave-one-out disagrees with its sign gets a "≠" after its mark.
 """
 
 from __future__ import annotations
@@ -21,21 +22,27 @@ def _background(score: float, scale: float) -> str:
     return f"rgb({mix[0]},{mix[1]},{mix[2]})"
 
 
-def _word_span(word: str, score: float, scale: float) -> str:
+FLAG = "≠"
+FLAG_NOTE = "integrated gradients and leave-one-out disagree"
+
+
+def _word_span(word: str, score: float, scale: float, flagged: bool) -> str:
     sign = "+" if score >= 0 else "−"
     line = "solid" if score >= 0 else "dotted"
-    label = html.escape(f"{word}: {score:+.3f}", quote=True)
+    label = html.escape(f"{word}: {score:+.3f}" + (f" ({FLAG_NOTE})" if flagged else ""), quote=True)
+    flag = f'<span class="nace-flag" style="font-weight:700">{FLAG}</span>' if flagged else ""
     return (f'<span class="nace-word" title="{label}" aria-label="{label}" style="background:{_background(score, scale)};'
             f"color:{TEXT_COLOUR};padding:1px 3px;border-radius:4px;text-decoration:underline {line} 2px;"
-            f'text-underline-offset:3px">{html.escape(word)}<sup style="font-size:0.65em;margin-left:1px">{sign}'
+            f'text-underline-offset:3px">{html.escape(word)}<sup style="font-size:0.65em;margin-left:1px">{sign}{flag}'
             "</sup></span>")
 
 
 def highlighted_text_html(text: str, words: list[tuple[int, int, float]], label: str,
-                          read_until: int | None = None) -> str:
+                          read_until: int | None = None, flagged: frozenset[tuple[int, int]] = frozenset()) -> str:
     """The text with each scored word's background set by its signed score.
 
     `read_until`: where a model with a fixed window stops reading; the rest is shown struck through and grey.
+    `flagged`: (start, end) of the words marked "≠" (the two explanation methods disagree on them).
     """
     scale = max((abs(s) for _, _, s in words), default=0.0)
     limit = len(text) if read_until is None else read_until
@@ -44,7 +51,7 @@ def highlighted_text_html(text: str, words: list[tuple[int, int, float]], label:
         if start < cursor or start >= limit:
             continue
         parts.append(html.escape(text[cursor:start]))
-        parts.append(_word_span(text[start:end], score, scale))
+        parts.append(_word_span(text[start:end], score, scale, (start, end) in flagged))
         cursor = end
     if read_until is not None and cursor < len(text):
         parts.append(html.escape(text[cursor:limit]))

@@ -206,6 +206,7 @@ def test_explain_classes_writes_the_words_table_with_progress_and_caches_it(caps
     assert pl.read_csv(tmp_path / "again.csv", schema_overrides={"code": pl.String})["word"].to_list() == words["word"].to_list()
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_train_saves_a_loadable_model(capsys, tmp_path):
     out_dir = tmp_path / "model"
     code, out, _ = run(capsys, "train", "--data", "embedded", "--sample", "700", "--epochs", "1", "--out",
@@ -216,6 +217,7 @@ def test_train_saves_a_loadable_model(capsys, tmp_path):
     assert code == 0 and json.loads(out)["predictions"]
 
 
+@pytest.mark.usefixtures("local_mlflow")
 def test_an_ngram_model_trains_and_reads_a_long_text_to_its_end(capsys, tmp_path):
     out_dir = tmp_path / "ngram"
     code, out, _ = run(capsys, "train", "--data", "embedded", "--sample", "700", "--epochs", "1", "--out",

@@ -61,3 +61,26 @@ def test_one_decision_from_the_chosen_rule_with_its_measured_accuracy_and_the_ot
     assert not by_set_rule.automatic and by_set_rule.sentence.startswith("Send to manual review (its set holds 3 codes)")
     assert by_set_rule.alternative.startswith("Alternative rule: top-1 probability ≥ 0.50 would code it automatically")
     assert "no prediction set" in decision(PREDICTION, None, SET_RULE, TOP1_PROBABILITY, 0.5, by_set, by_threshold).sentence
+
+
+def test_every_example_pill_names_a_class_of_nace_rev_2_1():
+    from nace_app.coding.predicting import EXAMPLES
+
+    nomenclature = load_nomenclature()
+    assert 6 <= len(EXAMPLES) <= 8
+    for text, code in EXAMPLES.items():
+        assert len(nomenclature.path(code)) == 4, f"{code} (for “{text}”) is not a Rev 2.1 class"
+
+
+def test_the_embedded_model_codes_every_example_pill_right():
+    from nace_app.coding.predicting import EXAMPLES
+    from nace_app.model.classifier import Classifier
+    from nace_app.model.formats import load_model
+    from nace_app.sources.resolve import embedded_model_dir
+
+    classifier = Classifier(load_model(embedded_model_dir()))
+    predictions = classifier.predict(list(EXAMPLES), top_k=1)
+    wrong = [f"“{text}”: {prediction.candidates[0].code} first, a coder gives {code}"
+             for (text, code), prediction in zip(EXAMPLES.items(), predictions, strict=True)
+             if prediction.candidates[0].code != code]
+    assert not wrong, "\n".join(wrong)

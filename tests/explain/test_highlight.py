@@ -40,3 +40,10 @@ def test_words_past_the_window_are_struck_through_and_never_highlighted():
     text = "bread and more bread"
     html = highlighted_text_html(text, [(0, 5, 1.0), (15, 20, 1.0)], "10.71", read_until=9)
     assert html.count('class="nace-word"') == 1 and 'class="nace-unread"' in html and "more bread" in html
+
+
+def test_a_flagged_word_carries_the_disagreement_mark_and_says_so_without_a_mouse():
+    html = highlighted_text_html("to restaurants", [(0, 2, 0.1), (3, 14, 0.72)], "46.31", flagged=frozenset({(3, 14)}))
+    assert html.count('class="nace-flag"') == 1
+    assert "+<span class=\"nace-flag\"" in html.split(">restaurants<")[1]
+    assert 'aria-label="restaurants: +0.720 (integrated gradients and leave-one-out disagree)"' in html

@@ -574,11 +574,12 @@ def test_an_s3_object_replaced_between_its_listing_and_its_get_is_never_cached_u
 
 
 @pytest.fixture(scope="module")
-def mlflow_store(tmp_path_factory) -> tuple[str, str]:
+def mlflow_store(tmp_path_factory, migrated_mlflow_store) -> tuple[str, str]:
     """A real MLflow store (SQLite) shared by this module's tests: its URI and an experiment id."""
     from mlflow.tracking import MlflowClient
 
     folder = tmp_path_factory.mktemp("mlflow")
+    shutil.copy(migrated_mlflow_store, folder / "mlflow.db")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     experiment = MlflowClient(tracking_uri=uri).create_experiment("faults", artifact_location=str(folder / "artifacts"))
     return uri, experiment

@@ -20,6 +20,9 @@ from nace_app.training.process import TrainingCrashed, train_in_child
 SMALL = TrainingSettings(epochs=2, batch_size=16, embedding_dim=16, buckets=2000, patience=2)
 
 
+pytestmark = pytest.mark.usefixtures("local_mlflow")  # runs log to the local MLflow store
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tiny_frame):
     return DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)

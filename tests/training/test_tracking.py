@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -89,8 +90,10 @@ class TrackingServer:
 
 
 @pytest.fixture(scope="module")
-def tracking_server(tmp_path_factory):
-    server = TrackingServer(tmp_path_factory.mktemp("mlflow-server"))
+def tracking_server(tmp_path_factory, migrated_mlflow_store):
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    shutil.copy(migrated_mlflow_store, folder / "mlflow.db")
+    server = TrackingServer(folder)
     server.start()
     yield server
     server.stop()

@@ -17,6 +17,9 @@ from nace_app.training.runs import estimate_seconds, run_logged_training
 SMALL = TrainingSettings(sample_size=None, epochs=2, batch_size=16, embedding_dim=16, vocab_size=400, patience=2)
 
 
+pytestmark = pytest.mark.usefixtures("local_mlflow")  # runs log to the local MLflow store
+
+
 @pytest.fixture(scope="module")
 def tiny_data(tiny_frame):
     return DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
@@ -92,8 +95,9 @@ def test_jobs_queue_when_the_server_is_busy_and_leave_the_shared_model_untouched
     queue = TrainingQueue(capacity=1)
     assert queue.acquire("someone-else", threading.Event())
     job = TrainingJob(tiny_data, SMALL, load_settings(), queue, probe_texts=["bread"]).start()
-    time.sleep(0.5)
-    assert job.state == QUEUED and job.snapshot().queue_position == 1
+    while job.snapshot().queue_position != 1:
+        time.sleep(0.05)
+    assert job.state == QUEUED
     queue.release("someone-else")
     job.join(timeout=300)
     snapshot = job.snapshot()
