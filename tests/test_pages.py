@@ -88,13 +88,14 @@ print("heavy modules:", sorted(m for m in ("torch", "torchTextClassifiers", "tra
 
 
 def test_the_app_opens_on_the_predict_page_without_importing_torch(tmp_path):
-    """Predicting needs numpy only: torch (seconds, most of a gigabyte) waits until something is explained."""
+    """Predicting needs numpy only: torch (seconds, most of a gigabyte) waits until something is explained, or
+    until the background warm-up (off here) loads it after the page is drawn."""
     import subprocess
     import sys
 
     result = subprocess.run([sys.executable, "-c", OPEN_WITHOUT_TORCH, APP], capture_output=True, text=True, cwd=tmp_path,
                             env={"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded", "PATH": "/usr/bin:/bin",
-                                 "NACE_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path)})
+                                 "NACE_CACHE_DIR": str(tmp_path / "cache"), "HOME": str(tmp_path), "NACE_WARM_UP": "0"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "heavy modules: []" in result.stdout
 
@@ -485,20 +486,25 @@ def independent():
     workspace = open_workspace(load_settings())
     mp.undo()
     test = workspace.data.splits.test
-    classifier = workspace.classifier  # opened without calibration: T is fitted here, as the app does on opening
+    classifier = workspace.classifier  # opened without the app's hook: a model without calibration.json stays at T = 1
     from nace_app.model.classifier import tempered_softmax
-    from nace_app.review.calibration import CALIBRATE_PART, fit_temperature, shifted_text
+    from nace_app.review.calibration import CALIBRATE_PART, Calibration, fit_temperature, shifted_text
     from nace_app.review.conformal import true_indices
 
-    part = shifted_text(CALIBRATE_PART)
-    temperature = fit_temperature(classifier.logits(part["label"].to_list()),
-                                  true_indices(classifier.labels, part["code"].to_list()))
+    if classifier.calibration is not None:  # the model's own calibration.json, which the app uses as it is
+        calibration = Calibration.from_dict(classifier.calibration)
+        temperature = calibration.temperature
+    else:  # fitted here, as the app does on opening
+        part = shifted_text(CALIBRATE_PART)
+        truth = true_indices(classifier.labels, part["code"].to_list())
+        temperature = fit_temperature(classifier.logits(part["label"].to_list()), truth)
+        calibration = Calibration(temperature, np.zeros(0), int((truth >= 0).sum()), "")
     probabilities = tempered_softmax(classifier.logits(test["label"].to_list()), temperature)
     labels = np.array(classifier.labels)
     predicted = labels[probabilities.argmax(1)]
     truth = np.array(test["code"].to_list())
     return {"test": test, "probabilities": probabilities, "predicted": predicted, "truth": truth, "labels": labels,
-            "workspace": workspace}
+            "workspace": workspace, "temperature": temperature, "calibration_rows": calibration.rows}
 
 
 def metric(at: AppTest, label: str) -> str:
@@ -815,13 +821,14 @@ def test_the_prediction_set_follows_the_sidebar_coverage_and_names_what_its_guar
         assert line.endswith("· one code") if len(expected) == 1 else line.endswith(f"· {len(expected)} codes")
 
 
-def test_review_reports_coverage_on_the_test_split_and_the_shifted_text_side_by_side(review, prediction_sets):
+def test_review_reports_coverage_on_the_test_split_and_the_shifted_text_side_by_side(review, prediction_sets,
+                                                                                     independent):
     open_tab(review, "Prediction sets")
     coverage, _ = prediction_sets[0.90]
     assert metric(review, "Coverage asked for") == "90%"
     assert metric(review, "Coverage on the test rows") == f"{coverage:.1%}"
-    assert any(c.value.startswith("Calibrated on 1\\,133 shifted descriptions") and "temperature" in c.value
-               for c in review.caption)  # the embedded model, its fitted_on escaped as literal text
+    rows = f"{independent['calibration_rows']:,}".replace(",", "\\,")  # its fitted_on escaped as literal text
+    assert any(c.value.startswith(f"Calibrated on {rows} ") and "temperature" in c.value for c in review.caption)
     side_by_side = next(d.value for d in review.dataframe if "measure" in d.value.columns)
     assert list(side_by_side.columns) == ["measure", "test split", "shifted text (report part)"]
     assert {"coverage reached", "mean set size", "sets of one code", "accuracy of the sets of one",
@@ -987,8 +994,10 @@ def test_what_if_shows_both_versions_and_each_codes_change(app, independent):
     assert not app.exception, app.exception
     assert any("“bakery” → “garage”" in c.value for c in app.caption)
     comparison = frame_with(app, "probability_after")
+    from nace_app.model.classifier import tempered_softmax
+
     classifier = independent["workspace"].classifier
-    before, after = classifier.predict_proba([CROISSANTS, edited])
+    before, after = tempered_softmax(classifier.logits([CROISSANTS, edited]), independent["temperature"])
     for row in comparison.iter_rows(named=True):
         column = classifier.label_index[row["code"]]
         assert row["probability_before"] == pytest.approx(100 * before[column], abs=1e-3)
@@ -1000,7 +1009,7 @@ def test_what_if_shows_both_versions_and_each_codes_change(app, independent):
         "I sell croissants and pains au chocolat in my"
 
 
-def test_two_models_side_by_side_on_predict_and_review(bag_model_dir, monkeypatch):
+def test_two_models_side_by_side_on_predict_and_review(bag_model_dir, independent, monkeypatch):
     monkeypatch.setenv("NACE_MODEL_URI", str(bag_model_dir))  # a tiny model in the sidebar; the embedded one second
     monkeypatch.setenv("NACE_DATA_URI", "embedded")
     with fresh_app() as at:
@@ -1016,7 +1025,7 @@ def test_two_models_side_by_side_on_predict_and_review(bag_model_dir, monkeypatc
         at.selectbox(key="second_model_review").set_value("embedded").run()
         assert not at.exception, at.exception
         figures_table = frame_with(at, "model / split")
-        assert figures_table["rows"].to_list() == [6078, 6078]
+        assert figures_table["rows"].to_list() == [independent["test"].height] * 2
         titles = json.dumps([s["layout"].get("title") for s in chart_specs(at)])
         assert titles.count("Reliability diagram") == 2 and titles.count("Accuracy against automation rate") == 2
 
