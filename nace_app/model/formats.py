@@ -134,6 +134,7 @@ def save_own(model: Any, tokenizer: Any, model_config: dict[str, Any], labels: l
     from safetensors.torch import save_file
 
     path.mkdir(parents=True, exist_ok=True)
+    (path / CALIBRATION_FILE).unlink(missing_ok=True)  # an earlier model's, in a reused folder: not this one's
     kind = kind_of(tokenizer)
     config = {
         "format": FORMAT,

@@ -88,3 +88,21 @@ class MeanPoolModel(nn.Module):
         tokens = self.token_embedder(input_ids, attention_mask)["token_embeddings"]
         sentence = self.sentence_embedder(tokens, attention_mask)["sentence_embedding"]
         return self.classification_head(_norm(sentence))
+
+    def forward_flat(self, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """The same logits from the texts' real ids end to end (`offsets`: where each text starts; none is empty).
+
+        Training's path: no padding is looked up, normalised or summed, the RMS norm is taken once per distinct id
+        of the batch, and the embedding's gradient (sparse when the layer is) has one row per distinct id.
+        """
+        layer = self.token_embedder.embedding_layer
+        distinct, position = torch.unique(ids, return_inverse=True)
+        rows = F.embedding(distinct, layer.weight, padding_idx=layer.padding_idx, sparse=layer.sparse)
+        sentence = F.embedding_bag(position, _norm(rows), offsets, mode="mean")
+        return self.classification_head(_norm(sentence))
+
+
+def flat_batch(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real ids of padded rows end to end, and the offset where each row starts: `forward_flat`'s input."""
+    lengths = mask.sum(dim=1)
+    return ids[mask.bool()], torch.cumsum(lengths, dim=0) - lengths

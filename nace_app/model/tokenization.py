@@ -29,6 +29,7 @@ TOKENIZER_KINDS = (WORDPIECE, NGRAM)
 
 _COMBINING_MARKS = {c: None for c in range(0x0300, 0x0370)}  # the library's table
 _WORD_CHAR = re.compile(r"[a-z0-9]")
+_ASCII_WORDS = re.compile(r"[a-z0-9]+")
 
 
 @dataclass
@@ -160,8 +161,11 @@ def clean_words(text: str) -> list[tuple[str, int, int]]:
     """The words of the library's cleaned text, each with its span in `text`.
 
     `" ".join(w for w, _, _ in clean_words(t)) == clean_text_feature([t])[0]`; a character that cleans to nothing
-    (a combining accent) neither ends nor starts a word, as in the library.
+    (a combining accent) neither ends nor starts a word, as in the library. ASCII text (most of it) takes a regex:
+    there lowercasing and the accent folding change no length, so the words are the runs of [a-z0-9].
     """
+    if text.isascii():
+        return [(m.group(), m.start(), m.end()) for m in _ASCII_WORDS.finditer(text.lower())]
     words: list[tuple[str, int, int]] = []
     letters: list[str] = []
     start = end = 0

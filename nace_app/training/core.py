@@ -286,6 +286,15 @@ def _hide_tokens(mask: Any, share: float, generator: Any) -> Any:
     return torch.where(keep.sum(dim=1, keepdim=True) == 0, mask, keep)
 
 
+def _logits(model: Any, ids: Any, mask: Any) -> Any:
+    """Our mean-pooling model reads the real ids end to end (no padding: most of a batch's work); others padded."""
+    from nace_app.model.mean_pool import MeanPoolModel, flat_batch
+
+    if isinstance(model, MeanPoolModel):
+        return model.forward_flat(*flat_batch(ids, mask))
+    return model(ids, mask, None)
+
+
 def _measure(model: Any, tokens: _Tokens, loss_fn: Any, cut: bool, chunk: int = 2048) -> dict[str, float]:
     """Mean loss and top-1 accuracy of `model` on pre-tokenized rows (the validation split, once per epoch)."""
     import torch
@@ -299,7 +308,7 @@ def _measure(model: Any, tokens: _Tokens, loss_fn: Any, cut: bool, chunk: int = 
         for start in range(0, len(tokens), chunk):
             rows = torch.arange(start, min(start + chunk, len(tokens)))
             ids, mask, targets = tokens.batch(rows, cut)
-            logits = model(ids, mask, None)
+            logits = _logits(model, ids, mask)
             loss_sum += float(loss_fn(logits, targets)) * len(rows)
             correct += int((logits.argmax(dim=1) == targets).sum())
     model.train(was_training)
@@ -442,7 +451,7 @@ def train_model(
             ids, mask, targets = train_tokens.batch(rows, cut)
             if settings.token_dropout > 0:
                 mask = _hide_tokens(mask, settings.token_dropout, generator)
-            loss = loss_fn(model(ids, mask, None), targets)
+            loss = loss_fn(_logits(model, ids, mask), targets)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()

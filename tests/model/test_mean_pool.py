@@ -88,3 +88,26 @@ def test_the_default_training_run_and_explanations_never_import_the_library(tmp_
                             env={"PATH": "/usr/bin:/bin", "NACE_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "heavy modules: []" in result.stderr
+
+
+def test_the_flat_training_path_gives_the_padded_paths_logits_and_gradients():
+    from nace_app.model.mean_pool import flat_batch
+
+    torch.manual_seed(1)
+    padded, flat = (MeanPoolModel(300, 16, 7, padding_idx=0) for _ in range(2))
+    flat.load_state_dict(padded.state_dict())
+    flat.token_embedder.embedding_layer.sparse = True  # as training runs it (SparseAdam)
+    lengths = torch.tensor([5, 1, 9, 3])
+    mask = (torch.arange(9)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(1, 300, (4, 9)) * mask  # padding is id 0
+    ids[0, :2] = ids[2, :2]  # an id shared by two texts, and repeated within one
+    ids[2, 3] = ids[2, 0]
+    targets = torch.tensor([0, 3, 6, 2])
+    padded_loss = torch.nn.functional.cross_entropy(padded(ids, mask), targets)
+    flat_loss = torch.nn.functional.cross_entropy(flat.forward_flat(*flat_batch(ids, mask)), targets)
+    assert torch.allclose(padded_loss, flat_loss, atol=1e-6)
+    padded_loss.backward()
+    flat_loss.backward()
+    for (name, a), (_, b) in zip(padded.named_parameters(), flat.named_parameters(), strict=True):
+        b_grad = b.grad.to_dense() if b.grad.is_sparse else b.grad
+        assert torch.allclose(a.grad, b_grad, atol=1e-6), name

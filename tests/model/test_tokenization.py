@@ -18,6 +18,7 @@ def test_cleaned_words_equal_the_library_cleaning_and_point_into_the_original_te
     rng = random.Random(0)
     alphabet = string.ascii_letters + string.digits + " -'.,éèÀçñ\u0301İß\u00a0ﬁ😀Ωк"
     texts = ODD_TEXTS + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    texts += ["".join(rng.choice(string.printable) for _ in range(rng.randint(0, 40))) for _ in range(2000)]  # ASCII path
     for text in texts:
         words = clean_words(text)
         assert " ".join(w for w, _, _ in words) == clean_text_feature([text])[0]

@@ -215,3 +215,10 @@ def _softmax(logits):
 
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def test_a_run_saved_into_a_folder_of_an_earlier_run_is_calibrated_afresh(tiny_data, tmp_path):
+    first = train_model(tiny_data.splits, SMALL, tmp_path / "one", model_dir=tmp_path / "model")
+    second = train_model(tiny_data.splits, TrainingSettings(**{**SMALL.to_dict(), "seed": 7}), tmp_path / "two",
+                         model_dir=tmp_path / "model")
+    assert second.model_dir == first.model_dir and load_model(second.model_dir).calibration is not None
