@@ -15,7 +15,8 @@ from nace_app.training.runs import model_zip as zipped
 
 FIGURES = {k: st.column_config.NumberColumn(format="%.3f") for k in ("top-1", "top-5", "macro-F1", "ECE", "section",
                                                                       "division")}
-FORM = {"train_sample": "sample_size", "train_epochs": "epochs", "train_lr": "learning_rate",
+FORM = {"train_sample": "sample_size", "train_rows_per_class": "rows_per_class", "train_epochs": "epochs",
+        "train_lr": "learning_rate",
         "train_tokenizer": "tokenizer", "train_dim": "embedding_dim", "train_batch": "batch_size",
         "train_attention": "attention", "train_heads": "attention_heads", "train_seed": "seed"}
 
@@ -55,6 +56,10 @@ first, second, third = st.columns(3)
 with first:
     sample_size = state.kept(st.number_input, "Subsample of the train split (rows)", 100, max(train_rows, 100),
                           key="train_sample", default=min(defaults.sample_size or train_rows, train_rows), step=500)
+    rows_per_class = state.kept(st.number_input, "Rows per class, at most", 1, 10_000, key="train_rows_per_class",
+                                default=defaults.rows_per_class, step=10,
+                                help="A stratified cap: every class keeps this many rows of the subsample (or all it "
+                                     "has). The workshop's run keeps 30.")
     epochs = state.kept(st.slider, "Epochs", 1, 30, key="train_epochs", default=defaults.epochs)
     learning_rate = state.kept(st.select_slider, "Learning rate", [0.0025, 0.005, 0.01, 0.02, 0.04],
                             key="train_lr", default=defaults.learning_rate)
@@ -90,6 +95,7 @@ settings_error = None
 try:
     settings = TrainingSettings(**{
         **defaults.to_dict(), "sample_size": None if sample_size >= train_rows else int(sample_size),
+        "rows_per_class": int(rows_per_class),
         "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "embedding_dim": embedding_dim,
         "tokenizer": tokenizer, "attention": attention, "attention_heads": attention_heads, "seed": int(seed),
         "token_dropout": defaults.token_dropout if tokenizer == NGRAM else 0.0})
@@ -116,7 +122,7 @@ if start and settings is not None:
 
 if job is None:
     st.info("Choose settings and press **Start training**. The defaults are a workshop's run: a usable model in "
-            "about a minute on a quiet server.",
+            "well under a minute on a quiet server.",
             icon=":material/model_training:")
     st.stop()
 

@@ -581,7 +581,7 @@ def _check_writable(folder: Path, what: str) -> None:
 
 TRAINING_FLAGS = {  # TrainingSettings field: (flag, help); types and defaults come from the dataclass
     "sample_size": ("--sample", "stratified sample of N train rows (default: all of them)"),
-    "rows_per_class": ("--rows-per-class", "keep at most N rows of each class (default: all of them)"),
+    "rows_per_class": ("--rows-per-class", "keep at most N rows of each class (default: 30, the workshop's run)"),
     "epochs": ("--epochs", None),
     "seed": ("--seed", None),
     "embedding_dim": ("--embedding-dim", None),
