@@ -36,7 +36,7 @@ from nace_app.review.conformal import true_indices
 from nace_app.sources.resolve import embedded_data_dir
 from nace_app.training.core import TrainingSettings, train_model
 
-RECIPE = TrainingSettings(epochs=10, batch_size=256, learning_rate=0.02, embedding_dim=64, buckets=50_000,
+RECIPE = TrainingSettings(rows_per_class=None, epochs=10, batch_size=256, learning_rate=0.02, embedding_dim=64, buckets=50_000,
                           token_dropout=0.2, label_smoothing=0.0, weight_decay=0.0, include_headings=True,
                           patience=2, half_precision=True)
 FIRST_WAVE, CATALOGUE, PEOPLE = "first writers", "second writers: catalogue", "second writers: people's words"
