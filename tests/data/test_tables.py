@@ -119,3 +119,16 @@ def test_a_latin1_csv_streams_through_a_utf8_copy_that_is_removed_afterwards(tmp
         assert [text for chunk in source.chunks(2) for text in chunk] == ["café crème", "", "boulangerie"]
         copies = list(Path(tempfile.gettempdir()).glob("nace-input-*"))
     assert not [c for c in copies if c.exists()]
+
+
+@pytest.mark.parametrize("rows", [4, 5, 7, 101, 1000])
+def test_the_split_is_scikit_learns_train_test_split_row_for_row(rows):
+    from sklearn.model_selection import train_test_split
+
+    from nace_app.data.tables import SPLIT_SEED, split
+
+    frame = pl.DataFrame({"code": [f"{i % 7:02d}.11" for i in range(rows)], "label": [f"text {i}" for i in range(rows)]})
+    train, rest = train_test_split(frame, test_size=0.30, random_state=SPLIT_SEED)
+    validation, test = train_test_split(rest, test_size=0.50, random_state=SPLIT_SEED)
+    ours = split(frame)
+    assert ours.train.equals(train) and ours.validation.equals(validation) and ours.test.equals(test)
