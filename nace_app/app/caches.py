@@ -31,6 +31,7 @@ from nace_app.settings.config import load_settings
 logger = logging.getLogger(__name__)
 _warmed: set[str] = set()
 _warming = threading.Lock()
+_embedding_rows = threading.Lock()  # the warm-up and a first click embed the training rows once, not side by side
 
 BY_FINGERPRINT = {Classifier: lambda classifier: classifier.fingerprint,
                   DataSet: lambda data: data.fingerprint,
@@ -54,9 +55,11 @@ def share_the_cores() -> None:
 def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
     """Once per server, model and data, in the background: what the first "Code it" would otherwise wait for.
 
-    torch and the torch model that explains, the training rows' embeddings (similar examples) and the test split's
-    scores, the last two written to the disk caches the shared caches then read in milliseconds. Off with
-    NACE_WARM_UP=0. Returns the thread when it started one.
+    In the order a first click needs them: torch and the torch model that explains, the shifted text's scores (the
+    measured accuracy next to the verdict), the training rows' embeddings (similar examples; a click meanwhile
+    waits for them rather than embedding them a second time) and the test split's scores (Review), the last two
+    written to the disk caches that the shared caches then read in milliseconds. Off with NACE_WARM_UP=0.
+    Returns the thread when it started one.
     """
     settings = default_workspace().settings
     key = f"{classifier.fingerprint}-{data.fingerprint}"
@@ -68,7 +71,9 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
     def work() -> None:
         try:
             _ = classifier.model
-            NeighbourIndex.build(classifier, data.splits.train, settings.cache_dir)
+            shifted_probabilities(classifier)
+            with _embedding_rows:
+                NeighbourIndex.build(classifier, data.splits.train, settings.cache_dir)
             cached_probabilities(classifier, data.splits.test["label"].to_list(), data.fingerprint, settings.cache_dir)
         except Exception:  # noqa: BLE001  # a failed warm-up only means the first click does the work, and says why
             logger.exception("the warm-up of %s failed; the first request will do the work", classifier.name)
@@ -242,7 +247,8 @@ def prediction_set(classifier: Classifier, text: str, level: float) -> list[str]
 @st.cache_resource(show_spinner="Embedding the training rows for similar examples (once per model)…", max_entries=4,
                    hash_funcs=BY_FINGERPRINT)
 def neighbour_index(classifier: Classifier, data: DataSet) -> NeighbourIndex:
-    return NeighbourIndex.build(classifier, data.splits.train, default_workspace().settings.cache_dir)
+    with _embedding_rows:  # behind a warm-up that is embedding them: then read from its disk cache in milliseconds
+        return NeighbourIndex.build(classifier, data.splits.train, default_workspace().settings.cache_dir)
 
 
 @st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)
