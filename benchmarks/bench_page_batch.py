@@ -38,7 +38,7 @@ def measure(rows: int, work: Path, browser) -> dict[str, float]:
         page.wait_for_selector(IDLE, timeout=600_000)
         page.get_by_role("tab", name="Batch coding (CSV or TXT)").click()
         before = server.peak_mb()
-        page.locator("input[type='file']").set_input_files(str(upload))
+        page.locator("input[type='file'][accept*='.txt']").set_input_files(str(upload))
         page.get_by_role("button", name="Code the file").wait_for(timeout=600_000)
         started = time.perf_counter()
         page.get_by_role("button", name="Code the file").click()
