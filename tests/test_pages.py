@@ -125,13 +125,16 @@ def test_the_verdict_names_the_score_and_the_threshold_of_the_sidebar(app):
 
 
 def test_one_verdict_from_the_chosen_rule_with_its_measured_accuracy_and_the_alternative_labelled(app):
+    from nace_app.review.calibration import REPORT_PART, shifted_text
+
+    report_rows = f"{shifted_text(REPORT_PART).height:,}"
     code(app, CROISSANTS)
     for rule in ("score ≥ threshold", "a prediction set of one code"):
         app.radio(key=widget_key("automatic_coding_rule")).set_value(rule).run()
         verdicts = [m.value for m in [*app.success, *app.warning] if m.value.startswith(("Code automatically",
                                                                                           "Send to manual review"))]
-        assert len(verdicts) == 1 and re.search(r"was right \d+% of the time on 1,180 held-out shifted descriptions",
-                                                 verdicts[0])
+        assert len(verdicts) == 1 and re.search(rf"was right \d+% of the time on {report_rows} held-out shifted "
+                                                 "descriptions", verdicts[0])
         alternatives = [c.value for c in app.caption if c.value.startswith("Alternative rule: ")]
         assert len(alternatives) == 1 and "held-out shifted descriptions" in alternatives[0]
         shown = " ".join(m.value for m in [*app.markdown, *app.success, *app.warning, *app.caption])
@@ -673,7 +676,7 @@ def test_training_run_from_the_page_is_usable_at_once_and_stays_listed(app):
     assert any("validation loss" in chart.proto.spec for chart in app.get("plotly_chart"))
     measured = estimated_duration(app)  # the run just measured this server's speed
     assert "from this server's last run" in measured
-    app.slider(key=widget_key("train_epochs")).set_value(3).run()
+    app.number_input(key=widget_key("train_sample")).set_value(40_000).run()  # about 30 times the rows
     assert estimated_duration(app) != measured
     use = next(b for b in app.button if b.label.startswith("Use this model"))
     use.click().run()
@@ -796,15 +799,21 @@ def prediction_sets(independent):
     from nace_app.review.calibration import CALIBRATE_PART, fit_temperature, shifted_text
 
     classifier, splits = independent["workspace"].classifier, independent["workspace"].data.splits
-    part = shifted_text(CALIBRATE_PART)
-    truth = conformal.true_indices(classifier.labels, part["code"].to_list())
-    logits = classifier.logits(part["label"].to_list())
-    temperature = fit_temperature(logits, truth)
+    if classifier.calibration is not None:  # the model's own calibration.json: its temperature and stored scores
+        temperature = classifier.calibration["temperature"]
+        stored = np.asarray(classifier.calibration["scores"])
+        calibrate = lambda level: conformal.from_scores(stored, level)  # noqa: E731
+    else:
+        part = shifted_text(CALIBRATE_PART)
+        truth = conformal.true_indices(classifier.labels, part["code"].to_list())
+        logits = classifier.logits(part["label"].to_list())
+        temperature = fit_temperature(logits, truth)
+        calibrate = lambda level: conformal.calibrate(tempered_softmax(logits, temperature), truth, level)  # noqa: E731
     test_truth = conformal.true_indices(classifier.labels, splits.test["code"].to_list())
     test = tempered_softmax(classifier.logits(splits.test["label"].to_list()), temperature)
     figures = {}
     for level in (0.90, 0.99):
-        calibrator = conformal.calibrate(tempered_softmax(logits, temperature), truth, level)
+        calibrator = calibrate(level)
         croissants = calibrator.sets(tempered_softmax(classifier.logits([CROISSANTS]), temperature))[0]
         figures[level] = (float(calibrator.contains(test, test_truth).mean()), [classifier.labels[i] for i in croissants])
     return figures

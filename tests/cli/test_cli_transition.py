@@ -34,7 +34,7 @@ def test_predict_rev2_adds_each_predictions_rev2_codes_and_says_when_there_is_no
 
 
 def test_with_coverage_a_set_of_several_codes_gets_one_follow_up_question_partitioning_it(capsys):
-    rows = json_rows(capsys, "shoes", "bakery", "wholesale and retail of shoes", "--coverage", "0.9")
+    rows = json_rows(capsys, "shoe", "bakery", "wholesale and retail of shoes", "--coverage", "0.9")
     asked = [row for row in rows if len(row["prediction_set"]) > 1]
     assert asked, "a vague text should have a set of several codes"
     for row in rows:

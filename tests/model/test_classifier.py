@@ -19,12 +19,13 @@ MIXED_TEXTS = [
 ]
 
 
-def library_probabilities(ttc, texts):
-    """The library model's logits on exactly the inputs its predict() builds, softmaxed in float64."""
+def library_probabilities(ttc, texts, temperature: float = 1.0):
+    """The library model's logits on exactly the inputs its predict() builds, divided by the model's temperature
+    (1 unless its folder has calibration.json) and softmaxed in float64."""
     tokens = ttc.tokenizer.tokenize(texts)
     with torch.no_grad():
         logits = ttc.pytorch_model(tokens.input_ids, tokens.attention_mask, torch.empty((len(texts), 0)))
-    return torch.softmax(logits.double(), dim=1).numpy()
+    return torch.softmax(logits.double() / temperature, dim=1).numpy()
 
 
 @pytest.fixture(scope="module", params=["bag", "attention", "ngram"])

@@ -38,12 +38,14 @@ def test_numpy_probabilities_and_top_k_equal_the_library_for_both_tokenizers(lib
 def test_embedded_model_half_precision_weights_give_the_torch_probabilities():
     loaded = load_model(embedded_model_dir())
     texts = VARIED_TEXTS + ["plumber", "we bake bread and sell cakes", "software development for banks"]
-    ours = Classifier(loaded).predict_proba(texts)
-    assert loaded.library is None
-    reference = library_probabilities(loaded.ttc, texts)
+    classifier = Classifier(loaded)
+    ours = classifier.predict_proba(texts)
+    assert loaded.library is None and classifier.temperature != 1.0  # the embedded model ships calibration.json
+    reference = library_probabilities(loaded.ttc, texts, classifier.temperature)
     assert np.abs(ours - reference).max() < 1e-5
     assert np.array_equal(Classifier(loaded).top_k(ours, 5)[0], loaded.ttc.predict(np.asarray(texts), top_k=5)["prediction"].numpy())
-    torch_read = Classifier(LoadedModel(loaded.ttc, loaded.labels, "nace-explorer", "labels.json"))
+    torch_read = Classifier(LoadedModel(loaded.ttc, loaded.labels, "nace-explorer", "labels.json",
+                                       calibration=loaded.calibration))
     assert torch_read.numpy_forward is None and torch_read.fingerprint == Classifier(loaded).fingerprint  # caches stay valid
 
 

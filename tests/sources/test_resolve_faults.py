@@ -294,9 +294,19 @@ def within(seconds: float, action):
 
 @pytest.fixture()
 def parquet_bytes(tiny_frame, tmp_path) -> bytes:
+    """A parquet whose middle byte, flipped (the servers' `corrupt`), breaks its structure. Not every flip does: one
+    inside a page's values can read back cleanly as other text, which only a checksum the remote vouches for can
+    catch; the structure check is for the rest."""
+    import io
+
     path = tmp_path / "served.parquet"
-    tiny_frame.write_parquet(path)
-    return path.read_bytes()
+    tiny_frame.head(400).write_parquet(path)
+    served = path.read_bytes()
+    damaged = bytearray(served)
+    damaged[len(damaged) // 2] ^= 0xFF
+    with pytest.raises(pl.exceptions.ComputeError):
+        pl.read_parquet(io.BytesIO(bytes(damaged)))
+    return served
 
 
 # --- Fault 1: interrupted downloads never poison the cache ------------------------------------------------------

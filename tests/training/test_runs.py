@@ -33,7 +33,7 @@ def _measured_run(cache_dir, name: str, train_seconds: float, age: float) -> Non
     folder = cache_dir / "runs" / name
     folder.mkdir(parents=True)
     result = folder / "result.json"
-    result.write_text(json.dumps({"settings": TrainingSettings().to_dict(), "timing": {
+    result.write_text(json.dumps({"settings": TrainingSettings(epochs=3).to_dict(), "timing": {
         "startup": 2.0, "prepare": 3.0, "train": train_seconds, "finish": 5.0, "rows": 10_000, "rows_seen": 30_000}}))
     os.utime(result, (time.time() - age, time.time() - age))
 
@@ -42,6 +42,7 @@ def test_the_time_estimate_is_the_median_of_recent_runs_so_one_run_on_a_loaded_s
     for age, seconds in enumerate([30.0, 31.0, 29.0, 32.0]):
         _measured_run(tmp_path, f"quiet-{age}", seconds, age=100 + age)
     _measured_run(tmp_path, "under-load", 7000.0, age=1)  # the latest
-    estimate = estimate_seconds(TrainingSettings(), 10_000, tmp_path)
+    three_epochs = TrainingSettings(epochs=3)  # as the measured runs: their training time then scales by 1
+    estimate = estimate_seconds(three_epochs, 10_000, tmp_path)
     assert estimate == pytest.approx(2.0 + 3.0 + 31.0 + 5.0)  # the median of 29, 30, 31, 32 and 7000 s of training
-    assert estimate_seconds(TrainingSettings(), 10_000, tmp_path, recent=1) == pytest.approx(7010.0)
+    assert estimate_seconds(three_epochs, 10_000, tmp_path, recent=1) == pytest.approx(7010.0)
