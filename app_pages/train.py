@@ -106,7 +106,7 @@ if settings_error:
 else:
     estimate = estimate_seconds(settings, select_training_rows(data.splits.train, settings).height,
                                 current.settings.cache_dir)
-    st.caption(f"Estimated duration: about {estimate:.0f} s, from this server's last run of this kind." if estimate
+    st.caption(f"Estimated duration: about {estimate:.0f} s, from this server's recent runs of this kind (the median)." if estimate
                else "Estimated duration: not measured on this server yet; the progress bar shows the time left "
                     "once the run has started.")
 start = st.button("Start training", type="primary", disabled=running or settings is None,
