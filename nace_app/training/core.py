@@ -316,21 +316,6 @@ def _measure(model: Any, tokens: _Tokens, loss_fn: Any, cut: bool, chunk: int = 
     return {"val_loss": loss_sum / len(tokens), "val_accuracy": correct / len(tokens)}
 
 
-def _optimizers(model: Any, settings: TrainingSettings) -> list[Any]:
-    """Adam on the embedding table's rows a batch uses (sparse gradients, as fastText updates only those rows), AdamW
-    on the rest. A dense Adam step would rewrite the whole table (buckets x dimension) at every step: most of a
-    run's arithmetic. Weight decay therefore applies to the dense layers only."""
-    import torch
-
-    embedding = getattr(getattr(model, "token_embedder", None), "embedding_layer", None)
-    if embedding is None:
-        return [torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)]
-    embedding.sparse = True
-    dense = [parameter for parameter in model.parameters() if parameter is not embedding.weight]
-    return [torch.optim.SparseAdam([embedding.weight], lr=settings.learning_rate),
-            torch.optim.AdamW(dense, lr=settings.learning_rate, weight_decay=settings.weight_decay)]
-
-
 def _build_model(settings: TrainingSettings, tokenizer: Any, num_classes: int,
                  output_dim: int | None) -> tuple[Any, dict[str, Any]]:
     """The torch module to train and its `model_config`: ours for the default architecture (n-grams, mean pooling),
@@ -392,6 +377,7 @@ def train_model(
 
     from nace_app.model.classifier import Classifier
     from nace_app.model.formats import load_model, save_own
+    from nace_app.training.adam import rowwise_adam
 
     started = time.monotonic()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -431,11 +417,10 @@ def train_model(
     model, model_config = _build_model(settings, tokenizer, len(labels), output_dim)
     model.train()
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
-    optimizers = _optimizers(model, settings)
+    optimizer = rowwise_adam(model, settings.weight_decay)
     batches_per_epoch = math.ceil(len(train_tokens) / settings.batch_size)
     total_steps = batches_per_epoch * settings.epochs
     decay = (lambda step: max(0.0, 1.0 - step / total_steps)) if settings.schedule == LINEAR else (lambda _: 1.0)
-    schedules = [torch.optim.lr_scheduler.LambdaLR(optimizer, decay) for optimizer in optimizers]
 
     def emit(kind: str, epoch: int, step: int, metrics: dict[str, float] | None = None, payload: Any = None) -> None:
         if progress is not None:
@@ -453,12 +438,9 @@ def train_model(
             if settings.token_dropout > 0:
                 mask = _hide_tokens(mask, settings.token_dropout, generator)
             loss = loss_fn(_logits(model, ids, mask), targets)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()
             loss.backward()
-            for optimizer, schedule in zip(optimizers, schedules, strict=True):
-                optimizer.step()
-                schedule.step()
+            optimizer.step(settings.learning_rate * decay(step))
             step += 1
             step_losses.append(loss.item())
             rows_seen += len(rows)
