@@ -61,7 +61,7 @@ with first:
                                 help="A stratified cap: every class keeps this many rows of the subsample (or all it "
                                      "has). The workshop's run keeps 30.")
     epochs = state.kept(st.slider, "Epochs", 1, 30, key="train_epochs", default=defaults.epochs)
-    learning_rate = state.kept(st.select_slider, "Learning rate", [0.0025, 0.005, 0.01, 0.02, 0.04],
+    learning_rate = state.kept(st.select_slider, "Learning rate", [0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1],
                             key="train_lr", default=defaults.learning_rate)
 with second:
     tokenizer = state.kept(st.radio, "Tokenizer", TOKENIZER_KINDS, key="train_tokenizer", default=defaults.tokenizer,
@@ -69,7 +69,7 @@ with second:
                                               "production coder; wordpiece: sub-words learned from the sample.")
     embedding_dim = state.kept(st.select_slider, "Embedding dimension", [16, 32, 48, 64, 96, 128], key="train_dim",
                             default=defaults.embedding_dim)
-    batch_size = state.kept(st.select_slider, "Batch size", [16, 32, 64, 128, 256], key="train_batch",
+    batch_size = state.kept(st.select_slider, "Batch size", [16, 32, 64, 128, 256, 512, 1024, 2048], key="train_batch",
                          default=defaults.batch_size)
 with third:
     attention = state.kept(st.toggle, "Self-attention", key="train_attention", default=defaults.attention)

@@ -80,7 +80,10 @@ def main() -> int:
              f"| epochs run, training rows | {median['epochs_run']:.0f}, {median['train_rows']:.0f} |",
              "| child's wall s: start-up, prepare, train, finish | "
              + ", ".join(f"{median[f'child_{k}_seconds']:.1f}" for k in ("startup", "prepare", "train", "finish"))
-             + " |"]
+             + " |",
+             f"| CPU-s: child's start-up, the run itself, the CLI process (data, MLflow) | "
+             f"{median['child_startup_cpu_seconds']:.1f}, {median['child_cpu_seconds']:.1f}, "
+             f"{median['cpu_seconds'] - median['child_startup_cpu_seconds'] - median['child_cpu_seconds']:.1f} |"]
     table = "\n".join(lines) + "\n"
     print(table)
     print(json.dumps({"startup_cpu_seconds": startup_cpu, **median}))

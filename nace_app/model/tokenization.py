@@ -61,7 +61,7 @@ class NGramIds:
     pad_token_id: int = 0
     unk_token_id: int = 1
     eos_token_id: int = 2
-    _subwords: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _subwords: dict[str, list[int]] = field(default_factory=dict, repr=False, compare=False)  # a cache
 
     @property
     def nwords(self) -> int:

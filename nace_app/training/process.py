@@ -43,9 +43,11 @@ def _child_main(messages: Any, stop: Any, parent_pid: int, arguments: dict[str, 
         return stop.is_set() or os.getppid() != parent_pid
 
     try:
+        startup_cpu = time.process_time()  # this process's CPU so far: its start-up, torch's import, the data sent
         result = train_model(**arguments, progress=lambda event: messages.put(("event", event)),
                              should_stop=should_stop)
-        messages.put(("result", result))
+        messages.put(("result", dataclasses.replace(result, timing=dataclasses.replace(result.timing,
+                                                                                        startup_cpu=startup_cpu))))
     except NaceAppError as exc:
         messages.put(("error", str(exc)))
     except BaseException as exc:  # reported in one line by the parent; the traceback goes to the log

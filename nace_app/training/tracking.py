@@ -41,6 +41,7 @@ RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd and 4th attempt at
 FINAL_STATUS_SECONDS = 30.0  # how long the final status is retried after training
 FLUSH_SECONDS = 5.0  # how long `finish` waits for a logger that MLflow no longer answers
 FAIL_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+_IMPORTING = threading.Lock()  # importing MLflow from two threads at once can fail
 SILENT_MLFLOW = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # its run links would print the URI's password
 
 
@@ -97,8 +98,6 @@ class RunLogger:
     """One MLflow run, sent from its own thread; `failure` says in one line what did not reach MLflow."""
 
     def __init__(self, settings: Settings, run_name: str):
-        import mlflow.tracking  # noqa: F401  # here, before the thread starts: importing MLflow from two threads can fail
-
         self.uri = tracking_uri(settings)
         self.artifact_location = None if settings.mlflow_tracking_uri else (settings.cache_dir / "mlartifacts").resolve().as_uri()
         if self.uri.startswith(("http://", "https://")):
@@ -123,7 +122,8 @@ class RunLogger:
         self._thread.start()
 
     def _start(self, run_name: str) -> None:
-        from mlflow.tracking import MlflowClient
+        with _IMPORTING:  # in the sender's thread, so that training starts meanwhile; one thread at a time
+            from mlflow.tracking import MlflowClient
 
         client = self._client = self._client or MlflowClient(tracking_uri=self.uri)
         experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -253,20 +253,27 @@ class RunLogger:
         return value
 
     def log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
+        redacted = [(key, self._redacted(str(value))) for key, value in params.items()]
 
-        batch = [Param(key, self._redacted(str(value))) for key, value in params.items()]
-        self._enqueue(_Record("parameters", lambda client: client.log_batch(self.run_id, params=batch)))
+        def send(client: Any) -> None:
+            from mlflow.entities import Param  # in the sender's thread, where MLflow is imported
+
+            client.log_batch(self.run_id, params=[Param(key, value) for key, value in redacted])
+
+        self._enqueue(_Record("parameters", send))
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        from mlflow.entities import Metric
-
         flat: dict[str, Any] = {}
         _flatten("", metrics, flat)
         now = int(time.time() * 1000)  # when measured, not when sent
-        batch = [Metric(key, value, now, step or 0) for key, value in flat.items()]
+
+        def send(client: Any) -> None:
+            from mlflow.entities import Metric
+
+            client.log_batch(self.run_id, metrics=[Metric(key, value, now, step or 0) for key, value in flat.items()])
+
         name = f"metrics of epoch {step}" if step else "final metrics"
-        self._enqueue(_Record(name, lambda client: client.log_batch(self.run_id, metrics=batch)))
+        self._enqueue(_Record(name, send))
 
     def log_dict(self, data: dict[str, Any], name: str) -> None:
         data = self._redacted(data)

@@ -5,7 +5,16 @@ import threading
 import numpy as np
 import pytest
 
-from nace_app.explain.attributions import STEP_SCHEDULE, TOLERANCE, char_view, contrast, faithfulness, integrated_gradients, label_attention, occlusion
+from nace_app.explain.attributions import (
+    STEP_SCHEDULE,
+    TOLERANCE,
+    char_view,
+    contrast,
+    faithfulness,
+    integrated_gradients,
+    label_attention,
+    occlusion,
+)
 from nace_app.model.classifier import Classifier
 from nace_app.model.formats import load_model
 from nace_app.settings.errors import NaceAppError
