@@ -225,7 +225,7 @@ with single:
             {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
              "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
         st.subheader("Similar labelled examples")
-        widgets.similar_examples_table(classifier, current.data, text)
+        widgets.similar_examples_when_ready(classifier, current.data, text)
         with st.expander("Confirm or correct the code", icon=":material/rate_review:"):
             widgets.correction_form(text, codes[0], classifier, default_code=selected, key=f"predict_{abs(hash((text, selected)))}")
         model_link = (None if current.is_default else "embedded" if current.source.is_embedded

@@ -31,6 +31,7 @@ from nace_app.settings.config import load_settings
 logger = logging.getLogger(__name__)
 _warmed: set[str] = set()
 _warming = threading.Lock()
+_embedded: set[str] = set()  # warm-ups past the training rows' embeddings (done, or failed: a click then embeds)
 _embedding_rows = threading.Lock()  # the warm-up and a first click embed the training rows once, not side by side
 
 BY_FINGERPRINT = {Classifier: lambda classifier: classifier.fingerprint,
@@ -55,7 +56,8 @@ def share_the_cores() -> None:
 def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
     """Once per server, model and data, in the background: what the first "Code it" would otherwise wait for.
 
-    In the order a first click needs them: torch and the torch model that explains, the shifted text's scores (the
+    In the order a first click needs them: torch and the torch model that explains (only for architectures that
+    numpy cannot explain), the shifted text's scores (the
     measured accuracy next to the verdict), the training rows' embeddings (similar examples; a click meanwhile
     waits for them rather than embedding them a second time) and the test split's scores (Review), the last two
     written to the disk caches that the shared caches then read in milliseconds. Off with NACE_WARM_UP=0.
@@ -70,10 +72,14 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
 
     def work() -> None:
         try:
-            _ = classifier.model
+            if classifier.numpy_forward is None:  # a mean-pooling model predicts and explains without torch
+                _ = classifier.model
             shifted_probabilities(classifier)
-            with _embedding_rows:
-                NeighbourIndex.build(classifier, data.splits.train, settings.cache_dir)
+            try:
+                with _embedding_rows:
+                    NeighbourIndex.build(classifier, data.splits.train, settings.cache_dir)
+            finally:
+                _embedded.add(key)
             cached_probabilities(classifier, data.splits.test["label"].to_list(), data.fingerprint, settings.cache_dir)
         except Exception:  # noqa: BLE001  # a failed warm-up only means the first click does the work, and says why
             logger.exception("the warm-up of %s failed; the first request will do the work", classifier.name)
@@ -249,6 +255,12 @@ def prediction_set(classifier: Classifier, text: str, level: float) -> list[str]
 def neighbour_index(classifier: Classifier, data: DataSet) -> NeighbourIndex:
     with _embedding_rows:  # behind a warm-up that is embedding them: then read from its disk cache in milliseconds
         return NeighbourIndex.build(classifier, data.splits.train, default_workspace().settings.cache_dir)
+
+
+def similar_examples_pending(classifier: Classifier, data: DataSet) -> bool:
+    """Whether a warm-up has yet to embed the training rows: a click then shows the rest of its page at once."""
+    key = f"{classifier.fingerprint}-{data.fingerprint}"
+    return key in _warmed and key not in _embedded
 
 
 @st.cache_data(show_spinner=False, max_entries=512, hash_funcs=BY_FINGERPRINT)

@@ -8,7 +8,7 @@ import string
 import polars as pl
 import streamlit as st
 
-from nace_app.app.caches import correction_store, similar_examples
+from nace_app.app.caches import correction_store, similar_examples, similar_examples_pending
 from nace_app.model.classifier import Classifier
 from nace_app.model.opening import DataSet
 from nace_app.nomenclature.structure import load_nomenclature
@@ -62,6 +62,23 @@ def similar_examples_table(classifier: Classifier, data: DataSet, text: str) -> 
                                                                                                       width="large"),
                                 "heading": heading_column("Heading"),
                                 "similarity": st.column_config.NumberColumn("Similarity", format="%.2f", width="small")})
+
+
+def similar_examples_when_ready(classifier: Classifier, data: DataSet, text: str) -> None:
+    """The similar examples, or, while the start-up's warm-up still embeds the training rows, a line that gives way
+    to them when it is done: the candidates and highlights above never wait for it."""
+    if not similar_examples_pending(classifier, data):
+        similar_examples_table(classifier, data, text)
+        return
+
+    @st.fragment(run_every=1.0)
+    def waiting() -> None:
+        if similar_examples_pending(classifier, data):
+            st.caption("Embedding the training rows for similar examples (once per model, after start-up)…")
+        else:
+            st.rerun()  # the whole page, whose next run shows the table and stops this polling
+
+    waiting()
 
 
 def class_choices() -> dict[str, str]:

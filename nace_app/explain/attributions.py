@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nace_app.model.classifier import Classifier
+from nace_app.model.numpy_forward import EMBEDDING
 from nace_app.settings.errors import NaceAppError
 
 if TYPE_CHECKING:
     import torch
 
 STEP_SCHEDULE = (8, 16, 32, 64, 128, 256, 512)
+RMS_EPS = float(np.finfo(np.float32).eps)  # torch's rms_norm default for the float32 models
 TOLERANCE = 0.01
 
 
@@ -89,9 +91,8 @@ def words_of(text: str, offsets: list[tuple[int, int]], word_ids: list[int | Non
 
 
 def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) -> list[Explanation]:
-    """Explain each code in `codes` for `text`, all in one batched pass per step count."""
-    import torch  # here, not at the top: predicting never needs torch, only explaining does
-
+    """Explain each code in `codes` for `text`, all in one batched pass per step count: in numpy for a mean-pooling
+    model (the first explanation then waits for no torch import), with torch's autograd otherwise."""
     unknown = [c for c in codes if c not in classifier.label_index]
     if unknown:
         raise NaceAppError(f"code(s) not in the model's classes: {', '.join(unknown)}")
@@ -99,51 +100,106 @@ def integrated_gradients(classifier: Classifier, text: str, codes: list[str]) ->
         return []
     encoded = classifier.encode([text], with_offsets=True)
     ids = encoded.ids[0]
-    input_ids, mask = classifier.explanation_inputs([ids], encoded.full_width, encoded.pad_id)
-    reference_ids = torch.full_like(input_ids, encoded.pad_id)
-    targets = torch.tensor([classifier.label_index[c] for c in codes])
-    k = len(codes)
+    targets = [classifier.label_index[c] for c in codes]
+    paths = numpy_paths if classifier.numpy_forward is not None else torch_paths
+    token_scores, logit_delta, steps = paths(classifier, ids, encoded.full_width, encoded.pad_id, targets)
+    probabilities = classifier.predict_proba([text])[0]
+    return [_explanation(text, code, float(probabilities[targets[row]]), token_scores[row], float(logit_delta[row]),
+                         steps, encoded.offsets[0], encoded.word_ids[0], len(ids))
+            for row, code in enumerate(codes)]
+
+
+def torch_paths(classifier: Classifier, ids: list[int], full_width: int, pad_id: int,
+                targets: list[int]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each candidate's token scores (over the padded width), its logit change from the baseline, and the steps
+    used: torch's autograd through the model, any architecture."""
+    import torch  # here, not at the top: predicting never needs torch, only explaining does
+
+    input_ids, mask = classifier.explanation_inputs([ids], full_width, pad_id)
+    reference_ids = torch.full_like(input_ids, pad_id)
+    chosen_rows = torch.tensor(targets)
+    k = len(targets)
 
     def logits_of(embeddings: torch.Tensor) -> torch.Tensor:
-        return classifier.logits_from_embeddings(embeddings, input_ids, mask.expand(embeddings.shape[0], -1),
-                                                 encoded.full_width)
+        return classifier.logits_from_embeddings(embeddings, input_ids, mask.expand(embeddings.shape[0], -1), full_width)
 
     with torch.inference_mode(False), torch.enable_grad():
         with torch.no_grad():
             emb_input = classifier.embed(input_ids)
             emb_reference = classifier.embed(reference_ids)
             end_logits = logits_of(torch.cat([emb_input, emb_reference]))
-            probabilities = torch.softmax(end_logits[0].double() / classifier.temperature, dim=0)
-        logit_delta = (end_logits[0, targets] - end_logits[1, targets]).double()
+        logit_delta = (end_logits[0, chosen_rows] - end_logits[1, chosen_rows]).double()
         difference = emb_input - emb_reference
         for steps in STEP_SCHEDULE:
             alphas, weights = gauss_legendre(steps)
             path = emb_reference + alphas[:, None, None] * difference  # (steps, width, dim)
             batch = path.repeat(k, 1, 1).requires_grad_(True)  # candidate-major: rows [c*steps:(c+1)*steps]
             logits = logits_of(batch)
-            chosen = logits[torch.arange(k * steps), targets.repeat_interleave(steps)].sum()
+            chosen = logits[torch.arange(k * steps), chosen_rows.repeat_interleave(steps)].sum()
             (gradients,) = torch.autograd.grad(chosen, batch)
             mean_gradient = (gradients.view(k, steps, *gradients.shape[1:]) * weights[None, :, None, None]).sum(1)
             token_scores = (mean_gradient * difference).sum(-1).double()  # (k, width)
             gaps = (token_scores.sum(1) - logit_delta).abs()
             if bool((gaps <= TOLERANCE * logit_delta.abs().clamp_min(1e-6)).all()):
                 break
-    offsets, word_ids = encoded.offsets[0], encoded.word_ids[0]
-    explanations = []
-    for row, code in enumerate(codes):
-        scores = token_scores[row, : len(ids)].numpy()
-        explanations.append(Explanation(
-            code=code,
-            probability=float(probabilities[targets[row]]),
-            words=words_of(text, offsets, word_ids, scores),
-            token_scores=scores,
-            attribution_total=float(token_scores[row].sum()),
-            logit_delta=float(logit_delta[row]),
-            steps=steps,
-            offsets=offsets,
-            word_ids=word_ids,
-        ))
-    return explanations
+    return token_scores.numpy(), logit_delta.numpy(), steps
+
+
+def _explanation(text: str, code: str, probability: float, token_scores: np.ndarray, logit_delta: float, steps: int,
+                 offsets: list[tuple[int, int]], word_ids: list[int | None], length: int) -> Explanation:
+    """`token_scores` over the padded width; the total counts them all, the words the text's `length` tokens."""
+    scores = token_scores[:length]
+    return Explanation(code=code, probability=probability, words=words_of(text, offsets, word_ids, scores),
+                       token_scores=scores, attribution_total=float(token_scores.sum()), logit_delta=logit_delta,
+                       steps=steps, offsets=offsets, word_ids=word_ids)
+
+
+def _rms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + RMS_EPS)
+
+
+def numpy_paths(classifier: Classifier, ids: list[int], full_width: int, pad_id: int,
+                targets: list[int]) -> tuple[np.ndarray, np.ndarray, int]:
+    """`torch_paths` for a mean-pooling model, in numpy (float64) with the gradients written out: no torch.
+
+    The model is `head(rms(mean_t(rms(e_t))))`; the gradient of `rms(x) = x / r` is `(g - y (y . g) / D) / r`
+    with `y = rms(x)`. The same padding baseline, Gauss-Legendre steps and doubling as the torch path (tests hold
+    the two equal). Only the text's own tokens are on the path: padding adds nothing to a mean over real tokens.
+    """
+    ids = ids[:full_width]
+    table = classifier.loaded.own.state[EMBEDDING]
+    head = classifier.numpy_forward.head_weight_t.T[targets]  # (k, D) float64
+    bias = classifier.numpy_forward.head_bias[targets]
+    inputs = table[np.asarray(ids, dtype=np.int64)].astype(np.float64)  # (L, D)
+    reference = np.broadcast_to(table[pad_id].astype(np.float64), inputs.shape)
+    difference = inputs - reference
+    length, dim = inputs.shape
+
+    def chosen_logits(embeddings: np.ndarray) -> np.ndarray:  # (L, D) -> (k,)
+        sentence = (embeddings / _rms(embeddings)).mean(axis=0)
+        return head @ (sentence / _rms(sentence)) + bias
+
+    logit_delta = chosen_logits(inputs) - chosen_logits(reference)
+    for steps in STEP_SCHEDULE:
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        path = reference + ((nodes + 1) / 2)[:, None, None] * difference  # (S, L, D)
+        token_norm = _rms(path)  # (S, L, 1)
+        tokens = path / token_norm
+        pooled = tokens.mean(axis=1)  # (S, D)
+        pooled_norm = _rms(pooled)
+        sentence = pooled / pooled_norm
+        grad_sentence = head[:, None, :]  # (k, 1, D): d logit / d sentence
+        grad_pooled = (grad_sentence - sentence * (sentence * grad_sentence).sum(-1, keepdims=True) / dim) / pooled_norm
+        grad_tokens = grad_pooled / length  # (k, S, D): the same for every token
+        # d logit / d path_t . difference_t, without building (k, S, L, D)
+        along = np.einsum("ksd,td->kst", grad_tokens, difference)
+        aligned = np.einsum("std,ksd->kst", tokens, grad_tokens) * np.einsum("std,td->st", tokens, difference)
+        gradient_dot = (along - aligned / dim) / token_norm[..., 0]
+        token_scores = np.einsum("kst,s->kt", gradient_dot, weights / 2)
+        gaps = np.abs(token_scores.sum(axis=1) - logit_delta)
+        if bool((gaps <= TOLERANCE * np.maximum(np.abs(logit_delta), 1e-6)).all()):
+            break
+    return token_scores, logit_delta, steps
 
 
 def occlusion(classifier: Classifier, text: str, words: list[WordScore], codes: list[str]) -> dict[str, list[float]]:
@@ -191,12 +247,15 @@ def label_attention(classifier: Classifier, text: str, codes: list[str]) -> dict
 
 
 def char_view(explanation: Explanation, text: str) -> np.ndarray:
-    """The reference notebook's character view: torchTextClassifiers' `map_attributions_to_char` semantics."""
-    import torch
-    from torchTextClassifiers.utilities.plot_explainability import map_attributions_to_char
-
-    attributions = torch.tensor(explanation.token_scores, dtype=torch.float64)[None, :]
-    return np.asarray(map_attributions_to_char(attributions, [tuple(o) for o in explanation.offsets], text))[0]
+    """The reference notebook's character view, as torchTextClassifiers' `map_attributions_to_char` computes it
+    (tested equal; importing the library for it would cost the server seconds and a gigabyte): each character takes
+    its token's score (the last token covering it), then a softmax over the characters."""
+    per_char = np.zeros(len(text))
+    for score, (start, end) in zip(explanation.token_scores, explanation.offsets, strict=True):
+        if start != end:  # special tokens cover no character
+            per_char[start:end] = score
+    weights = np.exp(per_char)
+    return weights / weights.sum()
 
 
 def contrast(first: Explanation, second: Explanation) -> list[tuple[int, int, float]]:

@@ -1,24 +1,29 @@
 """The shared caches: the background warm-up that spares a server's first "Code it" its one-off work."""
 
+import pytest
+
 from nace_app.app import caches
 from nace_app.model.formats import load_model
 from nace_app.model.opening import DataSet
 from nace_app.sources.resolve import ResolvedSource
 
 
-def test_the_warm_up_builds_the_torch_model_and_fills_the_disk_caches_once_per_model_and_data(tiny_frame, tmp_path,
-                                                                                             monkeypatch):
+@pytest.mark.parametrize("model", ["embedded", "bag"])
+def test_the_warm_up_fills_the_disk_caches_once_per_model_and_data_and_builds_torch_only_where_numpy_cannot_explain(
+        model, tiny_frame, tmp_path, monkeypatch, bag_model_dir):
     from nace_app.model.classifier import Classifier
     from nace_app.sources.resolve import embedded_model_dir
 
     monkeypatch.setenv("NACE_WARM_UP", "1")
     caches.default_workspace.clear()
-    classifier = Classifier(load_model(embedded_model_dir()))
+    folder = {"embedded": embedded_model_dir(), "bag": bag_model_dir}[model]
+    classifier = Classifier(load_model(folder, lambda: tiny_frame["code"].to_list()))
     data = DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
     thread = caches.warm_up(classifier, data)
     assert thread is not None
     thread.join(timeout=120)
-    assert not thread.is_alive() and classifier._torch_parts is not None
+    assert not thread.is_alive() and not caches.similar_examples_pending(classifier, data)
+    assert (classifier._torch_parts is not None) == (classifier.numpy_forward is None) == (model == "bag")
     cache_dir = tmp_path / "cache"
     assert list((cache_dir / "neighbours").glob(f"{classifier.fingerprint}-*.npy"))
     assert any(classifier.fingerprint in p.name for p in cache_dir.rglob("*") if p.is_file() and "neighbours" not in str(p))

@@ -104,10 +104,14 @@ def test_faithfulness_check_removes_the_most_influential_word(classifier):
     assert check.probability == pytest.approx(probability_of(classifier, text, code))
 
 
-def test_character_view_follows_the_library_semantics(classifier):
-    text = TEXTS[1]
+@pytest.mark.parametrize("text", TEXTS)
+def test_character_view_equals_the_librarys_map_attributions_to_char(classifier, text):
+    from torchTextClassifiers.utilities.plot_explainability import map_attributions_to_char
+
     explanation = integrated_gradients(classifier, text, [classifier.labels[0]])[0]
     char_weights = char_view(explanation, text)
+    library = map_attributions_to_char(explanation.token_scores[None, :], explanation.offsets, text)[0]
+    assert np.allclose(char_weights, library, rtol=1e-12, atol=0)
     assert np.isclose(char_weights.sum(), 1.0) and len(char_weights) == len(text)
 
 
@@ -159,3 +163,36 @@ def test_label_attention_of_a_word_is_the_library_attention_over_its_tokens_aver
         expected = [sum(row[i] for i, w in enumerate(word_ids) if w == word) for word in range(len(text.split()))]
         assert [w.word for w in per_code[code]] == text.split()
         assert [w.score for w in per_code[code]] == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("text", TEXTS + ["a", "zzzz qqqq"])
+def test_a_mean_pooling_model_is_explained_in_numpy_as_torch_explains_it(text, monkeypatch):
+    from nace_app.explain import attributions
+    from nace_app.sources.resolve import embedded_model_dir
+
+    classifier = Classifier(load_model(embedded_model_dir()))
+    assert classifier.numpy_forward is not None
+    encoded = classifier.encode([text])
+    targets = [classifier.label_index[c.code] for c in classifier.predict([text], top_k=5)[0].candidates]
+    for steps in (8, 64):  # the same quadrature, coarse and fine
+        monkeypatch.setattr(attributions, "STEP_SCHEDULE", (steps,))
+        ours = attributions.numpy_paths(classifier, encoded.ids[0], encoded.full_width, encoded.pad_id, targets)
+        reference = attributions.torch_paths(classifier, encoded.ids[0], encoded.full_width, encoded.pad_id, targets)
+        length = len(encoded.ids[0])
+        assert np.allclose(ours[0][:, :length], reference[0][:, :length], atol=1e-4, rtol=1e-3)
+        assert np.allclose(reference[0][:, length:], 0.0)  # the padded width adds nothing
+        assert np.allclose(ours[1], reference[1], atol=1e-4)
+        assert ours[2] == reference[2] == steps
+
+
+def test_explaining_a_mean_pooling_model_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom nace_app.model.classifier import Classifier\nfrom nace_app.model.formats import load_model\n"
+            "from nace_app.sources.resolve import embedded_model_dir\nfrom nace_app.explain.attributions import "
+            "integrated_gradients\nc = Classifier(load_model(embedded_model_dir()))\n"
+            "e = integrated_gradients(c, 'I bake bread and sell cakes', ['10.71'])[0]\n"
+            "assert e.relative_gap <= 0.01, e\nprint('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
