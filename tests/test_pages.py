@@ -80,16 +80,25 @@ def chart_specs(at: AppTest) -> list[dict]:
 OPEN_WITHOUT_TORCH = """
 import sys
 from streamlit.testing.v1 import AppTest
+from nace_app.app.state import widget_key
 at = AppTest.from_file(sys.argv[1], default_timeout=300)
 at.run()
 assert not at.exception, at.exception
+at.text_area(key=widget_key("description")).input("I sell croissants and bread in my bakery")
+next(b for b in at.button if b.label == "Code it").click().run()
+assert not at.exception, at.exception
+assert any('class="nace-word"' in h.proto.body for h in at.get("html")), "no highlights"
+for view in ("occlusion", "words", "contrast"):
+    at.segmented_control[0].set_value(view).run()
+    assert not at.exception, at.exception
+    assert at.segmented_control[0].value == view
 print("heavy modules:", sorted(m for m in ("torch", "torchTextClassifiers", "transformers") if m in sys.modules))
 """
 
 
-def test_the_app_opens_on_the_predict_page_without_importing_torch(tmp_path):
-    """Predicting needs numpy only: torch (seconds, most of a gigabyte) waits until something is explained, or
-    until the background warm-up (off here) loads it after the page is drawn."""
+def test_the_app_codes_and_explains_with_the_embedded_model_without_importing_torch(tmp_path):
+    """A mean-pooling model predicts and explains (integrated gradients, leave-one-out, the character view,
+    contrasts) with numpy only: torch (seconds, most of a gigabyte) waits for training or other architectures."""
     import subprocess
     import sys
 
@@ -858,6 +867,25 @@ def test_similar_examples_are_the_nearest_training_rows(app):
     index = NeighbourIndex.build(workspace.classifier, workspace.data.splits.train, workspace.settings.cache_dir)
     assert list(shown["description"]) == [n.text for n in index.nearest(CROISSANTS, 5)]
     assert list(shown["code"])[0] == "10.71"
+
+
+def test_while_the_warm_up_embeds_the_training_rows_a_click_shows_everything_else_and_the_examples_follow(app):
+    from nace_app.app import caches
+
+    workspace = caches.default_workspace()
+    key = f"{workspace.classifier.fingerprint}-{workspace.data.fingerprint}"
+    caches._warmed.add(key)  # a warm-up that has not embedded the training rows yet (the warm-up is off in tests)
+    try:
+        code(app, CROISSANTS)
+        assert candidate_lines(app) and highlights(app)
+        assert not any("similarity" in d.value.columns for d in app.dataframe)
+        assert any(c.value.startswith("Embedding the training rows for similar examples") for c in app.caption)
+        caches._embedded.add(key)  # done: the fragment's next poll reruns the page, which shows the table
+        app.run()
+        assert any("similarity" in d.value.columns for d in app.dataframe)
+    finally:
+        caches._warmed.discard(key)
+        caches._embedded.discard(key)
 
 
 def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedded):

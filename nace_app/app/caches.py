@@ -24,6 +24,7 @@ from nace_app.model.opening import DataSet, OpenedModel, Workspace, open_model, 
 from nace_app.review import calibration, conformal
 from nace_app.review.calibration import runtime_calibration
 from nace_app.review.corrections import CorrectionStore
+from nace_app.review.disk_caches import fill_disk_caches
 from nace_app.review.neighbours import Neighbour, NeighbourIndex
 from nace_app.review.prediction_cache import cached_probabilities
 from nace_app.settings.config import load_settings
@@ -56,12 +57,11 @@ def share_the_cores() -> None:
 def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
     """Once per server, model and data, in the background: what the first "Code it" would otherwise wait for.
 
-    In the order a first click needs them: torch and the torch model that explains (only for architectures that
-    numpy cannot explain), the shifted text's scores (the
-    measured accuracy next to the verdict), the training rows' embeddings (similar examples; a click meanwhile
-    waits for them rather than embedding them a second time) and the test split's scores (Review), the last two
-    written to the disk caches that the shared caches then read in milliseconds. Off with NACE_WARM_UP=0.
-    Returns the thread when it started one.
+    In the order a first click needs them: the torch model that explains (only for architectures numpy cannot
+    explain), the shifted text's scores (the measured accuracy next to the verdict), the training rows' embeddings
+    (similar examples, which the page shows once they are ready) and the test split's scores (Review), the last two
+    written by a child process (`review.disk_caches`) to the disk caches that the shared caches then read in
+    milliseconds. Off with NACE_WARM_UP=0. Returns the thread when it started one.
     """
     settings = default_workspace().settings
     key = f"{classifier.fingerprint}-{data.fingerprint}"
@@ -75,14 +75,12 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
             if classifier.numpy_forward is None:  # a mean-pooling model predicts and explains without torch
                 _ = classifier.model
             shifted_probabilities(classifier)
-            try:
-                with _embedding_rows:
-                    NeighbourIndex.build(classifier, data.splits.train, settings.cache_dir)
-            finally:
-                _embedded.add(key)
-            cached_probabilities(classifier, data.splits.test["label"].to_list(), data.fingerprint, settings.cache_dir)
+            fill_disk_caches(classifier, data.splits.train, data.splits.test["label"].to_list(), data.fingerprint,
+                             settings.cache_dir, embedding=_embedding_rows, embedded=lambda: _embedded.add(key))
         except Exception:  # noqa: BLE001  # a failed warm-up only means the first click does the work, and says why
             logger.exception("the warm-up of %s failed; the first request will do the work", classifier.name)
+        finally:
+            _embedded.add(key)
 
     thread = threading.Thread(target=work, name="warm-up", daemon=True)
     thread.start()

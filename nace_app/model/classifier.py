@@ -89,6 +89,15 @@ class TopK:
         return pl.DataFrame(columns)
 
 
+def _rebuilt(loaded: LoadedModel, name: str, calibration: dict[str, Any] | None, fingerprint: str) -> Classifier:
+    classifier = Classifier(loaded, name)
+    if calibration is not None and classifier.calibration is None:
+        classifier.calibrate_with(calibration)
+    if classifier.fingerprint != fingerprint:
+        raise RuntimeError(f"{name} changed on its way to another process")
+    return classifier
+
+
 @dataclass
 class Classifier:
     """A model ready to predict. Shared by every session: nothing here mutates the model after construction, and
@@ -158,6 +167,13 @@ class Classifier:
         if self.temperature == 1.0:
             return self.weights_fingerprint
         return hashlib.sha256(f"{self.weights_fingerprint} T={self.temperature!r}".encode()).hexdigest()[:16]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """A copy for another process (the warm-up's child): the same model and calibration, so the same fingerprint
+        and the same disk-cache files. Only mean-pooling models travel: others hold torch modules."""
+        if self.numpy_forward is None:
+            raise TypeError(f"{self.name}: only a mean-pooling model is sent to another process")
+        return (_rebuilt, (self.loaded, self.name, self.calibration, self.fingerprint))
 
     def calibrate_with(self, calibration: dict[str, Any]) -> None:
         """A calibration fitted at runtime (the folder had no calibration.json): called once, by whoever opened the

@@ -77,6 +77,15 @@ class LoadedModel:
     _building: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
     _mean_pool: Any = field(default=None, repr=False, compare=False)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (the warm-up's child gets a copy): without the lock and the built torch parts."""
+        if self.own is None:
+            raise TypeError("only a model in our own format is sent to another process")
+        return {**self.__dict__, "library": None, "_building": None, "_mean_pool": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _building=threading.Lock())
+
     @property
     def ttc(self) -> Any:
         if self.library is None:
