@@ -100,7 +100,7 @@ def main() -> None:
             page.wait_for_selector(".nace-word")
             idle(page)
             for view in ("A vs B", "Words & characters", "Leave one out"):
-                page.get_by_role("button", name=view, exact=True).first.click()
+                page.locator("button").filter(has_text=view).first.click()
                 idle(page)
             mark("Predict: coded and explained")
             page.goto(f"{server.url}/review")
