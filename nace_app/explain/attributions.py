@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nace_app.model.classifier import Classifier
-from nace_app.model.numpy_forward import EMBEDDING
+from nace_app.model.numpy_forward import EMBEDDING, rms
 from nace_app.settings.errors import NaceAppError
 
 if TYPE_CHECKING:
     import torch
 
 STEP_SCHEDULE = (8, 16, 32, 64, 128, 256, 512)
-RMS_EPS = float(np.finfo(np.float32).eps)  # torch's rms_norm default for the float32 models
 TOLERANCE = 0.01
 
 
@@ -154,17 +153,14 @@ def _explanation(text: str, code: str, probability: float, token_scores: np.ndar
                        steps=steps, offsets=offsets, word_ids=word_ids)
 
 
-def _rms(x: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + RMS_EPS)
-
-
 def numpy_paths(classifier: Classifier, ids: list[int], full_width: int, pad_id: int,
                 targets: list[int]) -> tuple[np.ndarray, np.ndarray, int]:
     """`torch_paths` for a mean-pooling model, in numpy (float64) with the gradients written out: no torch.
 
-    The model is `head(rms(mean_t(rms(e_t))))`; the gradient of `rms(x) = x / r` is `(g - y (y . g) / D) / r`
-    with `y = rms(x)`. The same padding baseline, Gauss-Legendre steps and doubling as the torch path (tests hold
-    the two equal). Only the text's own tokens are on the path: padding adds nothing to a mean over real tokens.
+    The model is `head(rms_norm(mean_t(rms_norm(e_t))))`; the gradient of `y = rms_norm(x) = x / rms(x)` is
+    `(g - y (y . g) / D) / rms(x)`. The same padding baseline, Gauss-Legendre steps and doubling as the torch path
+    (tests hold the two equal). Only the text's own tokens are on the path: padding adds nothing to a mean over real
+    tokens.
     """
     ids = ids[:full_width]
     table = classifier.loaded.own.state[EMBEDDING]
@@ -176,17 +172,17 @@ def numpy_paths(classifier: Classifier, ids: list[int], full_width: int, pad_id:
     length, dim = inputs.shape
 
     def chosen_logits(embeddings: np.ndarray) -> np.ndarray:  # (L, D) -> (k,)
-        sentence = (embeddings / _rms(embeddings)).mean(axis=0)
-        return head @ (sentence / _rms(sentence)) + bias
+        sentence = (embeddings / rms(embeddings)).mean(axis=0)
+        return head @ (sentence / rms(sentence)) + bias
 
     logit_delta = chosen_logits(inputs) - chosen_logits(reference)
     for steps in STEP_SCHEDULE:
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         path = reference + ((nodes + 1) / 2)[:, None, None] * difference  # (S, L, D)
-        token_norm = _rms(path)  # (S, L, 1)
+        token_norm = rms(path)  # (S, L, 1)
         tokens = path / token_norm
         pooled = tokens.mean(axis=1)  # (S, D)
-        pooled_norm = _rms(pooled)
+        pooled_norm = rms(pooled)
         sentence = pooled / pooled_norm
         grad_sentence = head[:, None, :]  # (k, 1, D): d logit / d sentence
         grad_pooled = (grad_sentence - sentence * (sentence * grad_sentence).sum(-1, keepdims=True) / dim) / pooled_norm

@@ -24,9 +24,14 @@ HEAD_BIAS = "classification_head.net.bias"
 _FLOAT32_EPS = np.finfo(np.float32).eps  # torch's rms_norm default eps for float32
 
 
+def rms(x: np.ndarray) -> np.ndarray:
+    """The divisor of `rms_norm`, sqrt(mean(x²) + eps) over the last axis (kept), in x's precision."""
+    return np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + _FLOAT32_EPS)
+
+
 def rms_norm(x: np.ndarray) -> np.ndarray:
     """`F.rms_norm(x, (x.shape[-1],))` in float32: x / sqrt(mean(x²) + eps)."""
-    return x / np.sqrt(np.mean(np.square(x), axis=-1, keepdims=True) + _FLOAT32_EPS)
+    return x / rms(x)
 
 
 def is_mean_pooling(model_config: dict[str, Any], state: dict[str, np.ndarray]) -> bool:

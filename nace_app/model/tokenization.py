@@ -82,6 +82,11 @@ class NGramIds:
                    int(config["num_tokens"]), output_dim, int(config["min_count"]),
                    int(config.get("len_word_ngrams", 1)), bool(config.get("preprocess", True)))
 
+    def reuse_words_of(self, other: NGramIds) -> None:
+        """Take the words `other` has hashed so far, when its ids are ours (the same vocabulary and buckets)."""
+        if other == self:
+            self._subwords.update(other._subwords)
+
     def get(self, word: str) -> list[int]:
         """The ids of one cleaned word, as `SubwordCache.get` (a word id only when the word is in the vocabulary)."""
         ids = self._subwords.get(word)

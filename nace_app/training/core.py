@@ -482,8 +482,8 @@ def train_model(
     model_dir = save_own(model, tokenizer, model_config, labels, model_dir or workdir / "model", training=record,
                          half_precision=settings.half_precision)
     saved = load_model(model_dir)
-    if isinstance(tokenizer, NGramIds) and saved.tokenizer == tokenizer:  # the same ids: keep the words hashed so far
-        saved.tokenizer._subwords.update(tokenizer._subwords)
+    if isinstance(tokenizer, NGramIds) and isinstance(saved.tokenizer, NGramIds):
+        saved.tokenizer.reuse_words_of(tokenizer)  # evaluation then hashes no word a second time
     library_dir = None
     if library_format:
         library_dir = workdir / "library_format"

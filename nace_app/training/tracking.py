@@ -41,8 +41,8 @@ RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd and 4th attempt at
 FINAL_STATUS_SECONDS = 30.0  # how long the final status is retried after training
 FLUSH_SECONDS = 5.0  # how long `finish` waits for a logger that MLflow no longer answers
 FAIL_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-_IMPORTING = threading.Lock()  # importing MLflow from two threads at once can fail
 SILENT_MLFLOW = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # its run links would print the URI's password
+_IMPORTING = threading.Lock()  # importing MLflow from two threads at once can fail
 
 
 @dataclass(frozen=True)
