@@ -542,21 +542,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in event.metrics.items())
             print(f"epoch {event.epoch}: {shown}", file=sys.stderr)
 
+    # MLflow when asked, or when an operator's server is configured: the local store's import and set-up cost as
+    # much CPU as the run itself, for runs nobody may look at
+    tracked = args.mlflow if args.mlflow is not None else bool(settings.mlflow_tracking_uri)
     try:
         result, run = run_logged_training(data, training, settings, workdir, progress=show,
                                           run_name="nace-app train", model_dir=out, extra_rows=extra_rows,
-                                          stopping_frame=stopping_frame, in_child=True)
+                                          stopping_frame=stopping_frame, in_child=True, tracked=tracked)
     except OSError as exc:  # the disk filled up during the run: checked writable before it started
         raise NaceAppError(f"training stopped: cannot write its files ({exc.strerror or first_line(exc)})") from exc
-    if run.failure is not None and run.run_id is not None:  # this process's exit would end the logger's retries
+    if run is not None and run.failure is not None and run.run_id is not None:  # exiting would end the retries
         from nace_app.training.tracking import FINAL_STATUS_SECONDS
 
         print(f"nace-app: waiting up to {FINAL_STATUS_SECONDS:.0f} s for MLflow to record the end of run {run.run_id}",
               file=sys.stderr)
         run.close(FINAL_STATUS_SECONDS)
-    failure = run.final_report() if run.failure is not None else None
-    summary = {**result.to_dict(), "data": data.source.shown_uri, "mlflow_run_id": run.run_id,
-               "mlflow_tracking_uri": redact_uri(run.uri), "mlflow_failure": failure}
+    failure = run.final_report() if run is not None and run.failure is not None else None
+    summary = {**result.to_dict(), "data": data.source.shown_uri, "mlflow_run_id": run and run.run_id,
+               "mlflow_tracking_uri": run and redact_uri(run.uri), "mlflow_failure": failure}
     if args.json:
         _emit(summary)
     else:
@@ -564,7 +567,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         for name, evaluation in (("validation", result.validation), ("test", result.test)):
             print(f"{name:<10} top-1 {evaluation.top1_accuracy:.4f}  top-5 {evaluation.top5_accuracy:.4f}  "
                   f"macro-F1 {evaluation.macro_f1:.4f}  ECE {evaluation.ece:.4f}  (n={evaluation.n})")
-        print(f"mlflow run {run.run_id} in {redact_uri(run.uri)}" if failure is None else failure)
+        if run is None:
+            print("not logged to MLflow (--mlflow logs to a store in the cache folder, or to MLFLOW_TRACKING_URI's)")
+        else:
+            print(f"mlflow run {run.run_id} in {redact_uri(run.uri)}" if failure is None else failure)
     return 0
 
 
@@ -688,6 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-on-validation", action="store_true",
                        help="add the validation split to the training rows (needs --stop-on); the test split stays untouched")
     train.add_argument("--stop-on", help="labelled file or folder of CSVs to stop early on, instead of the validation split")
+    train.add_argument("--mlflow", action=argparse.BooleanOptionalAction,
+                       help="log the run to MLflow: MLFLOW_TRACKING_URI's server, or else a SQLite store in the cache "
+                            "folder (default: only when MLFLOW_TRACKING_URI is set)")
     train.add_argument("--json", action="store_true")
     train.set_defaults(run=cmd_train)
     return parser

@@ -25,9 +25,10 @@ RECENT_RUNS = 5  # the time estimate is the median over this many latest runs
 
 def run_logged_training(data, training: TrainingSettings, settings: Settings, workdir: Path, progress=None,
                         should_stop=None, probe=None, run_name: str = "training", model_dir: Path | None = None,
-                        extra_rows=None, stopping_frame=None, in_child: bool = False) -> tuple[TrainingResult, RunLogger]:
-    """Train and log everything to MLflow: parameters, per-epoch metrics, the split, our model format (and the
-    library's too when the operator configured an MLflow server).
+                        extra_rows=None, stopping_frame=None, in_child: bool = False,
+                        tracked: bool = True) -> tuple[TrainingResult, RunLogger | None]:
+    """Train and, when `tracked`, log everything to MLflow: parameters, per-epoch metrics, the split, our model
+    format (and the library's too when the operator configured an MLflow server). The run is None when untracked.
 
     `in_child` trains in a child process (`process.train_in_child`; `probe` must then be picklable); logging
     stays in this process.
@@ -35,11 +36,12 @@ def run_logged_training(data, training: TrainingSettings, settings: Settings, wo
     Logging only queues records (see `tracking`): a slow or dead MLflow costs training nothing, and this returns at
     most `tracking.FLUSH_SECONDS` after MLflow stops answering, with `run.failure` saying what was not sent.
     """
-    run = RunLogger(settings, run_name)
-    run.log_params({**training.to_dict(), "data_uri": data.source.uri, "data_rows": data.frame.height})
+    run = RunLogger(settings, run_name) if tracked else None
+    if run is not None:
+        run.log_params({**training.to_dict(), "data_uri": data.source.uri, "data_rows": data.frame.height})
 
     def on_event(event: ProgressEvent) -> None:
-        if event.kind == "epoch":
+        if event.kind == "epoch" and run is not None:
             run.log_metrics(event.metrics, step=event.epoch)
         if progress is not None:
             progress(event)
@@ -49,12 +51,20 @@ def run_logged_training(data, training: TrainingSettings, settings: Settings, wo
         # the library's own format (which needs the library: seconds and a gigabyte) only for an operator's MLflow
         result = train(data.splits, training, workdir, progress=on_event, should_stop=should_stop, probe=probe,
                        model_dir=model_dir, extra_rows=extra_rows, stopping_frame=stopping_frame,
-                       library_format=bool(settings.mlflow_tracking_uri))
+                       library_format=tracked and bool(settings.mlflow_tracking_uri))
     except BaseException:
-        run.finish("FAILED")
+        if run is not None:
+            run.finish("FAILED")
         raise
     (workdir / RESULT_FILE).write_text(json.dumps({**result.to_dict(), "run_name": run_name,
                                                    "data_uri": data.source.shown_uri}, default=str))
+    if run is not None:
+        _log_outcome(run, result, data)
+    return result, run
+
+
+def _log_outcome(run: RunLogger, result: TrainingResult, data) -> None:
+    """What a finished run adds to its MLflow run: the split, the figures, the model files, the final status."""
     run.log_params({"output_dim_used": result.output_dim})
     run.log_dict({**data.splits.describe(), "data_uri": data.source.uri, "data_fingerprint": data.fingerprint},
                  "split.json")
@@ -63,7 +73,6 @@ def run_logged_training(data, training: TrainingSettings, settings: Settings, wo
     if result.library_dir is not None:
         run.log_artifacts(result.library_dir, "torchtextclassifiers_model")
     run.finish("KILLED" if result.stopped_by_user else "FINISHED")
-    return result, run
 
 
 @dataclass(frozen=True)

@@ -207,23 +207,24 @@ def test_explain_classes_writes_the_words_table_with_progress_and_caches_it(caps
 
 
 @pytest.mark.usefixtures("local_mlflow")
-def test_train_saves_a_loadable_model(capsys, tmp_path):
+def test_train_with_mlflow_saves_a_loadable_model_and_logs_the_run(capsys, tmp_path):
     out_dir = tmp_path / "model"
     code, out, _ = run(capsys, "train", "--data", "embedded", "--sample", "700", "--epochs", "1", "--out",
-                       str(out_dir), "--json", "--embedding-dim", "16", "--vocab-size", "500")
+                       str(out_dir), "--json", "--embedding-dim", "16", "--vocab-size", "500", "--mlflow")
     summary = json.loads(out)
     assert code == 0 and summary["mlflow_run_id"] and summary["validation"]["n"] > 0
     code, out, _ = run(capsys, "predict", "bakery", "--model", str(out_dir), "--json")
     assert code == 0 and json.loads(out)["predictions"]
 
 
-@pytest.mark.usefixtures("local_mlflow")
-def test_an_ngram_model_trains_and_reads_a_long_text_to_its_end(capsys, tmp_path):
+def test_an_ngram_model_trains_untracked_by_default_and_reads_a_long_text_to_its_end(capsys, tmp_path):
     out_dir = tmp_path / "ngram"
     code, out, _ = run(capsys, "train", "--data", "embedded", "--sample", "700", "--epochs", "1", "--out",
                        str(out_dir), "--json", "--tokenizer", "ngram", "--embedding-dim", "16", "--buckets", "2000",
                        "--token-dropout", "0.2")
-    assert code == 0 and json.loads(out)["settings"]["tokenizer"] == "ngram"
+    summary = json.loads(out)
+    assert code == 0 and summary["settings"]["tokenizer"] == "ngram" and (out_dir / "model.safetensors").is_file()
+    assert summary["mlflow_run_id"] is None and not list(tmp_path.rglob("mlflow.db"))  # no MLflow unless asked
     code, out, _ = run(capsys, "predict", "our family bakery " * 40 + "and cars", "--model", str(out_dir), "--json")
     assert code == 0 and "read_until" not in json.loads(out)
 
