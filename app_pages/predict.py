@@ -92,13 +92,12 @@ def show_highlights(text: str, selected: str, codes: list[str], read_until: int 
     flags = disagreements(text, selected)
     flagged = frozenset((f.start, f.end) for f in flags)
     st.html(highlighted_text_html(text, attributions.spans(explanation.words), selected, read_until, flagged))
-    with st.expander("Word scores (table)"):
-        st.dataframe({"word": [w.word for w in explanation.words], "score": [w.score for w in explanation.words],
-                      "leave-one-out": [FLAG if (w.start, w.end) in flagged else "" for w in explanation.words]},
-                     hide_index=True, width="stretch",
-                     column_config={"score": st.column_config.NumberColumn("score toward the code", format="%+.3f"),
-                                    "leave-one-out": st.column_config.TextColumn(
-                                        "leave-one-out", help=f"{FLAG}: {FLAG_NOTE} in sign")})
+    with st.expander("Word scores (table)", key="word_scores_open", on_change="rerun") as word_scores:
+        if word_scores.open:  # drawn only when opened: every "Code it" would otherwise build and send it
+            st.dataframe(attributions.word_table(explanation.words, flagged), hide_index=True, width="stretch",
+                         column_config={"score": st.column_config.NumberColumn("score toward the code", format="%+.3f"),
+                                        "leave-one-out": st.column_config.TextColumn(
+                                            "leave-one-out", help=f"{FLAG}: {FLAG_NOTE} in sign")})
     check = caches.faithfulness_check(classifier, text, selected)
     if check is not None:
         change = -check.drop

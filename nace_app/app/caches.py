@@ -58,7 +58,8 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
     """Once per server, model and data, in the background: what the first "Code it" would otherwise wait for.
 
     In the order a first click needs them: the torch model that explains (only for architectures numpy cannot
-    explain), the shifted text's scores (the measured accuracy next to the verdict), the training rows' embeddings
+    explain), the shifted text's scores (the measured accuracy next to the verdict), pandas (which every table on a
+    page imports), the training rows' embeddings
     (similar examples, which the page shows once they are ready) and the test split's scores (Review), the last two
     written by a child process (`review.disk_caches`) to the disk caches that the shared caches then read in
     milliseconds. Off with NACE_WARM_UP=0. Returns the thread when it started one.
@@ -75,6 +76,7 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
             if classifier.numpy_forward is None:  # a mean-pooling model predicts and explains without torch
                 _ = classifier.model
             shifted_probabilities(classifier)
+            import pandas  # noqa: F401  # every st.dataframe imports it: 2 CPU-s here rather than in a first click
             fill_disk_caches(classifier, data.splits.train, data.splits.test["label"].to_list(), data.fingerprint,
                              settings.cache_dir, embedding=_embedding_rows, embedded=lambda: _embedded.add(key))
         except Exception:  # noqa: BLE001  # a failed warm-up only means the first click does the work, and says why

@@ -55,8 +55,11 @@ def similar_examples_table(classifier: Classifier, data: DataSet, text: str) -> 
         return
     st.caption("The training rows this model sees as closest to the description (cosine of its sentence "
                "embeddings): the evidence to check a code against.")
-    st.dataframe([{"description": n.text, "code": n.code, "heading": n.heading, "similarity": n.similarity}
-                  for n in similar], hide_index=True, width="stretch",
+    rows = pl.DataFrame({"description": [n.text for n in similar], "code": [n.code for n in similar],
+                         "heading": [n.heading for n in similar], "similarity": [n.similarity for n in similar]},
+                        schema={"description": pl.String, "code": pl.String, "heading": pl.String,
+                                "similarity": pl.Float64})
+    st.dataframe(rows, hide_index=True, width="stretch",  # polars: any other table makes Streamlit import pandas
                  column_order=("code", "similarity", "description", "heading"),
                  column_config={"code": code_column("Code"), "description": st.column_config.TextColumn("Description",
                                                                                                       width="large"),

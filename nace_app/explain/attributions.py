@@ -15,7 +15,9 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 
+from nace_app.explain.highlight import FLAG
 from nace_app.model.classifier import Classifier
 from nace_app.model.numpy_forward import EMBEDDING, rms
 from nace_app.settings.errors import NaceAppError
@@ -275,3 +277,11 @@ def disagreement(explanation: Explanation, drops: list[float]) -> str | None:
     return (f"The two methods disagree: integrated gradients credit “{explanation.words[by_gradients].word}” most, "
             f"removing “{explanation.words[by_occlusion].word}” lowers the probability most. Words interact here; "
             "read both views.")
+
+
+def word_table(words: list[WordScore], flagged: frozenset[tuple[int, int]]) -> pl.DataFrame:
+    """Each word's score, and `FLAG` where leave-one-out disagrees with its sign. A polars frame: Streamlit turns
+    any other table into pandas, whose import costs seconds on a server's first click."""
+    return pl.DataFrame({"word": [w.word for w in words], "score": [w.score for w in words],
+                         "leave-one-out": [FLAG if (w.start, w.end) in flagged else "" for w in words]},
+                        schema={"word": pl.String, "score": pl.Float64, "leave-one-out": pl.String})

@@ -38,6 +38,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import struct
 import tempfile
 import threading
@@ -644,8 +645,23 @@ def model_files_to_fetch(where: str, names: list[str], allow_pickle: bool) -> li
                         "model_checkpoint.ckpt")
 
 
+def _reachable(endpoint: str, timeout: float) -> None:
+    """Raise `ConnectionError` unless a TCP connection to the endpoint's host opens within `timeout` seconds.
+
+    Checked before s3fs is imported: an unreachable default S3 (offline, or a name that does not resolve) then
+    costs milliseconds, not the 2 CPU-seconds of importing s3fs and botocore, at every cold start.
+    """
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach {parts.hostname}:{port}: {exc.strerror or first_line(exc)}") from exc
+
+
 def _connected_s3(settings: Settings, progress: _Progress):
     """The S3 client, built (botocore's models loaded) before the remote's silence starts counting."""
+    _reachable(settings.s3_endpoint, settings.connect_timeout)
     fs = s3_filesystem(settings)
     fs.connect()
     progress.begin()
