@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-import streamlit as st
-
 
 def main() -> None:
+    import streamlit as st  # here, not at the top: a child process (spawn) re-imports this file, and needs no Streamlit
+
     from nace_app.settings.logs import configure_logging
 
     # a local icon: an emoji or material icon would make every page load fetch a favicon from a CDN

@@ -156,6 +156,34 @@ def show_label_attention(text: str, selected: str, codes: list[str], read_until:
     st.plotly_chart(caches.label_attention_figure(classifier, text, selected), width="stretch")
 
 
+def shared_view_model() -> str | None:
+    """How a shared link names the model in use (None for the default)."""
+    return (None if current.is_default else "embedded" if current.source.is_embedded
+            else f"trained:{current.trained.run_id}" if current.trained else
+            current.source.uri if current.source.uri.startswith("runs:/") else None)
+
+
+@st.fragment
+def why_this_code(text: str, codes: list[str], read_until: int | None, top_k: int) -> None:
+    """One candidate's explanation, and its correction: another candidate or view reruns only this part."""
+    st.subheader("Why this code?")
+    st.radio("Explain candidate", codes, key="selected_code", horizontal=True)
+    selected = st.session_state.selected_code
+    shown_views = [v for v in VIEW_TITLES if v != "attention" or classifier.has_label_attention]
+    st.session_state.explain_view = st.session_state.get("explain_view") if st.session_state.get(
+        "explain_view") in shown_views else shown_views[0]
+    view = st.segmented_control("View", shown_views, key="explain_view", format_func=VIEW_TITLES.get,
+                                label_visibility="collapsed") or shown_views[0]
+    st.caption(SCALES_NOTE)
+    {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
+     "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
+    with st.expander("Confirm or correct the code", icon=":material/rate_review:"):
+        widgets.correction_form(text, codes[0], classifier, default_code=selected, key=f"predict_{abs(hash((text, selected)))}")
+    st.query_params.from_dict(links.link_params(links.SharedView(
+        text, top_k, selected, st.session_state.get("rival_code") if view == "contrast" else None, view,
+        shared_view_model(), transition.link_value())))
+
+
 single, batch_tab, relabel_tab, what_if_tab, models_tab = st.tabs(
     ["Single description", "Batch coding (CSV or TXT)", "Relabel a Rev 2 file", "What if", "Two models"],
     key="predict_tab", on_change="rerun")
@@ -212,27 +240,9 @@ with single:
                     transition.rev2_caption(candidate.code)
             transition.follow_up_chips(classifier, text, level)
         with right:
-            st.subheader("Why this code?")
-            st.radio("Explain candidate", codes, key="selected_code", horizontal=True)
-            selected = st.session_state.selected_code
-            shown_views = [v for v in VIEW_TITLES if v != "attention" or classifier.has_label_attention]
-            st.session_state.explain_view = st.session_state.get("explain_view") if st.session_state.get(
-                "explain_view") in shown_views else shown_views[0]
-            view = st.segmented_control("View", shown_views, key="explain_view", format_func=VIEW_TITLES.get,
-                                        label_visibility="collapsed") or shown_views[0]
-            st.caption(SCALES_NOTE)
-            {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
-             "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
+            why_this_code(text, codes, read_until, top_k)
         st.subheader("Similar labelled examples")
         widgets.similar_examples_when_ready(classifier, current.data, text)
-        with st.expander("Confirm or correct the code", icon=":material/rate_review:"):
-            widgets.correction_form(text, codes[0], classifier, default_code=selected, key=f"predict_{abs(hash((text, selected)))}")
-        model_link = (None if current.is_default else "embedded" if current.source.is_embedded
-                      else f"trained:{current.trained.run_id}" if current.trained else
-                      current.source.uri if current.source.uri.startswith("runs:/") else None)
-        st.query_params.from_dict(links.link_params(links.SharedView(
-            text, top_k, selected, st.session_state.get("rival_code") if view == "contrast" else None, view,
-            model_link, transition.link_value())))
 
 with relabel_tab:  # before the batch tab, whose errors stop the script
     transition.relabel_section(classifier)

@@ -114,31 +114,31 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100
 
 
-def browser_cpu_seconds() -> float:
-    """CPU seconds of every Chromium process this benchmark started: the browsers share the server's cores."""
-    parents: dict[int, int] = {}
+def chromium_cpu() -> dict[int, float]:
+    """CPU seconds of each Chromium process on the machine (run the benchmark on a quiet machine): Chromium's
+    renderers are forked by its zygote, which leaves the process tree, so this benchmark's descendants miss them."""
+    seen = {}
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-
-    def ours(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == os.getpid():
-                return True
-        return False
-
-    total = 0.0
-    for pid in parents:
         try:
-            if ours(pid) and "chrom" in Path(f"/proc/{pid}/comm").read_text():
-                total += cpu_seconds(pid)
-        except OSError:
+            if entry.name.isdigit() and "chrom" in (entry / "comm").read_text():
+                seen[int(entry.name)] = cpu_seconds(int(entry.name))
+        except OSError:  # the process ended meanwhile
             continue
-    return total
+    return seen
+
+
+class BrowserCpu:
+    """The browsers' CPU seconds over a phase, sampled twice a second: a renderer that exits keeps its last count."""
+
+    def __init__(self) -> None:
+        self.start = chromium_cpu()
+        self.last = dict(self.start)
+
+    def sample(self) -> None:
+        self.last.update(chromium_cpu())
+
+    def seconds(self) -> float:
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.last.items())
 
 
 async def new_page(browser):
@@ -269,11 +269,15 @@ async def run_sessions(url: str, texts: list[list[str]], train: bool,
         sessions = [*coders, trainer] if trainer else coders
         while len(ready) < len(sessions) and not any(task.done() for task in sessions):
             await asyncio.sleep(0.2)  # every page loaded first: the timed phase measures coding, not start-up
-        cpu, browser_cpu = cpu_seconds(pid) if pid else 0.0, browser_cpu_seconds()
+        cpu, browsers = cpu_seconds(pid) if pid else 0.0, BrowserCpu()
         started = time.perf_counter()
         start.set()
-        await asyncio.gather(*coders)
-        wall, browser_cpu = time.perf_counter() - started, browser_cpu_seconds() - browser_cpu
+        coding = asyncio.gather(*coders)
+        while not coding.done():
+            browsers.sample()
+            await asyncio.wait([coding], timeout=0.5)
+        await coding
+        wall, browser_cpu = time.perf_counter() - started, browsers.seconds()
         cpu = (cpu_seconds(pid) - cpu) if pid else float("nan")
         if trainer is not None:  # the run still going may finish (alone, at most TRAIN_GRACE_S more), then it stops
             finishing.set()

@@ -59,10 +59,10 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
 
     In the order a first click needs them: the torch model that explains (only for architectures numpy cannot
     explain), the shifted text's scores (the measured accuracy next to the verdict), pandas (which every table on a
-    page imports), the training rows' embeddings
-    (similar examples, which the page shows once they are ready) and the test split's scores (Review), the last two
-    written by a child process (`review.disk_caches`) to the disk caches that the shared caches then read in
-    milliseconds. Off with NACE_WARM_UP=0. Returns the thread when it started one.
+    page imports), the training rows' embeddings (similar examples, which the page shows once they are ready) and
+    the test split's scores (Review), the last two written by a child process (`review.disk_caches`) to the disk
+    caches that the shared caches then read in milliseconds. Off with NACE_WARM_UP=0. Returns the thread when it
+    started one.
     """
     settings = default_workspace().settings
     key = f"{classifier.fingerprint}-{data.fingerprint}"
