@@ -1,7 +1,7 @@
 """Many participants at once: N Chromium sessions code and explain on the Predict page, one more trains.
 
 Usage: uv run python benchmarks/bench_load.py --sessions 10 [--train] [--rounds 5] [--label after]
-       [--out benchmarks/load_results.md] [--url http://127.0.0.1:8501 --server-pid 1234]
+       [--out benchmarks/load_results.md] [--url http://127.0.0.1:8501 --server-pid 1234 --server-cache DIR]
 
 Each session codes its own descriptions (no two sessions share one, so Streamlit's caches do not serve one
 session's work to another): it types a description, presses "Code it" and waits until the page is idle with the
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import statistics
@@ -289,6 +290,17 @@ async def run_sessions(url: str, texts: list[list[str]], train: bool,
     return record, wall, cpu, browser_cpu
 
 
+def run_timings(cache: Path | None) -> list[str]:
+    """What each training run of the server took in its child process, from the run's result.json."""
+    found = []
+    for result in sorted((cache / "runs").glob("*/result.json")) if cache else []:
+        timing = json.loads(result.read_text())["timing"]
+        wall = sum(timing[phase] for phase in ("startup", "prepare", "train", "finish"))
+        found.append(f"{wall:.1f} s ({timing['startup']:.1f} + {timing['prepare']:.1f} + {timing['train']:.1f} + "
+                     f"{timing['finish']:.1f}; CPU {timing['startup_cpu'] + timing['cpu']:.1f})")
+    return found
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
@@ -332,6 +344,7 @@ def main() -> None:
     parser.add_argument("--label", default="", help="a name for this run in the results file, e.g. before/after")
     parser.add_argument("--url", help="run the load against this server instead of a fresh one")
     parser.add_argument("--server-pid", type=int, help="with --url: that server's process id, for its CPU time")
+    parser.add_argument("--server-cache", type=Path, help="with --url: that server's cache folder, for its runs' timings")
     parser.add_argument("--no-baseline", action="store_true", help="skip the single session (and the comparison)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment of both servers, e.g. OMP_NUM_THREADS=1")
@@ -358,6 +371,7 @@ def main() -> None:
             server.stop()
 
     changed = differences(baseline, load) if not args.no_baseline else []
+    runs = run_timings(args.server_cache if args.url else work / "load-cache")
     codes = baseline.times.get("code", [])
     explains = baseline.times.get("explain", [])
     scenario = f"{args.sessions} session{'s' if args.sessions > 1 else ''}" + (" + 1 training" if args.train else "")
@@ -367,6 +381,9 @@ def main() -> None:
              f"{time.strftime('%Y-%m-%d %H:%M')}; load average {os.getloadavg()[1]:.1f} (5 min).{extra} Coding phase: "
              f"{wall:.1f} s wall, CPU {cpu:.1f} s server and {browser_cpu:.1f} s browsers.", ""]
     lines += table(load)
+    if runs:
+        lines += ["", "Each training run in its own process (start-up + prepare + train + finish, wall s; CPU s): "
+                  + "; ".join(runs) + ". The rest of a run's time in the table is the server's and the browser's."]
     if not args.no_baseline:
         lines += ["", f"Single-session baseline ({len(codes)} descriptions, one after the other): code {spread(codes)}; "
                   f"explain {spread(explains)}; baseline errors {sum(len(v) for v in baseline.errors.values())}.",

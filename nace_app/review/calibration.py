@@ -70,16 +70,20 @@ def shifted_fingerprint() -> str:
     return hashlib.sha256(_shifted_file().read_bytes()).hexdigest()[:12]
 
 
-def negative_log_likelihood(logits: np.ndarray, true_index: np.ndarray, temperature: float) -> float:
-    """Mean -log softmax(logits / T)[true class] over the rows whose class the model knows."""
+def negative_log_likelihood(logits: np.ndarray, true_index: np.ndarray) -> Callable[[float], float]:
+    """T ↦ mean -log softmax(logits / T)[true class] over the rows whose class the model knows.
+
+    Each row is shifted by its maximum once: for every T > 0 the softmax's own shift is that maximum over T, so
+    the loss is log Σ exp(s / T) - s_true / T with s = logits - max, one exponential per call.
+    """
     known = np.asarray(true_index) >= 0
-    scaled = logits[known].astype(np.float64) / temperature
-    top = scaled.max(axis=1, keepdims=True)
-    log_normaliser = top[:, 0] + np.log(np.exp(scaled - top).sum(axis=1))
-    return float((log_normaliser - scaled[np.arange(len(scaled)), np.asarray(true_index)[known]]).mean())
+    rows = logits[known].astype(np.float64)
+    shifted = rows - rows.max(axis=1, keepdims=True)
+    true = shifted[np.arange(len(rows)), np.asarray(true_index)[known]]
+    return lambda temperature: float((np.log(np.exp(shifted / temperature).sum(axis=1)) - true / temperature).mean())
 
 
-def fit_temperature(logits: np.ndarray, true_index: np.ndarray, iterations: int = 80) -> float:
+def fit_temperature(logits: np.ndarray, true_index: np.ndarray, iterations: int = 60) -> float:
     """The T minimising the negative log-likelihood: a golden-section search on log T in [0.05, 20].
 
     Rows whose code the model does not know are skipped; without any row, T = 1 (nothing to fit).
@@ -88,7 +92,8 @@ def fit_temperature(logits: np.ndarray, true_index: np.ndarray, iterations: int 
         return 1.0
     low, high = LOG_TEMPERATURE_BOUNDS
     ratio = (math.sqrt(5) - 1) / 2
-    loss = lambda log_t: negative_log_likelihood(logits, true_index, math.exp(log_t))  # noqa: E731
+    nll = negative_log_likelihood(logits, true_index)
+    loss = lambda log_t: nll(math.exp(log_t))  # noqa: E731
     a, b = high - ratio * (high - low), low + ratio * (high - low)
     loss_a, loss_b = loss(a), loss(b)
     for _ in range(iterations):
