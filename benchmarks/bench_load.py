@@ -233,6 +233,7 @@ async def training_session(browser, url: str, record: Record, ready: list[str], 
             try:
                 await page.get_by_role("button", name="Start training").click()
                 await page.wait_for_url(lambda now, before=before: now != before and "job=" in now)
+                await idle(page)  # the new job's page drawn: the last run's "Use this model" is gone, not matched
                 await page.get_by_role("button", name="Use this model").wait_for()
                 record.add(TRAIN, time.perf_counter() - started)
             except Exception as exc:  # not a cancellation: that is the end of the coding phase
