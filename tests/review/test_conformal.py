@@ -178,3 +178,23 @@ def test_the_held_out_report_covers_every_test_row_by_section(tiny_frame, bag_mo
                              classifier.labels, classifier.nomenclature.section_of)
     assert report.rows + report.unknown_rows == splits.test.height
     assert report.by_group["rows"].sum() == report.rows and report.calibration_rows == calibrator.n
+
+
+@pytest.mark.parametrize("randomized", [False, True])
+@pytest.mark.parametrize("classes", [5, 40, 651])
+def test_set_sizes_and_coverage_from_each_rows_top_codes_equal_those_of_ranking_every_code(randomized, classes):
+    from nace_app.review.conformal import ConformalCalibrator
+
+    rng = np.random.default_rng(7)
+    logits = rng.normal(size=(600, classes)) * rng.choice([0.3, 1.0, 4.0, 12.0], size=(600, 1))  # flat to peaked
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities = (probabilities / probabilities.sum(axis=1, keepdims=True)).astype(np.float32)
+    probabilities[::7] = np.round(probabilities[::7], 2)  # rows full of ties, at the cut too
+    true_index = rng.integers(-1, classes, size=600)
+    for quantile in (0.0, 0.3, 0.9, 0.999, np.inf):
+        calibrator = ConformalCalibrator(quantile, 0.9, 100, randomized)
+        ranked = calibrator._rank(probabilities)  # every code ranked: the reference
+        full_true_rank = np.argmax(ranked.order == true_index[:, None], axis=1)
+        assert np.array_equal(calibrator.set_sizes(probabilities), calibrator._sizes(ranked))
+        assert np.array_equal(calibrator.contains(probabilities, true_index),
+                              (true_index >= 0) & (full_true_rank < calibrator._sizes(ranked)))
