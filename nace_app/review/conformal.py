@@ -123,15 +123,19 @@ class ConformalCalibrator:
 
     def contains(self, probabilities: np.ndarray, true_index: np.ndarray) -> np.ndarray:
         """Whether each row's set holds its true class (never for index -1)."""
+        return self.sizes_and_coverage(probabilities, true_index)[1]
+
+    def sizes_and_coverage(self, probabilities: np.ndarray, true_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`set_sizes` and `contains` from one ranking of the rows."""
         true_index = np.asarray(true_index)
         order, sizes, unsettled = self._top_ranked(probabilities)
         found = order == true_index[:, None]
-        inside = np.where(found.any(axis=1), found.argmax(axis=1), order.shape[1]) < sizes
+        true_rank = np.where(found.any(axis=1), found.argmax(axis=1), order.shape[1])
         if unsettled.any():
             ranked = self._rank(probabilities[unsettled])
-            true_rank = np.argmax(ranked.order == true_index[unsettled, None], axis=1)
-            inside[unsettled] = true_rank < self._sizes(ranked)
-        return (true_index >= 0) & inside
+            sizes[unsettled] = self._sizes(ranked)
+            true_rank[unsettled] = np.argmax(ranked.order == true_index[unsettled, None], axis=1)
+        return sizes, (true_index >= 0) & (true_rank < sizes)
 
 
 def _check_level(coverage: float) -> None:
@@ -215,8 +219,7 @@ def coverage_report(calibrator: ConformalCalibrator, probabilities: np.ndarray, 
     """Empirical coverage and set sizes on held-out rows (the test split), optionally per group (NACE section)."""
     true_index = np.asarray(true_index)
     known = true_index >= 0
-    sizes = calibrator.set_sizes(probabilities[known])
-    covered = calibrator.contains(probabilities[known], true_index[known])
+    sizes, covered = calibrator.sizes_and_coverage(probabilities[known], true_index[known])
     singleton = sizes == 1
     frame = pl.DataFrame({"size": sizes, "covered": covered})
     by_group = None
