@@ -65,8 +65,9 @@ with first:
                             key="train_lr", default=defaults.learning_rate)
 with second:
     tokenizer = state.kept(st.radio, "Tokenizer", TOKENIZER_KINDS, key="train_tokenizer", default=defaults.tokenizer,
-                        horizontal=True, help="n-gram: character 3–6-grams and words, as fastText and INSEE's "
-                                              "production coder; wordpiece: sub-words learned from the sample.")
+                        horizontal=True, help=f"n-gram: character {defaults.ngram_min}–{defaults.ngram_max}-grams and words, as "
+                                              "fastText and INSEE's production coder; wordpiece: sub-words learned "
+                                              "from the sample.")
     embedding_dim = state.kept(st.select_slider, "Embedding dimension", [16, 32, 48, 64, 96, 128], key="train_dim",
                             default=defaults.embedding_dim)
     batch_size = state.kept(st.select_slider, "Batch size", [16, 32, 64, 128, 256, 512, 1024, 2048], key="train_batch",

@@ -196,19 +196,24 @@ def fingerprint(frame: pl.DataFrame) -> str:
 
 
 def stratified_sample(frame: pl.DataFrame, size: int, seed: int = SPLIT_SEED) -> pl.DataFrame:
-    """`size` rows keeping class proportions (every class keeps at least one row where it can)."""
+    """`size` rows keeping class proportions, drawn at random within each class (seeded), in the frame's order.
+
+    When there are no more classes than rows, every class keeps one row; the rest is shared in proportion to each
+    class's other rows, by largest remainders (ties drawn at random), so each class gets its exact share rounded
+    up or down. Written with polars rather than scikit-learn, whose import alone cost a training run 3 CPU-s.
+    """
     if size >= frame.height:
         return frame
-    from sklearn.model_selection import train_test_split
-
-    counts = frame["code"].value_counts()
-    singletons = set(counts.filter(pl.col("count") < 2)["code"].to_list())
-    stratifiable = frame.filter(~pl.col("code").is_in(singletons))
-    n_classes = stratifiable["code"].n_unique()
-    if size < n_classes or size >= stratifiable.height:
-        return frame.sample(n=size, seed=seed)
-    sample, _ = train_test_split(stratifiable, train_size=size, random_state=seed, stratify=stratifiable["code"])
-    return sample
+    classes = frame.group_by("code").len().sort("code")
+    rows = classes["len"].to_numpy().astype(np.int64)
+    quota = np.ones_like(rows) if size >= len(rows) else np.zeros_like(rows)
+    share = (size - quota.sum()) * (rows - quota) / (rows - quota).sum()
+    quota += np.floor(share).astype(np.int64)
+    remainder = share - np.floor(share)
+    largest_first = np.lexsort((np.random.default_rng(seed).random(len(rows)), -remainder))
+    quota[largest_first[: size - quota.sum()]] += 1
+    rank = pl.int_range(pl.len()).shuffle(seed=seed).over("code")
+    return frame.filter(rank < pl.col("code").replace_strict(classes["code"], pl.Series(quota), return_dtype=pl.Int64))
 
 
 TEXT_TYPES = (pl.String, pl.Categorical, pl.Enum, pl.Null)  # Null: a column with no value at all

@@ -78,11 +78,38 @@ class MeanPoolForward:
         """The pooled sentence embeddings the head reads (texts, dim), before its normalisation.
 
         Only the first `full_width` ids of a text count, as in the library's padded input; an empty text has a
-        zero sentence, as the library's `nan_to_num` of 0/1 gives. The sum is a sparse (texts × vocabulary) count
-        matrix times the table: no (tokens × dim) copy of gathered rows, which cost six times the CPU and as
-        many bytes as the tokens times the width. Each row is summed on its own, so a text's embedding does not
-        depend on the batch it came in.
+        zero sentence, as the library's `nan_to_num` of 0/1 gives.
         """
+        return self.sentences_of(TokenCounts.of(ids, full_width, self.vocab_size))
+
+    def sentences_of(self, counts: TokenCounts) -> np.ndarray:
+        """The sum is a sparse (texts × vocabulary) count matrix times the table: no (tokens × dim) copy of gathered
+        rows, which cost six times the CPU and as many bytes as the tokens times the width. Each row is summed on
+        its own, so a text's embedding does not depend on the batch it came in."""
+        sums = np.asarray(counts.matrix @ self.normalised_embeddings, dtype=np.float32)
+        return sums / np.maximum(counts.lengths, 1).astype(np.float32)[:, None]
+
+    def logits(self, ids: list[list[int]], full_width: int, pad_id: int = 0) -> np.ndarray:
+        """float32 logits (texts, classes), equal to the library's forward on inputs padded to `full_width`."""
+        return self.logits_of(TokenCounts.of(ids, full_width, self.vocab_size))
+
+    def logits_of(self, counts: TokenCounts) -> np.ndarray:
+        """The logits of texts counted once (a training run's validation rows, read after every epoch)."""
+        sentences = rms_norm(self.sentences_of(counts)).astype(np.float64)
+        return (sentences @ self.head_weight_t + self.head_bias).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TokenCounts:
+    """Tokenized texts as a sparse (texts × vocabulary) count matrix (scipy's CSR) and their lengths: what a
+    mean-pooling model reads of them, whatever its weights."""
+
+    matrix: Any  # scipy.sparse.csr_array, float32
+    lengths: np.ndarray  # (texts,) int64
+
+    @classmethod
+    def of(cls, ids: list[list[int]], full_width: int, vocab_size: int) -> TokenCounts:
+        """Only the first `full_width` ids of a text count, as in the library's padded input."""
         from scipy.sparse import csr_array  # 0.3 s of import, paid by the first prediction, not by start-up
 
         kept = [seq[:full_width] for seq in ids]
@@ -90,12 +117,8 @@ class MeanPoolForward:
         offsets = np.zeros(len(kept) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         flat = np.fromiter(itertools.chain.from_iterable(kept), dtype=np.int64, count=int(offsets[-1]))
-        counts = csr_array((np.ones(flat.size, dtype=np.float32), flat, offsets),
-                           shape=(len(kept), self.vocab_size))
-        sums = np.asarray(counts @ self.normalised_embeddings, dtype=np.float32)
-        return sums / np.maximum(lengths, 1).astype(np.float32)[:, None]
+        matrix = csr_array((np.ones(flat.size, dtype=np.float32), flat, offsets), shape=(len(kept), vocab_size))
+        return cls(matrix, lengths)
 
-    def logits(self, ids: list[list[int]], full_width: int, pad_id: int = 0) -> np.ndarray:
-        """float32 logits (texts, classes), equal to the library's forward on inputs padded to `full_width`."""
-        sentences = rms_norm(self.sentences(ids, full_width, pad_id)).astype(np.float64)
-        return (sentences @ self.head_weight_t + self.head_bias).astype(np.float32)
+    def __len__(self) -> int:
+        return len(self.lengths)

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from nace_app.model.classifier import tempered_softmax
+from nace_app.model.numpy_forward import TokenCounts
 from nace_app.nomenclature.structure import Nomenclature
 from nace_app.review import metrics
 
@@ -58,6 +60,13 @@ def evaluate_classifier(classifier, frame: pl.DataFrame) -> Evaluation:
     """A classifier on a labelled frame (columns code, label)."""
     probabilities = classifier.predict_proba(frame["label"].to_list())
     return evaluate(frame["code"].to_list(), probabilities, classifier.labels, classifier.nomenclature)
+
+
+def evaluate_counted(classifier, true_codes: list[str], counts: TokenCounts) -> Evaluation:
+    """A mean-pooling classifier on texts already counted (a training run's validation split): the figures
+    `evaluate_classifier` gives on the same texts, without tokenizing them again."""
+    probabilities = tempered_softmax(classifier.numpy_forward.logits_of(counts), classifier.temperature)
+    return evaluate(true_codes, probabilities, classifier.labels, classifier.nomenclature)
 
 
 def without_texts(frame: pl.DataFrame, texts: list[str]) -> tuple[pl.DataFrame, int]:

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from nace_app.data.tables import Splits, stratified_sample
+from nace_app.model.numpy_forward import TokenCounts
 from nace_app.model.tokenization import (
     NGRAM,
     TOKENIZER_KINDS,
@@ -34,7 +35,7 @@ from nace_app.model.tokenization import (
     train_ngram_ids,
 )
 from nace_app.review.calibration import fit_on_shifted_text
-from nace_app.review.evaluation import Evaluation, evaluate_classifier
+from nace_app.review.evaluation import Evaluation, evaluate_classifier, evaluate_counted
 from nace_app.settings.errors import NaceAppError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ class TrainingSettings:
     `schedule` is the learning rate's: constant, or decaying linearly to 0 over the planned steps (fastText's).
     The defaults are the workshop's run, chosen by measurement (benchmarks/bench_training.py): 30 rows of each
     class (stratified, about 19,500 of the demo's train split), 5 epochs of batches of 1,024 (fewer, larger steps:
-    the same accuracy for less overhead), the learning rate 0.06 decaying linearly.
+    the same accuracy for less overhead), the learning rate 0.06 decaying linearly, character 3- to 5-grams (6-grams
+    cost 1.8 CPU-s more, an eighth of the run, for 0.3 points of test top-1).
     """
 
     sample_size: int | None = None
@@ -68,7 +70,7 @@ class TrainingSettings:
     tokenizer: str = NGRAM
     vocab_size: int = 4000
     ngram_min: int = 3
-    ngram_max: int = 6
+    ngram_max: int = 5
     buckets: int = 50_000
     min_count: int = 1
     token_dropout: float = 0.2
@@ -282,6 +284,64 @@ class _Tokens:
         mask = (torch.arange(width)[None, :] < self.lengths[rows, None]).long()
         return ids, mask, self.targets[rows]
 
+    def measure(self, model: Any, loss_fn: Any, cut: bool, chunk: int = 2048) -> dict[str, float]:
+        """Mean loss and top-1 accuracy of `model` on these rows, in chunks of padded ids."""
+        import torch
+
+        if len(self) == 0:
+            return {}
+        was_training = model.training
+        model.eval()
+        loss_sum, correct = 0.0, 0
+        with torch.no_grad():
+            for start in range(0, len(self), chunk):
+                rows = torch.arange(start, min(start + chunk, len(self)))
+                ids, mask, targets = self.batch(rows, cut)
+                logits = _logits(model, ids, mask)
+                loss_sum += float(loss_fn(logits, targets)) * len(rows)
+                correct += int((logits.argmax(dim=1) == targets).sum())
+        model.train(was_training)
+        return {"val_loss": loss_sum / len(self), "val_accuracy": correct / len(self)}
+
+
+@dataclass
+class _Counted:
+    """Rows a mean-pooling model reads, tokenized once per run with their class indices: read after every epoch
+    by the model under training, and at the end, as counts (`TokenCounts`), by the saved model's numpy forward,
+    which gives its validation figures without tokenizing again."""
+
+    counts: TokenCounts
+    targets: Any  # torch.Tensor (rows,)
+    ids: Any  # torch.Tensor: every text's ids, end to end
+    offsets: Any  # torch.Tensor (rows,): where each text starts in `ids`
+
+    @classmethod
+    def of(cls, tokenizer: Any, texts: list[str], targets: list[int]) -> _Counted:
+        import torch
+
+        encoded = encode(tokenizer, texts)
+        counts = TokenCounts.of(encoded.ids, encoded.full_width, tokenizer.vocab_size)
+        return cls(counts, torch.tensor(targets, dtype=torch.long),
+                   torch.from_numpy(counts.matrix.indices.astype(np.int64)),
+                   torch.from_numpy(counts.matrix.indptr[:-1].astype(np.int64)))
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def measure(self, model: Any, loss_fn: Any, cut: bool) -> dict[str, float]:
+        """Mean loss and top-1 accuracy of `model`'s current weights on these rows."""
+        import torch
+
+        if len(self) == 0:
+            return {}
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            logits = model.forward_texts(self.ids, self.offsets)
+        model.train(was_training)
+        return {"val_loss": float(loss_fn(logits, self.targets)),
+                "val_accuracy": float((logits.argmax(dim=1) == self.targets).double().mean())}
+
 
 def _hide_tokens(mask: Any, share: float, generator: Any) -> Any:
     """Hide `share` of each text's real tokens at random (never all of them): token dropout."""
@@ -300,31 +360,16 @@ def _logits(model: Any, ids: Any, mask: Any) -> Any:
     return model(ids, mask, None)
 
 
-def _measure(model: Any, tokens: _Tokens, loss_fn: Any, cut: bool, chunk: int = 2048) -> dict[str, float]:
-    """Mean loss and top-1 accuracy of `model` on pre-tokenized rows (the validation split, once per epoch)."""
-    import torch
-
-    if len(tokens) == 0:
-        return {}
-    was_training = model.training
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(tokens), chunk):
-            rows = torch.arange(start, min(start + chunk, len(tokens)))
-            ids, mask, targets = tokens.batch(rows, cut)
-            logits = _logits(model, ids, mask)
-            loss_sum += float(loss_fn(logits, targets)) * len(rows)
-            correct += int((logits.argmax(dim=1) == targets).sum())
-    model.train(was_training)
-    return {"val_loss": loss_sum / len(tokens), "val_accuracy": correct / len(tokens)}
+def _is_own_mean_pool(settings: TrainingSettings) -> bool:
+    """The default architecture (n-grams, mean pooling), which we train as our own copy of the library's module."""
+    return settings.tokenizer == NGRAM and not settings.attention
 
 
 def _build_model(settings: TrainingSettings, tokenizer: Any, num_classes: int,
                  output_dim: int | None) -> tuple[Any, dict[str, Any]]:
     """The torch module to train and its `model_config`: ours for the default architecture (n-grams, mean pooling),
     the library's otherwise."""
-    if settings.tokenizer == NGRAM and not settings.attention:
+    if _is_own_mean_pool(settings):
         from nace_app.model.mean_pool import MeanPoolModel, model_config
 
         return (MeanPoolModel(tokenizer.vocab_size, settings.embedding_dim, num_classes, tokenizer.padding_idx),
@@ -414,8 +459,10 @@ def train_model(
     tokenizer.output_dim = output_dim
     if output_dim is not None:  # the window the model will read at inference
         train_tokens = _Tokens.of(tokenizer, train_texts, [index[c] for c in train_codes], output_dim)
-    validation_tokens = _Tokens.of(tokenizer, validation["label"].to_list(),
-                                   [index[c] for c in validation["code"].to_list()], output_dim)
+    validation_targets = [index[c] for c in validation["code"].to_list()]
+    validation_rows = (_Counted.of(tokenizer, validation["label"].to_list(), validation_targets)
+                       if _is_own_mean_pool(settings) else
+                       _Tokens.of(tokenizer, validation["label"].to_list(), validation_targets, output_dim))
     cut = not settings.attention
 
     model, model_config = _build_model(settings, tokenizer, len(labels), output_dim)
@@ -452,7 +499,7 @@ def train_model(
             stopped_by_user = bool(should_stop and should_stop())
             if stopped_by_user:
                 break
-        metrics = {**_measure(model, validation_tokens, loss_fn, cut), "train_loss_epoch": float(np.mean(step_losses))}
+        metrics = {**validation_rows.measure(model, loss_fn, cut), "train_loss_epoch": float(np.mean(step_losses))}
         history.append({"epoch": epoch, **metrics})
         monitored = metrics.get("val_loss", metrics["train_loss_epoch"])
         if monitored < best_loss:
@@ -492,7 +539,11 @@ def train_model(
     calibration = fit_on_shifted_text(classifier)  # every trained run is calibrated on text its writers did not write
     calibration.save(model_dir)
     classifier.calibrate_with(calibration.to_dict())
-    validation_figures, test_figures = evaluate_classifier(classifier, validation), evaluate_classifier(classifier, splits.test)
+    if isinstance(validation_rows, _Counted) and classifier.numpy_forward is not None:
+        validation_figures = evaluate_counted(classifier, validation["code"].to_list(), validation_rows.counts)
+    else:
+        validation_figures = evaluate_classifier(classifier, validation)
+    test_figures = evaluate_classifier(classifier, splits.test)
     finished = time.monotonic()
     return TrainingResult(
         model_dir=model_dir,

@@ -1,5 +1,6 @@
 import codecs
 import io
+import math
 import tempfile
 from pathlib import Path
 
@@ -44,10 +45,32 @@ def test_schema_requires_code_and_label_and_fills_name():
     assert frame["name"].to_list()[1] == "unknown code"
 
 
-def test_stratified_sample_keeps_class_proportions(demo_frame):
+def test_stratified_sample_gives_every_class_one_row_then_its_share_of_the_rest_rounded(demo_frame):
     sample = stratified_sample(demo_frame, 3000)
     assert sample.height == 3000
-    assert sample["code"].n_unique() > 600
+    counts = dict(demo_frame.group_by("code").len().iter_rows())
+    taken = dict(sample.group_by("code").len().iter_rows())
+    assert set(taken) == set(counts)  # 651 classes, 3,000 rows: every class is kept
+    rest = 3000 - len(counts)
+    others = sum(counts.values()) - len(counts)
+    for code, rows in counts.items():
+        exact = 1 + rest * (rows - 1) / others
+        assert math.floor(exact) <= taken[code] <= math.ceil(exact), code
+
+
+def test_stratified_sample_is_drawn_at_random_within_classes_repeatably_and_in_the_frames_order(demo_frame):
+    first, again, other = (stratified_sample(demo_frame, 2000, seed) for seed in (1, 1, 2))
+    assert first.equals(again)
+    assert not first.equals(other)
+    position = {label: i for i, label in enumerate(demo_frame["label"].to_list())}
+    assert sorted(first["label"].to_list(), key=position.get) == first["label"].to_list()
+    assert first.is_duplicated().sum() == 0 and first.join(demo_frame, on=["code", "label"]).height >= 2000
+
+
+def test_a_sample_smaller_than_the_class_count_goes_by_largest_remainders():
+    frame = pl.DataFrame({"code": ["a"] * 6 + ["b"] * 3 + ["c"], "label": [str(i) for i in range(10)]})
+    assert stratified_sample(frame, 2)["code"].to_list() == ["a", "b"]  # shares 1.2, 0.6, 0.2
+    assert stratified_sample(frame, 10).equals(frame)
 
 
 def test_csv_error_line_points_at_the_first_malformed_record():

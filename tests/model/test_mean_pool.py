@@ -111,3 +111,15 @@ def test_the_flat_training_path_gives_the_padded_paths_logits_and_gradients():
     for (name, a), (_, b) in zip(padded.named_parameters(), flat.named_parameters(), strict=True):
         b_grad = b.grad.to_dense() if b.grad.is_sparse else b.grad
         assert torch.allclose(a.grad, b_grad, atol=1e-6), name
+
+
+def test_texts_read_at_once_without_gradients_give_the_padded_paths_logits_even_when_empty():
+    from nace_app.model.mean_pool import flat_batch
+
+    torch.manual_seed(2)
+    model = MeanPoolModel(300, 16, 7, padding_idx=0)
+    lengths = torch.tensor([5, 0, 9, 3])  # an empty text: the library's zero sentence, so the head's bias
+    mask = (torch.arange(9)[None, :] < lengths[:, None]).long()
+    ids = torch.randint(1, 300, (4, 9)) * mask
+    with torch.no_grad():
+        assert torch.allclose(model.forward_texts(*flat_batch(ids, mask)), model(ids, mask), atol=1e-6)

@@ -42,6 +42,18 @@ def test_progress_events_and_a_model_in_our_format(tiny_data, tmp_path):
     assert 0.0 <= result.test.top1_accuracy <= 1.0
 
 
+def test_a_runs_validation_figures_are_the_saved_models_read_as_users_read_it(tiny_data, tmp_path):
+    from nace_app.model.classifier import Classifier
+    from nace_app.review.evaluation import evaluate_classifier
+
+    result = train_model(tiny_data.splits, SMALL, tmp_path)
+    saved = Classifier(load_model(result.model_dir), name="saved")
+    assert result.validation == evaluate_classifier(saved, tiny_data.splits.validation)
+    assert result.test == evaluate_classifier(saved, tiny_data.splits.test)
+    best_epoch = min(result.history, key=lambda epoch: epoch["val_loss"])
+    assert result.validation.top1_accuracy == pytest.approx(best_epoch["val_accuracy"])
+
+
 def test_stop_flag_ends_the_run_and_keeps_the_best_checkpoint(tiny_data, tmp_path):
     steps = []
 
