@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from nace_app.model.classifier import Classifier
+from nace_app.review import neighbours, prediction_cache
 from nace_app.review.neighbours import NeighbourIndex
 from nace_app.review.prediction_cache import cached_probabilities
 
@@ -33,7 +34,12 @@ def _score_test_split(classifier: Classifier, texts: list[str], data_fingerprint
 def fill_disk_caches(classifier: Classifier, train: pl.DataFrame, test_texts: list[str], data_fingerprint: str,
                      cache_dir: Path, embedding: AbstractContextManager, embedded: Callable[[], None]) -> None:
     """Embed the training rows inside `embedding` (a lock that a click needing them waits on), call `embedded()`,
-    then score the test split; an error in either is raised here."""
+    then score the test split; an error in either is raised here. When both files are already there (a restarted
+    server), no child is started: its start-up alone cost 2 CPU-s while the first pages were being drawn."""
+    if (neighbours.cache_file(classifier, train, cache_dir).is_file()
+            and prediction_cache.cache_file(classifier, len(test_texts), data_fingerprint, cache_dir).is_file()):
+        embedded()
+        return
     with contextlib.ExitStack() as stack:
         child = None
         if classifier.numpy_forward is not None:

@@ -54,6 +54,11 @@ class Neighbour:
     similarity: float
 
 
+def cache_file(classifier: Classifier, frame: pl.DataFrame, cache_dir: Path) -> Path:
+    """Where the embeddings of `frame`'s rows by `classifier` are kept."""
+    return cache_dir / "neighbours" / f"{classifier.fingerprint}-{fingerprint(frame)}.npy"
+
+
 @dataclass(frozen=True)
 class NeighbourIndex:
     """Labelled rows with their unit embeddings; `loaded_from_cache` says whether they were read from disk."""
@@ -75,7 +80,7 @@ class NeighbourIndex:
             headings = frame["name"].to_list()
         else:
             headings = [classifier.nomenclature.heading(c) for c in codes]
-        path = cache_dir / "neighbours" / f"{classifier.fingerprint}-{fingerprint(frame)}.npy"
+        path = cache_file(classifier, frame, cache_dir)
         expected = (len(texts), classifier.sentence_dim)
         if path.is_file():
             try:

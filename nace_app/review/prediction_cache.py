@@ -10,11 +10,15 @@ from nace_app.model.classifier import Classifier
 from nace_app.settings.cachefiles import keep_in_cache
 
 
+def cache_file(classifier: Classifier, rows: int, data_fingerprint: str, cache_dir: Path) -> Path:
+    """Where the probabilities of `rows` texts of a dataset by `classifier` are kept."""
+    return cache_dir / "predictions" / f"{classifier.fingerprint}-{data_fingerprint}-{rows}.npy"
+
+
 def cached_probabilities(classifier: Classifier, texts: list[str], data_fingerprint: str, cache_dir: Path,
                          progress=None) -> np.ndarray:
     """Probabilities for `texts` (float32), from the disk cache when a file of the right shape is there."""
-    folder = cache_dir / "predictions"
-    path = folder / f"{classifier.fingerprint}-{data_fingerprint}-{len(texts)}.npy"
+    path = cache_file(classifier, len(texts), data_fingerprint, cache_dir)
     if path.is_file():
         try:
             cached = np.load(path, allow_pickle=False)

@@ -36,3 +36,30 @@ def test_the_child_fills_the_same_caches_the_server_reads_and_says_when_the_rows
     scores = cached_probabilities(classifier, test_texts, "tiny", tmp_path)
     assert np.allclose(scores, classifier.predict_proba(test_texts), atol=1e-6)
     assert len(list((tmp_path / "predictions").glob("*.npy"))) == 1
+
+
+def test_a_restarted_server_finding_both_files_starts_no_child_and_one_missing_file_is_written_again(
+        tiny_frame, tmp_path, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nace_app.review import disk_caches, prediction_cache
+
+    classifier = Classifier(load_model(embedded_model_dir()))
+    test_texts = tiny_frame["label"].to_list()[:50]
+    NeighbourIndex.build(classifier, tiny_frame, tmp_path)
+    cached_probabilities(classifier, test_texts, "tiny", tmp_path)
+    children = []
+    monkeypatch.setattr(disk_caches, "ProcessPoolExecutor",
+                        lambda **options: children.append(options) or ProcessPoolExecutor(**options))
+    events = []
+
+    def fill() -> None:
+        fill_disk_caches(classifier, tiny_frame, test_texts, "tiny", tmp_path, embedding=threading.Lock(),
+                         embedded=lambda: events.append("embedded"))
+
+    fill()
+    assert events == ["embedded"] and children == []
+    scores = prediction_cache.cache_file(classifier, len(test_texts), "tiny", tmp_path)
+    scores.unlink()
+    fill()
+    assert events == ["embedded", "embedded"] and len(children) == 1 and scores.is_file()
