@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from nace_app.app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
+from nace_app.data.tables import stratified_sample
 
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is not installed")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, migrated_mlflow_store):
+def server(tmp_path_factory, migrated_mlflow_store, demo_frame):
+    """The embedded model on 12,000 rows of the demo data (a stratified sample): every page as with the whole data,
+    for a fifth of the scoring, embedding and evaluation a test server does not need to be timed on."""
     folder = tmp_path_factory.mktemp("server")
     (folder / "cache").mkdir()
     shutil.copy(migrated_mlflow_store, folder / "cache" / "mlflow.db")  # the runs log to it: migrated once already
-    app = AppServer({"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": "embedded", "NACE_CACHE_DIR": str(folder / "cache")},
+    data = folder / "demo-sample.parquet"
+    stratified_sample(demo_frame, 12_000).write_parquet(data)
+    app = AppServer({"NACE_MODEL_URI": "embedded", "NACE_DATA_URI": str(data), "NACE_CACHE_DIR": str(folder / "cache")},
                     folder / "streamlit.log")
     yield app.url
     app.stop()
@@ -164,6 +170,7 @@ def test_two_queued_runs_in_two_windows_both_finish_in_order(browser, server):
         pages.append(window)
     first, second = pages
     first.get_by_role("button", name="Start training").click()
+    first.get_by_text(re.compile(r"Epoch \d+ of \d+ · step")).wait_for()  # running: the two clicks' order is the runs'
     second.get_by_role("button", name="Start training").click()
     second.get_by_text("queued (position 1)").wait_for()
     first.get_by_role("button", name="Use this model").wait_for()

@@ -13,7 +13,7 @@ from tests.conftest import run_concurrently
 TEXTS = ["I sell croissants and pains au chocolat in my bakery", "we rent out holiday cottages by the week",
          "software development, apps & websites!", "taxi driver with my own car", "repair of cars and vans",
          "dog grooming salon with a small pet shop"]
-ROUNDS = 5
+ROUNDS = 2  # six threads twice each: enough to interleave them; more rounds only cost time (an attention model's IG)
 
 
 @pytest.fixture(scope="module", params=["embedded", "attention"])
