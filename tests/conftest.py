@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 from pathlib import Path
@@ -119,17 +120,35 @@ def _train_library_model(frame: pl.DataFrame, folder: Path, attention: bool = Fa
                               raw_labels=with_encoder, save_path=str(folder / "save"),
                               trainer_params={"enable_progress_bar": False,
                                               "default_root_dir": str(folder), "enable_model_summary": False})
-    ttc.train(texts, labels, training, X_val=texts[:40], y_val=labels[:40], verbose=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 300 rows: a second thread only doubles the CPU, and takes it from the other worker
+    try:
+        ttc.train(texts, labels, training, X_val=texts[:40], y_val=labels[:40], verbose=False)
+    finally:
+        torch.set_num_threads(threads)
     torch.set_float32_matmul_precision("highest")
     ttc.save(folder / "saved")
     return folder / "saved"
 
 
 def library_model_fixture(name: str, description: str, **architecture):
-    """A session fixture `name`: the folder of a model of `architecture` trained on the tiny frame by the library."""
+    """A session fixture `name`: the folder of a model of `architecture` trained on the tiny frame by the library.
 
-    def model_dir(tiny_frame, tmp_path_factory) -> Path:
-        return _train_library_model(tiny_frame, tmp_path_factory.mktemp(name), **architecture)
+    Under xdist, the first worker to ask trains it into the run's common temporary folder, under a lock, and the
+    others read that folder: tests never write into a fixture's model."""
+
+    def model_dir(tiny_frame, tmp_path_factory, worker_id) -> Path:
+        if worker_id == "master":  # one process: nobody to share with
+            return _train_library_model(tiny_frame, tmp_path_factory.mktemp(name), **architecture)
+        shared = tmp_path_factory.getbasetemp().parent / name  # this run's folder, above every worker's
+        with open(f"{shared}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (shared / "complete").is_file():
+                shutil.rmtree(shared, ignore_errors=True)  # what a failed attempt left
+                shared.mkdir()
+                _train_library_model(tiny_frame, shared, **architecture)
+                (shared / "complete").touch()
+        return shared / "saved"
 
     model_dir.__doc__ = description
     return pytest.fixture(scope="session", name=name)(model_dir)
