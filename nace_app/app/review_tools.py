@@ -179,7 +179,7 @@ def map_figure(projection: embedding_map.Projection, table: pl.DataFrame, colour
     figure.update_xaxes(title=f"first principal axis ({variance[0]:.0%} of the variance)", zeroline=False)
     figure.update_yaxes(title=f"second ({variance[1]:.0%})", zeroline=False)
     figure.update_layout(title="Test rows as the model sees them (click a point)", height=560,
-                         margin={"l": 10, "r": 10, "t": 40, "b": 10}, template="plotly_white",
+                         margin={"l": 10, "r": 10, "t": 40, "b": 10},
                          legend={"itemsizing": "constant", "orientation": "h", "y": -0.15})
     return figure
 

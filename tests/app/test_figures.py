@@ -34,3 +34,16 @@ def test_the_character_view_wraps_a_long_text_between_words_and_shows_its_colour
 def test_a_word_longer_than_a_line_is_cut_and_an_empty_text_has_one_empty_line():
     assert figures.line_spans("x" * 90) == [(0, 40), (40, 80), (80, 90)]
     assert figures.line_spans("") == [(0, 0)]
+
+
+def test_figures_are_drawn_on_plotly_white_as_the_page_shows_them():
+    import json
+
+    import plotly.io
+    import plotly.tools
+
+    loss, accuracy = figures.training_curves([(1, 2.0), (2, 1.5)], [{"epoch": 1, "val_loss": 1.7, "val_accuracy": 0.3}], 2)
+    for figure in (loss, accuracy):
+        shown = json.loads(plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(figure, True)))
+        assert shown["layout"]["template"]["layout"]["plot_bgcolor"] == "white"  # plotly_white's, not plotly's
+        assert shown["layout"]["title"]["text"] in ("Loss", "Accuracy")
