@@ -321,15 +321,16 @@ class _Counted:
 
         encoded = encode(tokenizer, texts)
         counts = TokenCounts.of(encoded.ids, encoded.full_width, tokenizer.vocab_size)
-        return cls(counts, torch.tensor(targets, dtype=torch.long),
-                   torch.from_numpy(counts.matrix.indices.astype(np.int64)),
+        return cls(counts, torch.tensor(targets, dtype=torch.long),  # copies of the CSR's arrays, taken before any
+                   torch.from_numpy(counts.matrix.indices.astype(np.int64)),  # product: a repeated id is still there
                    torch.from_numpy(counts.matrix.indptr[:-1].astype(np.int64)))
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def measure(self, model: Any, loss_fn: Any, cut: bool) -> dict[str, float]:
-        """Mean loss and top-1 accuracy of `model`'s current weights on these rows."""
+        """Mean loss and top-1 accuracy of `model`'s current weights on these rows (`cut` is `_Tokens.measure`'s:
+        these texts carry no padding to cut)."""
         import torch
 
         if len(self) == 0:
