@@ -119,6 +119,3 @@ class TokenCounts:
         flat = np.fromiter(itertools.chain.from_iterable(kept), dtype=np.int64, count=int(offsets[-1]))
         matrix = csr_array((np.ones(flat.size, dtype=np.float32), flat, offsets), shape=(len(kept), vocab_size))
         return cls(matrix, lengths)
-
-    def __len__(self) -> int:
-        return len(self.lengths)
