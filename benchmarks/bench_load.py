@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -29,6 +30,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from streamlit_client import StreamlitSession, titles  # beside this file
 
 from nace_app.app.serving import CHROMIUM, CHROMIUM_ARGS, IDLE, AppServer
 
@@ -255,23 +258,134 @@ async def warm_up(browser, url: str) -> None:
     await page.context.close()
 
 
-async def run_sessions(url: str, texts: list[list[str]], train: bool,
-                       pid: int | None) -> tuple[Record, float, float, float]:
-    """All sessions against `url`; the record, and the coding phase's wall time, server and browser CPU seconds."""
-    from playwright.async_api import async_playwright
+async def ws_code_and_explain(session: StreamlitSession, text: str, record: Record, stage: list[str]) -> None:
+    """`code_and_explain` over the websocket: each action timed from the message sent to the end of its run."""
+    stage[0] = "code"
+    session.set("text_area", "Activity description", "string_value", text)
+    started = time.perf_counter()
+    await session.rerun(trigger=session.widget("button", "Code it").proto.id)
+    record.add("code", time.perf_counter() - started)
+    answer = ws_answer(session, text, None)
+    if len(answer["codes"]) < 2:
+        record.answers[text] = answer
+        return
+    second = answer["codes"][1]
+    radio = session.widget("radio", "Explain candidate")
+    session.values[radio.proto.id] = ("string_value", second)
+    stage[0] = "explain"
+    started = time.perf_counter()
+    await session.rerun(fragment_id=radio.fragment_id)
+    record.add("explain", time.perf_counter() - started)
+    explained = ws_answer(session, text, second)
+    record.answers[text] = {**answer, "explained": second, "explained_words": explained["words"]}
 
+
+def ws_answer(session: StreamlitSession, text: str, code: str | None) -> dict:
+    """What `ANSWER` reads in a browser, read from the run's elements; an error when they are not `SHOWN`'s."""
+    captions = [shown.proto.body for shown in session.of_kind("markdown")]
+    highlights = [shown.proto.body for shown in session.of_kind("html") if "nace-highlight" in shown.proto.body]
+    bars = [shown.proto.text for path, shown in sorted(session.elements.items()) if shown.kind == "progress" and path[0] == 0]
+    if not highlights or not bars or not any(c.startswith("Codes for: “" + text[:120]) for c in captions):
+        raise RuntimeError(f"the run did not show {text!r}'s codes and highlights")
+    if code is not None and not any(c.startswith(f"Integrated gradients for **{code}** ·") for c in captions):
+        raise RuntimeError(f"the run did not explain {code}")
+    codes = list(session.widget("radio", "Explain candidate").proto.options)
+    return {"code": codes[0] if codes else None, "probability": bars[0], "codes": codes,
+            "words": titles(highlights[0], "nace-word")}
+
+
+async def ws_coding_session(url: str, texts: list[str], record: Record, ready: list[str], start: asyncio.Event) -> None:
+    session = StreamlitSession(url, TIMEOUT_MS / 1000)
+    stage = ["code"]
+    await session.open()
+    try:
+        ready.append("coding")
+        await start.wait()
+        for text in texts:
+            try:
+                await ws_code_and_explain(session, text, record, stage)
+            except Exception as exc:  # a timeout or a wrong page: counted, and the session goes on from a new one
+                record.fail(stage[0], f"{text!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                await session.close()
+                session = StreamlitSession(url, TIMEOUT_MS / 1000)
+                await session.open()
+    finally:
+        await session.close()
+
+
+async def ws_train_once(session: StreamlitSession) -> None:
+    """Start a run and poll the progress fragment, as often as it asks, until the page offers the model."""
+    await session.rerun(trigger=session.widget("button", "Start training").proto.id)
+    while not any(b.proto.label.startswith("Use this model") for b in session.of_kind("button")):
+        if not session.auto_reruns:
+            raise RuntimeError("the run's page stopped polling without offering its model")
+        fragment_id, interval = next(iter(session.auto_reruns.items()))
+        await asyncio.sleep(interval)
+        await session.rerun(fragment_id=fragment_id, auto=True)
+
+
+async def ws_training_session(url: str, record: Record, ready: list[str], start: asyncio.Event,
+                              finishing: asyncio.Event, warm: bool) -> None:
+    """`training_session` over the websocket; with `warm`, one untimed run first (the server's first run imports
+    MLflow and creates its store)."""
+    session = StreamlitSession(url, TIMEOUT_MS / 1000)
+    await session.open("train")
+    try:
+        session.set("number_input", "Subsample of the train split (rows)", "int_value", 2000)
+        session.set("slider", "Epochs", "double_array_value", [3.0])
+        await session.rerun()
+        if warm:
+            await ws_train_once(session)
+        ready.append("training")
+        await start.wait()
+        while True:
+            started = time.perf_counter()
+            try:
+                await ws_train_once(session)
+                record.add(TRAIN, time.perf_counter() - started)
+            except Exception as exc:
+                record.fail(TRAIN, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                return
+            if finishing.is_set():
+                return
+    finally:
+        await session.close()
+
+
+async def ws_warm_up(url: str) -> None:
+    session = StreamlitSession(url, TIMEOUT_MS / 1000)
+    await session.open()
+    await ws_code_and_explain(session, WARM_UP, Record(), ["code"])
+    await session.close()
+
+
+async def run_sessions(url: str, texts: list[list[str]], train: bool, pid: int | None,
+                       client: str, warm_train: bool = False) -> tuple[Record, float, float, float]:
+    """All sessions against `url` by `client`; the record, and the coding phase's wall time, the server's and the
+    clients' (browsers' or this process's) CPU seconds."""
     record = Record()
     ready: list[str] = []
     start, finishing = asyncio.Event(), asyncio.Event()
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        await warm_up(browser, url)
-        coders = [asyncio.create_task(coding_session(browser, url, own, record, ready, start)) for own in texts]
-        trainer = asyncio.create_task(training_session(browser, url, record, ready, start, finishing)) if train else None
+    async with contextlib.AsyncExitStack() as stack:
+        if client == "browser":
+            from playwright.async_api import async_playwright
+
+            playwright = await stack.enter_async_context(async_playwright())
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            stack.push_async_callback(browser.close)
+            await warm_up(browser, url)
+            coders = [asyncio.create_task(coding_session(browser, url, own, record, ready, start)) for own in texts]
+            trainer = (asyncio.create_task(training_session(browser, url, record, ready, start, finishing))
+                       if train else None)
+        else:
+            await ws_warm_up(url)
+            coders = [asyncio.create_task(ws_coding_session(url, own, record, ready, start)) for own in texts]
+            trainer = (asyncio.create_task(ws_training_session(url, record, ready, start, finishing, warm_train))
+                       if train else None)
         sessions = [*coders, trainer] if trainer else coders
         while len(ready) < len(sessions) and not any(task.done() for task in sessions):
             await asyncio.sleep(0.2)  # every page loaded first: the timed phase measures coding, not start-up
-        cpu, browsers = cpu_seconds(pid) if pid else 0.0, BrowserCpu()
+        cpu, browsers, own_cpu = cpu_seconds(pid) if pid else 0.0, BrowserCpu(), time.process_time()
         started = time.perf_counter()
         start.set()
         coding = asyncio.gather(*coders)
@@ -279,7 +393,8 @@ async def run_sessions(url: str, texts: list[list[str]], train: bool,
             browsers.sample()
             await asyncio.wait([coding], timeout=0.5)
         await coding
-        wall, browser_cpu = time.perf_counter() - started, browsers.seconds()
+        wall = time.perf_counter() - started
+        client_cpu = browsers.seconds() if client == "browser" else time.process_time() - own_cpu
         cpu = (cpu_seconds(pid) - cpu) if pid else float("nan")
         if trainer is not None:  # the run still going may finish (alone, at most TRAIN_GRACE_S more), then it stops
             finishing.set()
@@ -287,8 +402,7 @@ async def run_sessions(url: str, texts: list[list[str]], train: bool,
                 await asyncio.wait_for(trainer, TRAIN_GRACE_S)
             except TimeoutError:
                 record.fail(TRAIN, f"a run was still going {TRAIN_GRACE_S} s after the coding sessions ended")
-        await browser.close()
-    return record, wall, cpu, browser_cpu
+    return record, wall, cpu, client_cpu
 
 
 def run_timings(cache: Path | None) -> list[str]:
@@ -346,6 +460,11 @@ def main() -> None:
     parser.add_argument("--url", help="run the load against this server instead of a fresh one")
     parser.add_argument("--server-pid", type=int, help="with --url: that server's process id, for its CPU time")
     parser.add_argument("--server-cache", type=Path, help="with --url: that server's cache folder, for its runs' timings")
+    parser.add_argument("--client", choices=("browser", "websocket"), default="browser",
+                        help="sessions in headless Chromium, or over Streamlit's websocket with no browser (the "
+                             "server's latency, without the browsers' CPU)")
+    parser.add_argument("--warm-train", action="store_true",
+                        help="with --client websocket: one untimed training run before the timed phase")
     parser.add_argument("--no-baseline", action="store_true", help="skip the single session (and the comparison)")
     parser.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment of both servers, e.g. OMP_NUM_THREADS=1")
@@ -359,14 +478,16 @@ def main() -> None:
     if not args.no_baseline:
         server = AppServer({**env, "NACE_CACHE_DIR": str(work / "baseline-cache")}, work / "baseline.log")
         try:
-            baseline, *_ = asyncio.run(run_sessions(server.url, [[t for own in texts for t in own]], False, None))
+            baseline, *_ = asyncio.run(run_sessions(server.url, [[t for own in texts for t in own]], False, None,
+                                                    args.client))
         finally:
             server.stop()
 
     server = None if args.url else AppServer({**env, "NACE_CACHE_DIR": str(work / "load-cache")}, work / "load.log")
     try:
-        load, wall, cpu, browser_cpu = asyncio.run(run_sessions(args.url or server.url, texts, args.train,
-                                                   server.process.pid if server else args.server_pid))
+        load, wall, cpu, client_cpu = asyncio.run(run_sessions(args.url or server.url, texts, args.train,
+                                                   server.process.pid if server else args.server_pid, args.client,
+                                                   args.warm_train))
     finally:
         if server is not None:
             server.stop()
@@ -375,12 +496,14 @@ def main() -> None:
     runs = run_timings(args.server_cache if args.url else work / "load-cache")
     codes = baseline.times.get("code", [])
     explains = baseline.times.get("explain", [])
-    scenario = f"{args.sessions} session{'s' if args.sessions > 1 else ''}" + (" + 1 training" if args.train else "")
+    scenario = (f"{args.sessions} session{'s' if args.sessions > 1 else ''}" + (" + 1 training" if args.train else "")
+                + (" (after one untimed run)" if args.warm_train else ""))
     extra = f" Server environment: {' '.join(args.server_env)}." if args.server_env else ""
     lines = [f"### {args.label + ': ' if args.label else ''}{scenario}, {args.rounds} rounds each",
              "", f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
              f"{time.strftime('%Y-%m-%d %H:%M')}; load average {os.getloadavg()[1]:.1f} (5 min).{extra} Coding phase: "
-             f"{wall:.1f} s wall, CPU {cpu:.1f} s server and {browser_cpu:.1f} s browsers.", ""]
+             f"{wall:.1f} s wall, CPU {cpu:.1f} s server and {client_cpu:.1f} s "
+             f"{'browsers' if args.client == 'browser' else 'websocket client (no browser)'}.", ""]
     lines += table(load)
     if runs:
         lines += ["", "Each training run in its own process (start-up + prepare + train + finish, wall s; CPU s): "
