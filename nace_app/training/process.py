@@ -26,6 +26,9 @@ from nace_app.training.core import ProgressEvent, TrainingResult, TrainingSettin
 
 CHILD_THREADS = 1  # torch threads of the child: a second thread saves little at this size and takes the server's core
 POLL_SECONDS = 0.2
+# A click waits for its answer, a run only for its curves: where the child shares a core with the server, the
+# server's sessions go first (benchmarks/bench_load.py). Alone, the run takes what it did.
+CHILD_NICENESS = 10
 
 
 class TrainingCrashed(NaceAppError):
@@ -33,6 +36,7 @@ class TrainingCrashed(NaceAppError):
 
 
 def _child_main(messages: Any, stop: Any, parent_pid: int, arguments: dict[str, Any]) -> None:
+    os.nice(CHILD_NICENESS)
     import torch
 
     from nace_app.training.core import train_model

@@ -13,6 +13,10 @@ run logged to the same server marks it FAILED. `final_report` says in one line w
 ends. MLflow's own HTTP retries (7 with backoff, about 4 minutes a call) are turned down to `FAIL_FAST_HTTP` unless
 those variables are set in the environment.
 
+MLflow itself runs in one helper process per process that logs (`_Tracker`): importing it costs 4 CPU-s, and
+creating a new SQLite store 5 more, which in the server's interpreter held up every session's clicks at a
+workshop's first training run. The records' senders call the helper's plain-data operations (`_MlflowCalls`).
+
 Passwords: MLflow's own "View run … at" lines (which carry the tracking URI's password) are silenced, the link
 is redacted, and every parameter and logged dictionary passes through the redactor before it is sent.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import queue
 import threading
@@ -42,7 +47,6 @@ FINAL_STATUS_SECONDS = 30.0  # how long the final status is retried after traini
 FLUSH_SECONDS = 5.0  # how long `finish` waits for a logger that MLflow no longer answers
 FAIL_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 SILENT_MLFLOW = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}  # its run links would print the URI's password
-_IMPORTING = threading.Lock()  # importing MLflow from two threads at once can fail
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ class Delivery:
 @dataclass(frozen=True)
 class _Record:
     name: str
-    send: Callable[[Any], None]  # called with the MlflowClient
+    send: Callable[[], None]  # calls the helper process (`_Tracker`)
     final: bool = False
     needs_run: bool = True
 
@@ -94,6 +98,102 @@ def _backoff(total: float) -> tuple[float, ...]:
     return tuple(delays)
 
 
+class TrackingError(Exception):
+    """An MLflow call that failed in the helper process; the message is the helper's "Type: first line"."""
+
+
+class _MlflowCalls:
+    """What `RunLogger` asks of MLflow, in plain data (no MLflow object crosses the process boundary)."""
+
+    def __init__(self) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client_type = MlflowClient
+        self._clients: dict[str, Any] = {}
+
+    def _client(self, uri: str):
+        if uri not in self._clients:
+            self._clients[uri] = self._client_type(tracking_uri=uri)
+        return self._clients[uri]
+
+    def experiment_id(self, uri: str, name: str, artifact_location: str | None) -> str:
+        experiment = self._client(uri).get_experiment_by_name(name)
+        return experiment.experiment_id if experiment else self._client(uri).create_experiment(
+            name, artifact_location=artifact_location)
+
+    def create_run(self, uri: str, experiment_id: str, run_name: str) -> str:
+        return self._client(uri).create_run(experiment_id, run_name=run_name).info.run_id
+
+    def status(self, uri: str, run_id: str) -> str:
+        return self._client(uri).get_run(run_id).info.status
+
+    def set_terminated(self, uri: str, run_id: str, status: str) -> None:
+        self._client(uri).set_terminated(run_id, status)
+
+    def log_params(self, uri: str, run_id: str, pairs: list[tuple[str, str]]) -> None:
+        from mlflow.entities import Param
+
+        self._client(uri).log_batch(run_id, params=[Param(key, value) for key, value in pairs])
+
+    def log_metrics(self, uri: str, run_id: str, rows: list[tuple[str, float, int, int]]) -> None:
+        from mlflow.entities import Metric
+
+        self._client(uri).log_batch(run_id, metrics=[Metric(*row) for row in rows])
+
+    def log_dict(self, uri: str, run_id: str, data: dict[str, Any], name: str) -> None:
+        self._client(uri).log_dict(run_id, data, name)
+
+    def log_artifacts(self, uri: str, run_id: str, folder: str, artifact_path: str) -> None:
+        self._client(uri).log_artifacts(run_id, folder, artifact_path)
+
+
+HELPER_NICENESS = 10  # the helper's logging waits for clicks: on a shared core it takes what the server leaves
+
+
+def _serve_calls(connection) -> None:
+    """The helper process: one call at a time, until the logging process closes its end."""
+    os.nice(HELPER_NICENESS)
+    calls = None
+    while True:
+        try:
+            environment, name, args = connection.recv()
+        except EOFError:
+            return
+        os.environ.update(environment)  # MLflow reads its HTTP settings at each request
+        try:
+            calls = calls or _MlflowCalls()
+            connection.send((True, getattr(calls, name)(*args)))
+        except Exception as exc:  # noqa: BLE001  # sent back as text: an MLflow exception may not unpickle
+            connection.send((False, f"{type(exc).__name__}: {first_line(exc)}"))
+
+
+class _Tracker:
+    """The helper process of this process, started at its first call; started again if it died."""
+
+    _lock = threading.Lock()  # one call at a time on the pipe, whichever run's thread sends it
+    _connection = None
+    _process = None
+
+    @classmethod
+    def call(cls, environment: dict[str, str], name: str, *args: Any) -> Any:
+        with cls._lock:
+            if cls._process is None or not cls._process.is_alive():
+                context = multiprocessing.get_context("spawn")
+                cls._connection, theirs = context.Pipe()
+                cls._process = context.Process(target=_serve_calls, args=(theirs,), name="mlflow-tracker", daemon=True)
+                cls._process.start()
+                theirs.close()
+            try:
+                cls._connection.send((environment, name, args))
+                succeeded, answer = cls._connection.recv()
+            except (EOFError, OSError) as exc:
+                cls._process = None
+                raise TrackingError(f"the MLflow helper process ended: {type(exc).__name__}") from exc
+        if not succeeded:
+            raise TrackingError(answer)
+        return answer
+
+
 class RunLogger:
     """One MLflow run, sent from its own thread; `failure` says in one line what did not reach MLflow."""
 
@@ -104,12 +204,12 @@ class RunLogger:
             for name, value in FAIL_FAST_HTTP.items():
                 os.environ.setdefault(name, value)
         os.environ.update(SILENT_MLFLOW)
+        self._environment = {name: os.environ[name] for name in (*FAIL_FAST_HTTP, *SILENT_MLFLOW) if name in os.environ}
         self._secrets = settings.sensitive_strings()  # library errors may quote the tracking URI's password
         self._unfinished = settings.cache_dir / "mlflow-unfinished"
         self._server_key = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
         self.run_id: str | None = None
         self.experiment_id: str | None = None
-        self._client = None
         self._records: queue.Queue[_Record] = queue.Queue()
         self._lock = threading.Lock()
         self._sent = self._dropped = self._pending = 0
@@ -117,22 +217,20 @@ class RunLogger:
         self._gave_up: GiveUp | None = None
         self._answering = True  # whether MLflow's last answer was a success
         self._last_error: str | None = None
-        self._enqueue(_Record("the run's creation", lambda client: self._start(run_name), needs_run=False))
+        self._enqueue(_Record("the run's creation", lambda: self._start(run_name), needs_run=False))
         self._thread = threading.Thread(target=self._send_all, name=f"mlflow-{run_name}", daemon=True)
         self._thread.start()
 
-    def _start(self, run_name: str) -> None:
-        with _IMPORTING:  # in the sender's thread, so that training starts meanwhile; one thread at a time
-            from mlflow.tracking import MlflowClient
+    def _call(self, name: str, *args: Any) -> Any:
+        """An MLflow operation of `_MlflowCalls`, in the helper process, on this run's tracking URI."""
+        return _Tracker.call(self._environment, name, self.uri, *args)
 
-        client = self._client = self._client or MlflowClient(tracking_uri=self.uri)
-        experiment = client.get_experiment_by_name(EXPERIMENT)
+    def _start(self, run_name: str) -> None:
         # with the local SQLite store, artifacts would otherwise land in ./mlruns of whatever folder the process runs in
-        self.experiment_id = (experiment.experiment_id if experiment else
-                              client.create_experiment(EXPERIMENT, artifact_location=self.artifact_location))
-        self.run_id = client.create_run(self.experiment_id, run_name=run_name).info.run_id
+        self.experiment_id = self._call("experiment_id", EXPERIMENT, self.artifact_location)
+        self.run_id = self._call("create_run", self.experiment_id, run_name)
         self._note_unfinished()
-        self._end_runs_left_running(client)
+        self._end_runs_left_running()
 
     def _ledger(self, run_id: str) -> Path:
         return self._unfinished / f"{self._server_key}-{run_id}.json"
@@ -145,15 +243,15 @@ class RunLogger:
         except OSError as exc:  # the ledger is a courtesy: without it, a run left RUNNING stays so
             logger.warning("cannot note run %s as unfinished: %s", self.run_id, exc)
 
-    def _end_runs_left_running(self, client) -> None:
+    def _end_runs_left_running(self) -> None:
         """Mark FAILED the runs on this server whose final status an earlier process could not send."""
         for ledger in sorted(self._unfinished.glob(f"{self._server_key}-*.json")):
             run_id = ledger.stem.split("-", 1)[1]
             if run_id == self.run_id:
                 continue
             try:
-                if client.get_run(run_id).info.status == "RUNNING":
-                    client.set_terminated(run_id, "FAILED")
+                if self._call("status", run_id) == "RUNNING":
+                    self._call("set_terminated", run_id, "FAILED")
                 ledger.unlink()
             except Exception as exc:  # noqa: BLE001 (tracking must never stop training; tried again next time)
                 logger.info("could not end run %s left running: %s", run_id, redact_text(first_line(exc), self._secrets))
@@ -185,10 +283,11 @@ class RunLogger:
         started = time.monotonic()
         for attempt, delay in enumerate((*delays, None), start=1):
             try:
-                record.send(self._client)
+                record.send()
             except Exception as exc:  # tracking must never stop training
                 self._answering = False
-                self._last_error = redact_text(f"{type(exc).__name__}: {first_line(exc)}", self._secrets)
+                error = str(exc) if isinstance(exc, TrackingError) else f"{type(exc).__name__}: {first_line(exc)}"
+                self._last_error = redact_text(error, self._secrets)
                 if delay is None:
                     with self._lock:
                         if self._gave_up is None:
@@ -253,42 +352,31 @@ class RunLogger:
         return value
 
     def log_params(self, params: dict[str, Any]) -> None:
-        redacted = [(key, self._redacted(str(value))) for key, value in params.items()]
-
-        def send(client: Any) -> None:
-            from mlflow.entities import Param  # in the sender's thread, where MLflow is imported
-
-            client.log_batch(self.run_id, params=[Param(key, value) for key, value in redacted])
-
-        self._enqueue(_Record("parameters", send))
+        pairs = [(key, self._redacted(str(value))) for key, value in params.items()]
+        self._enqueue(_Record("parameters", lambda: self._call("log_params", self.run_id, pairs)))
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         flat: dict[str, Any] = {}
         _flatten("", metrics, flat)
         now = int(time.time() * 1000)  # when measured, not when sent
-
-        def send(client: Any) -> None:
-            from mlflow.entities import Metric
-
-            client.log_batch(self.run_id, metrics=[Metric(key, value, now, step or 0) for key, value in flat.items()])
-
+        rows = [(key, value, now, step or 0) for key, value in flat.items()]
         name = f"metrics of epoch {step}" if step else "final metrics"
-        self._enqueue(_Record(name, send))
+        self._enqueue(_Record(name, lambda: self._call("log_metrics", self.run_id, rows)))
 
     def log_dict(self, data: dict[str, Any], name: str) -> None:
         data = self._redacted(data)
-        self._enqueue(_Record(name, lambda client: client.log_dict(self.run_id, data, name)))
+        self._enqueue(_Record(name, lambda: self._call("log_dict", self.run_id, data, name)))
 
     def log_artifacts(self, folder: Path, artifact_path: str) -> None:
         self._enqueue(_Record(f"artifacts {artifact_path}/",
-                              lambda client: client.log_artifacts(self.run_id, str(folder), artifact_path)))
+                              lambda: self._call("log_artifacts", self.run_id, str(folder), artifact_path)))
 
     def finish(self, status: str = "FINISHED") -> bool:
         """Queue the final status (FAILED if any record was dropped), then `close`."""
 
-        def send(client) -> None:
+        def send() -> None:
             final = status if self.delivery().dropped == 0 else "FAILED"
-            client.set_terminated(self.run_id, final)
+            self._call("set_terminated", self.run_id, final)
             with self._lock:
                 self._final_status = final
             self._ledger(self.run_id).unlink(missing_ok=True)

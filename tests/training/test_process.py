@@ -15,7 +15,7 @@ from nace_app.settings.errors import NaceAppError
 from nace_app.sources.resolve import ResolvedSource
 from nace_app.training.core import TrainingSettings, probe_top3
 from nace_app.training.jobs import DONE, FAILED, STOPPED, TrainingJob, TrainingQueue
-from nace_app.training.process import TrainingCrashed, train_in_child
+from nace_app.training.process import CHILD_NICENESS, TrainingCrashed, train_in_child
 
 SMALL = TrainingSettings(epochs=2, batch_size=16, embedding_dim=16, buckets=2000, patience=2)
 
@@ -39,10 +39,18 @@ def failing_probe(ttc, labels):
     raise ZeroDivisionError("a bug in the child")
 
 
-def test_a_child_run_sends_its_progress_and_probes_and_returns_a_model(tiny_data, tmp_path):
-    events = []
-    result = train_in_child(tiny_data.splits, SMALL, tmp_path, progress=events.append,
+def test_a_child_run_sends_its_progress_and_probes_and_returns_a_model_at_a_lower_priority_than_its_caller(
+        tiny_data, tmp_path):
+    events, niceness = [], []
+
+    def progress(event) -> None:
+        events.append(event)
+        niceness.extend(os.getpriority(os.PRIO_PROCESS, child.pid) for child in multiprocessing.active_children()
+                        if child.name == "nace-training")
+
+    result = train_in_child(tiny_data.splits, SMALL, tmp_path, progress=progress,
                             probe=functools.partial(probe_top3, texts=["bread", "taxi"]))
+    assert set(niceness) == {os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS}  # the server's clicks go first
     kinds = [event.kind for event in events]
     assert kinds[0] == "start" and kinds.count("epoch") == 2 and kinds[-1] == "finishing"
     probes = [event.payload for event in events if event.kind == "epoch"]

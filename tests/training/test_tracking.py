@@ -19,7 +19,7 @@ from nace_app.settings.config import load_settings
 from nace_app.sources.resolve import ResolvedSource
 from nace_app.training.core import TrainingSettings
 from nace_app.training.runs import run_logged_training
-from nace_app.training.tracking import EXPERIMENT, FAIL_FAST_HTTP, FINAL_STATUS_SECONDS, RETRY_DELAYS
+from nace_app.training.tracking import EXPERIMENT, FAIL_FAST_HTTP, FINAL_STATUS_SECONDS, HELPER_NICENESS, RETRY_DELAYS
 from tests.conftest import closed_port_endpoint
 from tests.training.test_training import SMALL
 
@@ -201,3 +201,37 @@ def test_a_run_whose_server_stays_down_past_the_final_window_is_reported_dropped
     following = tracking.RunLogger(load_settings(), "the next run")
     assert following.finish(), following.failure
     assert client.get_run(run.run_id).info.status == "FAILED"
+
+
+def test_the_logging_process_never_imports_mlflow_whose_calls_run_in_one_niced_helper_process(tmp_path):
+    """In a fresh interpreter (the server's case): two runs logged, MLflow imported by neither, one helper for both."""
+    import json
+    import subprocess
+    import sys
+
+    script = f"""
+import json, multiprocessing, os, sys
+from dataclasses import replace
+from nace_app.settings.config import load_settings
+from nace_app.training.tracking import RunLogger
+settings = replace(load_settings(), cache_dir=__import__("pathlib").Path({str(tmp_path)!r}))
+ids = []
+for name in ("first", "second"):
+    run = RunLogger(settings, name)
+    run.log_params({{"epochs": 3}})
+    run.log_metrics({{"val_accuracy": 0.5}}, step=1)
+    assert run.finish(), run.failure
+    ids.append(run.run_id)
+helpers = [(p.name, os.getpriority(os.PRIO_PROCESS, p.pid)) for p in multiprocessing.active_children()]
+print(json.dumps({{"ids": ids, "mlflow": "mlflow" in sys.modules, "helpers": helpers}}))
+"""
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    found = json.loads(shown.stdout.strip().splitlines()[-1])
+    niced = os.getpriority(os.PRIO_PROCESS, 0) + HELPER_NICENESS  # its logging waits for the server's clicks
+    assert found["mlflow"] is False and found["helpers"] == [["mlflow-tracker", niced]]
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for run_id in found["ids"]:
+        logged = client.get_run(run_id)
+        assert logged.info.status == "FINISHED" and logged.data.params["epochs"] == "3"
+        assert logged.data.metrics["val_accuracy"] == 0.5
