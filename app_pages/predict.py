@@ -177,8 +177,11 @@ def why_this_code(text: str, codes: list[str], read_until: int | None, top_k: in
     st.caption(SCALES_NOTE)
     {"highlights": show_highlights, "contrast": show_contrast, "words": show_words,
      "occlusion": show_occlusion, "attention": show_label_attention}[view](text, selected, codes, read_until)
-    with st.expander("Confirm or correct the code", icon=":material/rate_review:"):
-        widgets.correction_form(text, codes[0], classifier, default_code=selected, key=f"predict_{abs(hash((text, selected)))}")
+    with st.expander("Confirm or correct the code", icon=":material/rate_review:", key="correction_open",
+                     on_change="rerun") as correction:
+        if correction.open:  # drawn only when opened: its picker of every class would weigh on each "Code it"
+            widgets.correction_form(text, codes[0], classifier, default_code=selected,
+                                    key=f"predict_{abs(hash((text, selected)))}")
     st.query_params.from_dict(links.link_params(links.SharedView(
         text, top_k, selected, st.session_state.get("rival_code") if view == "contrast" else None, view,
         shared_view_model(), transition.link_value())))

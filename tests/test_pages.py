@@ -893,6 +893,9 @@ def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedd
 
     with fresh_app() as at:
         code(at, CROISSANTS)
+        assert not any(s.label.startswith("Right code") for s in at.selectbox)  # drawn once its expander is opened
+        at.session_state["correction_open"] = True
+        at.run()
         correction_box(at).set_value("47.24")
         at.text_input(key=next(t.key for t in at.text_input if t.label == "Comment (optional)")).input("a shop")
         submit(at, "Save the right code")

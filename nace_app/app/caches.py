@@ -32,6 +32,7 @@ from nace_app.settings.config import load_settings
 logger = logging.getLogger(__name__)
 _warmed: set[str] = set()
 _warming = threading.Lock()
+_blas_limited = False  # `share_the_cores` has limited the BLAS libraries (once per server: it reads the loaded libraries)
 _embedded: set[str] = set()  # warm-ups past the training rows' embeddings (done, or failed: a click then embeds)
 _embedding_rows = threading.Lock()  # the warm-up and a first click embed the training rows once, not side by side
 
@@ -41,12 +42,21 @@ BY_FINGERPRINT = {Classifier: lambda classifier: classifier.fingerprint,
 
 
 def share_the_cores() -> None:
-    """One torch thread per thread: N sessions (and a training run) then ask for N threads, not 2N on 2 cores.
+    """One thread per session for the numeric libraries: N sessions (and a training run) then ask for N threads, not
+    2N on 2 cores.
 
-    On 2 shared cores this halved the median time to code and explain with 10 sessions (benchmarks/bench_load.py).
-    Predicting needs no torch, so it is not imported here: until something imports it, OMP_NUM_THREADS=1 makes
-    it start with one thread (numpy's BLAS, already loaded, keeps its own).
+    torch: on 2 shared cores this halved the median time to code and explain with 10 sessions
+    (benchmarks/bench_load.py). Predicting needs no torch, so it is not imported here: until something imports it,
+    OMP_NUM_THREADS=1 makes it start with one thread. numpy's OpenBLAS: its second thread spun after each product
+    of a "Code it", a quarter of the server's CPU for the click, taken from the other sessions and the training run.
     """
+    global _blas_limited
+    if not _blas_limited:
+        from threadpoolctl import threadpool_limits
+
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"  # a BLAS loaded later (scipy's) starts with one thread
+        threadpool_limits(1, user_api="blas")  # those loaded already
+        _blas_limited = True
     torch = sys.modules.get("torch")
     if torch is None:
         os.environ["OMP_NUM_THREADS"] = "1"
@@ -58,11 +68,10 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
     """Once per server, model and data, in the background: what the first "Code it" would otherwise wait for.
 
     In the order a first click needs them: the torch model that explains (only for architectures numpy cannot
-    explain), the shifted text's scores (the measured accuracy next to the verdict), pandas (which every table on a
-    page imports), the training rows' embeddings (similar examples, which the page shows once they are ready) and
-    the test split's scores (Review), the last two written by a child process (`review.disk_caches`) to the disk
-    caches that the shared caches then read in milliseconds. Off with NACE_WARM_UP=0. Returns the thread when it
-    started one.
+    explain), the shifted text's scores (the measured accuracy next to the verdict), the training rows' embeddings
+    (similar examples, which the page shows once they are ready) and the test split's scores (Review), the last two
+    written by a child process (`review.disk_caches`) to the disk caches that the shared caches then read in
+    milliseconds. Off with NACE_WARM_UP=0. Returns the thread when it started one.
     """
     settings = default_workspace().settings
     key = f"{classifier.fingerprint}-{data.fingerprint}"
@@ -76,7 +85,6 @@ def warm_up(classifier: Classifier, data: DataSet) -> threading.Thread | None:
             if classifier.numpy_forward is None:  # a mean-pooling model predicts and explains without torch
                 _ = classifier.model
             shifted_probabilities(classifier)
-            import pandas  # noqa: F401  # every st.dataframe imports it: 2 CPU-s here rather than in a first click
             fill_disk_caches(classifier, data.splits.train, data.splits.test["label"].to_list(), data.fingerprint,
                              settings.cache_dir, embedding=_embedding_rows, embedded=lambda: _embedded.add(key))
         except Exception:  # noqa: BLE001  # a failed warm-up only means the first click does the work, and says why

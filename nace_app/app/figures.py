@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas  # noqa: F401  # see the note below
 import plotly.graph_objects as go
 import plotly.io as pio
 import polars as pl
 
+# plotly reads pandas from sys.modules without importing it (to accept a Series): a figure built while another
+# thread was still importing pandas (the start-up's warm-up) met the half-made module and failed with "partially
+# initialized module 'pandas' has no attribute 'Series'". Imported with this module, pandas is whole before any figure.
 TOWARD, AWAY = "#2166ac", "#b35806"  # blue and orange: told apart by colour-blind readers too
 # Every figure of the app is drawn on plotly_white. As plotly's default, it is copied once per figure, when the
 # figure is made; set figure by figure, it was copied a second time, 25 ms a figure (the Train page redraws two

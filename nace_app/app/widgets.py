@@ -6,6 +6,7 @@ import re
 import string
 
 import polars as pl
+import pyarrow as pa
 import streamlit as st
 
 from nace_app.app.caches import correction_store, similar_examples, similar_examples_pending
@@ -55,11 +56,11 @@ def similar_examples_table(classifier: Classifier, data: DataSet, text: str) -> 
         return
     st.caption("The training rows this model sees as closest to the description (cosine of its sentence "
                "embeddings): the evidence to check a code against.")
-    rows = pl.DataFrame({"description": [n.text for n in similar], "code": [n.code for n in similar],
-                         "heading": [n.heading for n in similar], "similarity": [n.similarity for n in similar]},
-                        schema={"description": pl.String, "code": pl.String, "heading": pl.String,
-                                "similarity": pl.Float64})
-    st.dataframe(rows, hide_index=True, width="stretch",  # polars: any other table makes Streamlit import pandas
+    rows = pa.table({"description": pa.array([n.text for n in similar], pa.string()),
+                     "code": pa.array([n.code for n in similar], pa.string()),
+                     "heading": pa.array([n.heading for n in similar], pa.string()),
+                     "similarity": pa.array([n.similarity for n in similar], pa.float64())})
+    st.dataframe(rows, hide_index=True, width="stretch",  # an arrow table goes as it is; any other goes through pandas
                  column_order=("code", "similarity", "description", "heading"),
                  column_config={"code": code_column("Code"), "description": st.column_config.TextColumn("Description",
                                                                                                       width="large"),

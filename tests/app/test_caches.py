@@ -1,5 +1,9 @@
 """The shared caches: the background warm-up that spares a server's first "Code it" its one-off work."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from nace_app.app import caches
@@ -37,3 +41,16 @@ def test_no_warm_up_when_the_operator_turns_it_off(tiny_frame):
     caches.default_workspace.clear()  # NACE_WARM_UP=0 in every test's environment
     data = DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
     assert caches.warm_up(Classifier(load_model(embedded_model_dir())), data) is None
+
+
+def test_sharing_the_cores_leaves_numpys_blas_and_any_later_one_one_thread_each():
+    """In a fresh interpreter: the limit is process-wide, and OpenBLAS's second thread spun after each product."""
+    script = ("import os, numpy\nfrom threadpoolctl import threadpool_info\nfrom nace_app.app import caches\n"
+              "assert any(p['num_threads'] > 1 for p in threadpool_info() if p['user_api'] == 'blas'), 'one core?'\n"
+              "caches.share_the_cores()\n"
+              "print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}),"
+              " os.environ['OPENBLAS_NUM_THREADS'], os.environ['OMP_NUM_THREADS'])")
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                           env={k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")})
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split() == ["[1]", "1", "1"]

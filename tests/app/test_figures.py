@@ -1,5 +1,8 @@
 """Figures that must stay readable at 800 px: long texts wrap, many words switch to horizontal bars."""
 
+import subprocess
+import sys
+
 import numpy as np
 
 from nace_app.app import figures
@@ -47,3 +50,12 @@ def test_figures_are_drawn_on_plotly_white_as_the_page_shows_them():
         shown = json.loads(plotly.io.to_json(plotly.tools.return_figure_from_figure_or_data(figure, True)))
         assert shown["layout"]["template"]["layout"]["plot_bgcolor"] == "white"  # plotly_white's, not plotly's
         assert shown["layout"]["title"]["text"] in ("Loss", "Accuracy")
+
+
+def test_pandas_is_whole_once_the_figures_are_importable_so_no_figure_meets_it_half_imported():
+    """plotly reads pandas from sys.modules without importing it; a warm-up thread importing pandas made a Train
+    page figure fail ("partially initialized module 'pandas'"). Checked in a fresh interpreter."""
+    script = "import sys\nimport nace_app.app.figures\nprint(hasattr(sys.modules.get('pandas'), 'Series'))"
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "True"
