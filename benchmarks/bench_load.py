@@ -1,7 +1,14 @@
-"""Many participants at once: N Chromium sessions code and explain on the Predict page, one more trains.
+"""Many participants at once: N sessions code and explain on the Predict page, one more trains.
 
-Usage: uv run python benchmarks/bench_load.py --sessions 10 [--train] [--rounds 5] [--label after]
-       [--out benchmarks/load_results.md] [--url http://127.0.0.1:8501 --server-pid 1234 --server-cache DIR]
+Usage: uv run python benchmarks/bench_load.py --sessions 10 [--train [--warm-train]] [--rounds 5] [--label after]
+       [--client browser|websocket] [--out benchmarks/load_results.md]
+       [--url http://127.0.0.1:8501 --server-pid 1234 --server-cache DIR]
+
+`--client browser` (the default) drives headless Chromium pages; `--client websocket` speaks Streamlit's own
+protocol (`streamlit_client.py`): the same clicks, answers and checks, without ten browsers taking the cores that the
+server is measured on. With it, an action is timed from the message sent to the end of the run it started, and
+`--warm-train` lets the training session finish one untimed run first (a server's first run creates its MLflow
+store).
 
 Each session codes its own descriptions (no two sessions share one, so Streamlit's caches do not serve one
 session's work to another): it types a description, presses "Code it" and waits until the page is idle with the
@@ -13,7 +20,8 @@ Train page (2,000 rows, 3 epochs) and starts another each time one ends, until t
 First a single session codes every description on a fresh server (the baseline, and the answers to compare);
 then the load runs on another fresh server (or `--url`, e.g. a server started under a profiler). For every
 description, the top code, its probability text and the highlighted words' scores must equal the baseline's.
-Prints a table (action, n, p50, p95, max, errors) and appends it to `--out`. Needs Debian's chromium.
+Prints a table (action, n, p50, p95, max, errors) and appends it to `--out`. The browser client needs Debian's
+chromium.
 """
 
 from __future__ import annotations
@@ -353,9 +361,16 @@ async def ws_training_session(url: str, record: Record, ready: list[str], start:
 
 
 async def ws_warm_up(url: str) -> None:
+    """`warm_up`, then its page polled as a browser polls it until the similar examples are ready: the sessions'
+    pages then poll nothing, and the client needs no timers beside their clicks."""
     session = StreamlitSession(url, TIMEOUT_MS / 1000)
     await session.open()
     await ws_code_and_explain(session, WARM_UP, Record(), ["code"])
+    deadline = time.perf_counter() + TIMEOUT_MS / 1000
+    while session.auto_reruns and time.perf_counter() < deadline:
+        fragment_id, interval = next(iter(session.auto_reruns.items()))
+        await asyncio.sleep(interval)
+        await session.rerun(fragment_id=fragment_id, auto=True)
     await session.close()
 
 
@@ -470,6 +485,8 @@ def main() -> None:
                         help="extra environment of both servers, e.g. OMP_NUM_THREADS=1")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "load_results.md")
     args = parser.parse_args()
+    if args.warm_train and not (args.train and args.client == "websocket"):
+        parser.error("--warm-train goes with --train and --client websocket")
     texts = descriptions(args.sessions, args.rounds)
     work = Path(tempfile.mkdtemp(prefix="nace-load-bench-"))
     env = {**ENV, **dict(pair.split("=", 1) for pair in args.server_env)}

@@ -789,6 +789,12 @@ def test_csv_download_opens_in_a_spreadsheet_with_its_separator_and_accents(app)
 # --- Prediction sets, similar examples, corrections ------------------------------------------------------------
 
 
+def open_correction_form(at: AppTest) -> None:
+    """Opens the Predict page's "Confirm or correct the code" expander, whose form is drawn only when open."""
+    at.session_state["correction_open"] = True
+    at.run()
+
+
 def correction_box(at: AppTest):
     return next(s for s in at.selectbox if s.label.startswith("Right code"))
 
@@ -894,8 +900,7 @@ def test_a_correction_on_the_predict_page_is_listed_downloaded_and_undone(embedd
     with fresh_app() as at:
         code(at, CROISSANTS)
         assert not any(s.label.startswith("Right code") for s in at.selectbox)  # drawn once its expander is opened
-        at.session_state["correction_open"] = True
-        at.run()
+        open_correction_form(at)
         correction_box(at).set_value("47.24")
         at.text_input(key=next(t.key for t in at.text_input if t.label == "Comment (optional)")).input("a shop")
         submit(at, "Save the right code")
@@ -929,6 +934,7 @@ def test_a_damaged_corrections_database_breaks_no_page_and_is_reported_once_move
     (folder / "corrections.sqlite3").write_bytes(b"not a database" * 1000)
     with fresh_app() as at:
         code(at, CROISSANTS)
+        open_correction_form(at)
         submit(at, "Confirm 10.71")
         assert any("confirmed 10.71" in s.value for s in at.success)
         at.switch_page("app_pages/review.py").run()

@@ -28,10 +28,14 @@ def tiny_data(tiny_frame):
     return DataSet(ResolvedSource("tiny", "tiny", None, True), tiny_frame)
 
 
+def training_children() -> list[multiprocessing.Process]:
+    """The training processes still running (MLflow's helper process outlives each run, by design)."""
+    return [child for child in multiprocessing.active_children() if child.name == "nace-training"]
+
+
 def kill_training_children() -> None:
-    for child in multiprocessing.active_children():
-        if child.name == "nace-training":
-            os.kill(child.pid, signal.SIGKILL)
+    for child in training_children():
+        os.kill(child.pid, signal.SIGKILL)
 
 
 def failing_probe(ttc, labels):
@@ -45,8 +49,7 @@ def test_a_child_run_sends_its_progress_and_probes_and_returns_a_model_at_a_lowe
 
     def progress(event) -> None:
         events.append(event)
-        niceness.extend(os.getpriority(os.PRIO_PROCESS, child.pid) for child in multiprocessing.active_children()
-                        if child.name == "nace-training")
+        niceness.extend(os.getpriority(os.PRIO_PROCESS, child.pid) for child in training_children())
 
     result = train_in_child(tiny_data.splits, SMALL, tmp_path, progress=progress,
                             probe=functools.partial(probe_top3, texts=["bread", "taxi"]))
@@ -57,7 +60,7 @@ def test_a_child_run_sends_its_progress_and_probes_and_returns_a_model_at_a_lowe
     assert len(probes[-1]) == 2 and len(probes[-1][0]) == 3  # top-3 of both probe texts
     assert load_model(result.model_dir).labels == result.labels
     assert result.timing.startup > 0 and result.timing.rows_seen == 2 * result.timing.rows
-    assert not multiprocessing.active_children()
+    assert not training_children()
 
 
 def test_a_child_run_stops_when_asked_and_keeps_a_model(tiny_data, tmp_path):
@@ -84,7 +87,7 @@ def test_a_bug_in_the_child_is_one_line_and_the_caller_goes_on(tiny_data, tmp_pa
     with pytest.raises(TrainingCrashed, match="^the training process failed: ZeroDivisionError: a bug in the child$"):
         train_in_child(tiny_data.splits, SMALL, tmp_path, probe=failing_probe)
     assert "Traceback" in capfd.readouterr().err  # the child's traceback goes to the log
-    assert not multiprocessing.active_children()
+    assert not training_children()
 
 
 def test_a_killed_child_is_reported_in_one_line(tiny_data, tmp_path):
