@@ -524,7 +524,7 @@ def main() -> None:
     lines += table(load)
     if runs:
         lines += ["", "Each training run in its own process (start-up + prepare + train + finish, wall s; CPU s): "
-                  + "; ".join(runs) + ". The rest of a run's time in the table is the server's and the browser's."]
+                  + "; ".join(runs) + ". The rest of a run's time in the table is the server's and its client's."]
     if not args.no_baseline:
         lines += ["", f"Single-session baseline ({len(codes)} descriptions, one after the other): code {spread(codes)}; "
                   f"explain {spread(explains)}; baseline errors {sum(len(v) for v in baseline.errors.values())}.",
