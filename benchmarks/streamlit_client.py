@@ -32,12 +32,13 @@ class Shown:
 
 @dataclass
 class StreamlitSession:
+    """One browser tab's session: `open` it on a page, `set` widget values, `rerun` (a click, a fragment's run)."""
+
     url: str
     timeout: float = 300.0
     elements: dict[tuple[int, ...], Shown] = field(default_factory=dict)
     query_string: str = ""
     page_hash: str = ""
-    pages: dict[str, str] = field(default_factory=dict)  # url path name -> page script hash
     auto_reruns: dict[str, float] = field(default_factory=dict)  # fragment id -> interval (s)
     values: dict[str, tuple[str, Any]] = field(default_factory=dict)  # widget id -> (WidgetState field, value)
 
@@ -48,22 +49,21 @@ class StreamlitSession:
         self._finished: asyncio.Queue[int] = asyncio.Queue()
         self._cached: dict[str, ForwardMsg] = {}
         self._reader = asyncio.create_task(self._read())
-        await self.rerun()
-        if page and self.pages.get(page) != self.page_hash:
-            self.page_hash = self.pages[page]
-            await self.rerun()
+        await self.rerun(page_name=page)  # as a browser opening the page's address
 
     async def close(self) -> None:
         self._reader.cancel()
         await self._socket.close()
 
-    async def rerun(self, trigger: str | None = None, fragment_id: str = "", auto: bool = False) -> None:
+    async def rerun(self, trigger: str | None = None, fragment_id: str = "", auto: bool = False,
+                    page_name: str = "") -> None:
         """Send the widgets' values (and `trigger`, a button's id, as pressed) and wait until the run is over, with
         every rerun it asked for (`st.rerun`)."""
         message = BackMsg()
         state = message.rerun_script
         state.query_string = self.query_string
         state.page_script_hash = self.page_hash
+        state.page_name = page_name
         state.fragment_id = fragment_id
         state.is_auto_rerun = auto
         for widget_id, (kind, value) in self.values.items():
@@ -115,7 +115,6 @@ class StreamlitSession:
                     self.auto_reruns.clear()
                 self.page_hash = self.page_hash or message.new_session.main_script_hash
             elif kind == "navigation":
-                self.pages = {page.url_pathname: page.page_script_hash for page in message.navigation.app_pages}
                 self.page_hash = message.navigation.page_script_hash
             elif kind == "page_info_changed":
                 self.query_string = message.page_info_changed.query_string
