@@ -43,6 +43,7 @@ def test_no_warm_up_when_the_operator_turns_it_off(tiny_frame):
     assert caches.warm_up(Classifier(load_model(embedded_model_dir())), data) is None
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one core: OpenBLAS starts with one thread anyway")
 def test_sharing_the_cores_leaves_numpys_blas_and_any_later_one_one_thread_each():
     """In a fresh interpreter: the limit is process-wide, and OpenBLAS's second thread spun after each product."""
     script = ("import os, numpy\nfrom threadpoolctl import threadpool_info\nfrom nace_app.app import caches\n"

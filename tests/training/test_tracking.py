@@ -204,7 +204,7 @@ def test_a_run_whose_server_stays_down_past_the_final_window_is_reported_dropped
 
 
 def test_the_logging_process_never_imports_mlflow_whose_calls_run_in_one_niced_helper_process(tmp_path):
-    """In a fresh interpreter (the server's case): two runs logged, MLflow imported by neither, one helper for both."""
+    """In a fresh interpreter (the server's case): two runs logged, MLflow never imported there, one helper for both."""
     import json
     import subprocess
     import sys
