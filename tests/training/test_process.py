@@ -53,7 +53,7 @@ def test_a_child_run_sends_its_progress_and_probes_and_returns_a_model_at_a_lowe
 
     result = train_in_child(tiny_data.splits, SMALL, tmp_path, progress=progress,
                             probe=functools.partial(probe_top3, texts=["bread", "taxi"]))
-    assert set(niceness) == {os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS}  # the server's clicks go first
+    assert set(niceness) == {min(os.getpriority(os.PRIO_PROCESS, 0) + CHILD_NICENESS, 19)}  # the server's clicks go first
     kinds = [event.kind for event in events]
     assert kinds[0] == "start" and kinds.count("epoch") == 2 and kinds[-1] == "finishing"
     probes = [event.payload for event in events if event.kind == "epoch"]

@@ -228,7 +228,7 @@ print(json.dumps({{"ids": ids, "mlflow": "mlflow" in sys.modules, "helpers": hel
     shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr
     found = json.loads(shown.stdout.strip().splitlines()[-1])
-    niced = os.getpriority(os.PRIO_PROCESS, 0) + HELPER_NICENESS  # its logging waits for the server's clicks
+    niced = min(os.getpriority(os.PRIO_PROCESS, 0) + HELPER_NICENESS, 19)  # its logging waits for the server's clicks
     assert found["mlflow"] is False and found["helpers"] == [["mlflow-tracker", niced]]
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     for run_id in found["ids"]:
