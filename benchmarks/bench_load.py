@@ -325,11 +325,8 @@ async def ws_train_once(session: StreamlitSession) -> None:
     """Start a run and poll the progress fragment, as often as it asks, until the page offers the model."""
     await session.rerun(trigger=session.widget("button", "Start training").proto.id)
     while not any(b.proto.label.startswith("Use this model") for b in session.of_kind("button")):
-        if not session.auto_reruns:
+        if not await session.poll():
             raise RuntimeError("the run's page stopped polling without offering its model")
-        fragment_id, interval = next(iter(session.auto_reruns.items()))
-        await asyncio.sleep(interval)
-        await session.rerun(fragment_id=fragment_id, auto=True)
 
 
 async def ws_training_session(url: str, record: Record, ready: list[str], start: asyncio.Event,
@@ -367,10 +364,8 @@ async def ws_warm_up(url: str) -> None:
     await session.open()
     await ws_code_and_explain(session, WARM_UP, Record(), ["code"])
     deadline = time.perf_counter() + TIMEOUT_MS / 1000
-    while session.auto_reruns and time.perf_counter() < deadline:
-        fragment_id, interval = next(iter(session.auto_reruns.items()))
-        await asyncio.sleep(interval)
-        await session.rerun(fragment_id=fragment_id, auto=True)
+    while time.perf_counter() < deadline and await session.poll():
+        continue
     await session.close()
 
 

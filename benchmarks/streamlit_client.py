@@ -81,6 +81,15 @@ class StreamlitSession:
         while await asyncio.wait_for(self._finished.get(), self.timeout) not in DONE:
             continue  # ended early for a rerun the script asked for: wait for that one
 
+    async def poll(self) -> bool:
+        """Run the page's timed fragment after its interval, as the browser's timer does; False when none polls."""
+        if not self.auto_reruns:
+            return False
+        fragment_id, interval = next(iter(self.auto_reruns.items()))
+        await asyncio.sleep(interval)
+        await self.rerun(fragment_id=fragment_id, auto=True)
+        return True
+
     def set(self, kind: str, label: str, value_field: str, value: Any) -> None:
         """Give the widget of `kind` labelled `label` a value, sent with the next reruns, as a browser keeps it."""
         self.values[self.widget(kind, label).proto.id] = (value_field, value)
