@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
     from nace_app.model.forward import FastForward
+    from nace_app.model.numpy_forward import TokenCounts
 
 DEFAULT_CHUNK = 512
 
@@ -261,6 +262,10 @@ class Classifier:
         if not texts:
             return np.zeros((0, self.num_classes))
         return tempered_softmax(self.logits(texts, chunk_size, progress), self.temperature)
+
+    def counted_proba(self, counts: TokenCounts) -> np.ndarray:
+        """`predict_proba` of texts already counted, for a mean-pooling model (`numpy_forward` not None)."""
+        return tempered_softmax(self.numpy_forward.logits_of(counts), self.temperature)
 
     def check_top_k(self, top_k: int) -> None:
         if not 1 <= top_k <= self.num_classes:

@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from nace_app.model.classifier import tempered_softmax
 from nace_app.model.numpy_forward import TokenCounts
 from nace_app.nomenclature.structure import Nomenclature
 from nace_app.review import metrics
@@ -65,8 +64,7 @@ def evaluate_classifier(classifier, frame: pl.DataFrame) -> Evaluation:
 def evaluate_counted(classifier, true_codes: list[str], counts: TokenCounts) -> Evaluation:
     """A mean-pooling classifier on texts already counted (a training run's validation split): the figures
     `evaluate_classifier` gives on the same texts, without tokenizing them again."""
-    probabilities = tempered_softmax(classifier.numpy_forward.logits_of(counts), classifier.temperature)
-    return evaluate(true_codes, probabilities, classifier.labels, classifier.nomenclature)
+    return evaluate(true_codes, classifier.counted_proba(counts), classifier.labels, classifier.nomenclature)
 
 
 def without_texts(frame: pl.DataFrame, texts: list[str]) -> tuple[pl.DataFrame, int]:
